@@ -1,0 +1,67 @@
+"""The exception hierarchy of headwater, rooted at :class:`HeadwaterError`.
+
+The Rust extension raises these same classes, so ``except headwater.HeadwaterError`` catches
+everything headwater itself reports. Exceptions raised by your own code (a resolver, a
+``__getattr__``) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HeadwaterError", "IpcError", "RowError", "SchemaError"]
+
+
+class HeadwaterError(Exception):
+    """Base class of every error headwater raises."""
+
+
+class SchemaError(HeadwaterError, ValueError):
+    """A table, column or Arrow schema is invalid, or data does not fit the table's schema."""
+
+
+class IpcError(HeadwaterError):
+    """Arrow IPC encoding failed, e.g. a single row is larger than the message size limit."""
+
+
+class RowError(HeadwaterError, ValueError):
+    """One value of one row cannot be stored in its column.
+
+    Attributes:
+        table: Name of the table being built.
+        column: Name of the column, or ``None`` when the row itself is malformed.
+        row: Index of the row in the input.
+        expected: The Arrow type the column expects.
+        value_type: The Python type name of the offending value.
+        value_repr: A truncated ``repr`` of the offending value (secrets are never included:
+            pydantic ``SecretStr`` values show as ``'**********'``).
+        reason: What is wrong with the value.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        column: str | None,
+        row: int,
+        expected: str,
+        value_type: str,
+        value_repr: str,
+        reason: str,
+    ) -> None:
+        self.table = table
+        self.column = column
+        self.row = row
+        self.expected = expected
+        self.value_type = value_type
+        self.value_repr = value_repr
+        self.reason = reason
+        where = f"table {table!r}" + (f", column {column!r}" if column is not None else "")
+        super().__init__(
+            f"{where}, row {row}: expected {expected}, got {value_type} {value_repr}: {reason}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_row_error, (self.__dict__.copy(),))
+
+
+def _rebuild_row_error(state: dict[str, object]) -> RowError:
+    return RowError(**state)  # type: ignore[arg-type]

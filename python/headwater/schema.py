@@ -1,0 +1,490 @@
+"""Tables and columns as a plugin declares them, and their CloudQuery Arrow schema.
+
+A :class:`Table` converts to the Arrow schema CloudQuery expects (:attr:`Table.arrow_schema`):
+the internal ``_cq_id`` and ``_cq_parent_id`` columns first, then the table's own columns, with
+CloudQuery's field and schema metadata. :meth:`Table.from_arrow_schema` reads one back.
+
+Example:
+    >>> import pyarrow as pa
+    >>> from headwater.schema import Column, Table
+    >>> Table("items", [Column("id", pa.int64(), primary_key=True), Column("name", pa.string())])
+    Table('items', [Column('id', int64, primary_key=True), Column('name', string)])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from functools import cached_property
+
+import pyarrow as pa
+
+from headwater import types
+from headwater.errors import SchemaError
+
+__all__ = ["Column", "Table", "validate_arrow_type"]
+
+# PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes.
+_MAX_NAME_LENGTH = 63
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED_PREFIX = "_cq_"
+
+# The same keys as rust/headwater-core/src/schema.rs and CloudQuery's Go SDK.
+_CQ_ID = "_cq_id"
+_CQ_PARENT_ID = "_cq_parent_id"
+_TABLE_NAME_KEY = "cq:table_name"
+_TABLE_TITLE_KEY = "cq:table_title"
+_TABLE_DESCRIPTION_KEY = "cq:table_description"
+_TABLE_DEPENDS_ON_KEY = "cq:table_depends_on"
+_PRIMARY_KEY_KEY = "cq:extension:primary_key"
+_UNIQUE_KEY = "cq:extension:unique"
+_INCREMENTAL_KEY = "cq:extension:incremental"
+_DESCRIPTION_KEY = "headwater:description"
+
+_SUPPORTED_TYPES = (
+    "int8/16/32/64, uint8/16/32/64, float32, float64, bool, string, large_string, binary, "
+    "large_binary, fixed_size_binary, date32, date64, time32, time64, timestamp, duration, "
+    "decimal128, list and large_list of a supported type, struct of supported fields, map of "
+    "supported key and value types, and headwater.types.uuid(), json(), inet() and mac()"
+)
+_HEADWATER_EXTENSIONS = {
+    t.extension_name: t for t in (types.uuid(), types.json(), types.inet(), types.mac())
+}
+
+
+def validate_arrow_type(data_type: pa.DataType, *, where: str) -> None:
+    """Check that CloudQuery destinations can store ``data_type``, nested types included.
+
+    Args:
+        data_type: The Arrow type of a column.
+        where: What holds the type, to start the error message, e.g. ``"column 'tags'"``.
+
+    Raises:
+        SchemaError: ``data_type`` is not a ``pa.DataType``, or it (or a type nested in it) is
+            not supported. The message names ``where``, the nested path and the offending type.
+    """
+    if not isinstance(data_type, pa.DataType):
+        raise SchemaError(
+            f"{where}: the type must be a pyarrow DataType such as pa.int64(), "
+            f"got {type(data_type).__name__} {data_type!r}"
+        )
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        validate_arrow_type(data_type.value_type, where=f"{where}, list item")
+    elif pa.types.is_struct(data_type):
+        for index in range(data_type.num_fields):
+            field = data_type.field(index)
+            validate_arrow_type(field.type, where=f"{where}, struct field {field.name!r}")
+    elif pa.types.is_map(data_type):
+        validate_arrow_type(data_type.key_type, where=f"{where}, map key")
+        validate_arrow_type(data_type.item_type, where=f"{where}, map value")
+    elif not (_is_supported_primitive(data_type) or _is_headwater_extension(data_type)):
+        raise SchemaError(
+            f"{where}: unsupported Arrow type {data_type}{_suggestion(data_type)}. "
+            f"Supported types: {_SUPPORTED_TYPES}"
+        )
+
+
+def _is_headwater_extension(data_type: pa.DataType) -> bool:
+    # Compared by what goes over the wire, not by class: a reloaded module or another SDK's
+    # identical type serialises the same way.
+    if not isinstance(data_type, pa.ExtensionType):
+        return False
+    ours = _HEADWATER_EXTENSIONS.get(data_type.extension_name)
+    return (
+        ours is not None
+        and data_type.storage_type == ours.storage_type
+        and data_type.__arrow_ext_serialize__() == ours.__arrow_ext_serialize__()
+    )
+
+
+def _is_supported_primitive(data_type: pa.DataType) -> bool:
+    return any(
+        check(data_type)
+        for check in (
+            pa.types.is_integer,
+            pa.types.is_float32,
+            pa.types.is_float64,
+            pa.types.is_boolean,
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_fixed_size_binary,
+            pa.types.is_date32,
+            pa.types.is_date64,
+            pa.types.is_time32,
+            pa.types.is_time64,
+            pa.types.is_timestamp,
+            pa.types.is_duration,
+            pa.types.is_decimal128,
+        )
+    )
+
+
+def _suggestion(data_type: pa.DataType) -> str:
+    name = types.extension_name(data_type)
+    if name == "arrow.uuid":
+        return " (pyarrow's canonical UUID; CloudQuery's is headwater.types.uuid())"
+    if name == "arrow.json":
+        return " (pyarrow's canonical JSON; CloudQuery's is headwater.types.json())"
+    if pa.types.is_float16(data_type):
+        return " (use pa.float32())"
+    if pa.types.is_dictionary(data_type):
+        return f" (use its value type, {data_type.value_type})"
+    if pa.types.is_fixed_size_list(data_type):
+        return f" (use pa.list_({data_type.value_type}))"
+    if pa.types.is_decimal(data_type) and data_type.precision <= 38:
+        return f" (use pa.decimal128({data_type.precision}, {data_type.scale}))"
+    return ""
+
+
+def _check_name(name: object, *, kind: str, pattern: re.Pattern[str], rule: str) -> None:
+    if not isinstance(name, str):
+        raise SchemaError(f"{kind} name must be a str, got {type(name).__name__} {name!r}")
+    if pattern.fullmatch(name) is None:
+        raise SchemaError(f"{kind} {name!r}: invalid name; {rule}")
+    if len(name) > _MAX_NAME_LENGTH:
+        raise SchemaError(
+            f"{kind} {name!r}: name is {len(name)} characters long; the limit is "
+            f"{_MAX_NAME_LENGTH}, PostgreSQL's identifier length limit"
+        )
+
+
+def _flags(*, primary_key: bool, unique: bool, incremental: bool) -> dict[str, str]:
+    return {
+        _PRIMARY_KEY_KEY: _flag(primary_key),
+        _UNIQUE_KEY: _flag(unique),
+        _INCREMENTAL_KEY: _flag(incremental),
+    }
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Column:
+    """One column of a table: a name, an Arrow type and CloudQuery's column options.
+
+    Columns are immutable and validated on construction.
+
+    Attributes:
+        name: Column name: letters, digits and underscores, not starting with a digit, at most
+            63 characters, not starting with the reserved ``_cq_``.
+        type: The Arrow type, e.g. ``pa.int64()`` or ``headwater.types.uuid()``.
+        primary_key: Part of the table's primary key (and of ``_cq_id``). As in CloudQuery, this
+            does not make the column ``not_null``.
+        unique: Values are unique.
+        not_null: Values are never null; the Arrow field is then not nullable.
+        incremental_key: The column is a cursor of incremental syncs.
+        description: Free text for documentation; stored as ``headwater:description``.
+    """
+
+    name: str
+    type: pa.DataType
+    _: dataclasses.KW_ONLY
+    primary_key: bool = False
+    unique: bool = False
+    not_null: bool = False
+    incremental_key: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(
+            self.name,
+            kind="column",
+            pattern=_COLUMN_NAME,
+            rule="use letters, digits and underscores, not starting with a digit",
+        )
+        where = f"column {self.name!r}"
+        if self.name.startswith(_RESERVED_PREFIX):
+            raise SchemaError(
+                f"{where}: names starting with {_RESERVED_PREFIX!r} are reserved for "
+                "CloudQuery's internal columns"
+            )
+        validate_arrow_type(self.type, where=where)
+        for option in ("primary_key", "unique", "not_null", "incremental_key"):
+            value = getattr(self, option)
+            if not isinstance(value, bool):
+                raise SchemaError(
+                    f"{where}: {option} must be a bool, got {type(value).__name__} {value!r}"
+                )
+        if not isinstance(self.description, str):
+            raise SchemaError(
+                f"{where}: description must be a str, "
+                f"got {type(self.description).__name__} {self.description!r}"
+            )
+
+    def __repr__(self) -> str:
+        options = [
+            f"{option}=True"
+            for option in ("primary_key", "unique", "not_null", "incremental_key")
+            if getattr(self, option)
+        ]
+        if self.description:
+            options.append(f"description={self.description!r}")
+        type_label = types.extension_name(self.type) or str(self.type)
+        return f"Column({', '.join([repr(self.name), type_label, *options])})"
+
+    def to_arrow_field(self) -> pa.Field:
+        """Return the column as an Arrow field carrying CloudQuery's metadata.
+
+        Returns:
+            A field that is nullable unless ``not_null``, with ``cq:extension:primary_key``,
+            ``cq:extension:unique`` and ``cq:extension:incremental`` set to ``"true"`` or
+            ``"false"``, and ``headwater:description`` when there is a description.
+        """
+        metadata = _flags(
+            primary_key=self.primary_key,
+            unique=self.unique,
+            incremental=self.incremental_key,
+        )
+        if self.description:
+            metadata[_DESCRIPTION_KEY] = self.description
+        return pa.field(self.name, self.type, nullable=not self.not_null, metadata=metadata)
+
+    @classmethod
+    def from_arrow_field(cls, field: pa.Field) -> Column:
+        """Build a column from an Arrow field, reading CloudQuery's metadata.
+
+        Args:
+            field: An Arrow field, e.g. one of :meth:`to_arrow_field`. Missing metadata means
+                ``False`` and no description.
+
+        Returns:
+            The column.
+
+        Raises:
+            SchemaError: ``field`` is not a ``pa.Field``, or its name or type is invalid.
+        """
+        if not isinstance(field, pa.Field):
+            raise SchemaError(f"expected a pyarrow Field, got {type(field).__name__} {field!r}")
+        metadata = field.metadata or {}
+        return cls(
+            field.name,
+            field.type,
+            primary_key=metadata.get(_PRIMARY_KEY_KEY.encode()) == b"true",
+            unique=metadata.get(_UNIQUE_KEY.encode()) == b"true",
+            not_null=not field.nullable,
+            incremental_key=metadata.get(_INCREMENTAL_KEY.encode()) == b"true",
+            description=metadata.get(_DESCRIPTION_KEY.encode(), b"").decode(),
+        )
+
+
+class Table:
+    """A table a plugin syncs: its name, columns and place in the table tree.
+
+    Args:
+        name: Table name: lowercase letters, digits and underscores, not starting with a digit,
+            at most 63 characters.
+        columns: The table's columns, in order; at least one, with distinct names.
+        title: Human-readable title; ``""`` when omitted.
+        description: Free text for documentation; ``""`` when omitted.
+        parent: The parent table of a child (relation) table; the new table is appended to
+            ``parent.children``.
+
+    Attributes:
+        children: Child tables, in the order they were created with ``parent=self``.
+
+    Raises:
+        SchemaError: An argument is invalid; the message names the table, the column and the
+            offending value.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        columns: Iterable[Column],
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        parent: Table | None = None,
+    ) -> None:
+        _check_name(
+            name,
+            kind="table",
+            pattern=_TABLE_NAME,
+            rule="use lowercase letters, digits and underscores, not starting with a digit",
+        )
+        where = f"table {name!r}"
+        self._columns = _check_columns(columns, where=where)
+        for option, value in (("title", title), ("description", description)):
+            if value is not None and not isinstance(value, str):
+                raise SchemaError(
+                    f"{where}: {option} must be a str, got {type(value).__name__} {value!r}"
+                )
+        if parent is not None and not isinstance(parent, Table):
+            raise SchemaError(
+                f"{where}: parent must be a Table, got {type(parent).__name__} {parent!r}"
+            )
+        self._name = name
+        self._title = title or ""
+        self._description = description or ""
+        self._parent = parent
+        self._parent_name = parent.name if parent is not None else None
+        self._by_name = {column.name: column for column in self._columns}
+        self.children: list[Table] = []
+        if parent is not None:
+            parent.children.append(self)
+
+    @property
+    def name(self) -> str:
+        """The table name."""
+        return self._name
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The table's own columns, in order (without ``_cq_id`` and ``_cq_parent_id``)."""
+        return self._columns
+
+    @property
+    def title(self) -> str:
+        """Human-readable title, ``""`` if none was given."""
+        return self._title
+
+    @property
+    def description(self) -> str:
+        """Description, ``""`` if none was given."""
+        return self._description
+
+    @property
+    def parent(self) -> Table | None:
+        """The parent table, or ``None`` for a top-level table."""
+        return self._parent
+
+    @property
+    def parent_name(self) -> str | None:
+        """Name of the parent table, or ``None`` for a top-level table.
+
+        Set from ``cq:table_depends_on`` for a table built by :meth:`from_arrow_schema`, whose
+        :attr:`parent` is ``None``.
+        """
+        return self._parent_name
+
+    @property
+    def primary_keys(self) -> tuple[str, ...]:
+        """Names of the primary-key columns, in column order."""
+        return tuple(column.name for column in self._columns if column.primary_key)
+
+    def column(self, name: str) -> Column:
+        """Return the column called ``name``.
+
+        Raises:
+            KeyError: The table has no such column; the message lists the ones it has.
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(
+                f"table {self._name!r} has no column {name!r}; "
+                f"its columns are {', '.join(self._by_name)}"
+            ) from None
+
+    @cached_property
+    def arrow_schema(self) -> pa.Schema:
+        """The CloudQuery Arrow schema of the table.
+
+        ``_cq_id`` (``uuid``, not null, unique; also the primary key when the table has none)
+        and ``_cq_parent_id`` (``uuid``, nullable) come first, then the columns as
+        :meth:`Column.to_arrow_field` makes them. The schema metadata holds
+        ``cq:table_name``, ``cq:table_title``, ``cq:table_description`` and
+        ``cq:table_depends_on`` (the parent's name, or ``""``).
+        """
+        cq_id = pa.field(
+            _CQ_ID,
+            types.uuid(),
+            nullable=False,
+            metadata=_flags(primary_key=not self.primary_keys, unique=True, incremental=False),
+        )
+        cq_parent_id = pa.field(
+            _CQ_PARENT_ID,
+            types.uuid(),
+            metadata=_flags(primary_key=False, unique=False, incremental=False),
+        )
+        return pa.schema(
+            [cq_id, cq_parent_id, *(column.to_arrow_field() for column in self._columns)],
+            metadata={
+                _TABLE_NAME_KEY: self._name,
+                _TABLE_TITLE_KEY: self._title,
+                _TABLE_DESCRIPTION_KEY: self._description,
+                _TABLE_DEPENDS_ON_KEY: self._parent_name or "",
+            },
+        )
+
+    @classmethod
+    def from_arrow_schema(cls, schema: pa.Schema) -> Table:
+        """Build a table from its CloudQuery Arrow schema, e.g. one of :attr:`arrow_schema`.
+
+        The ``_cq_id`` and ``_cq_parent_id`` fields are dropped (:attr:`arrow_schema` adds them
+        back). The table has no :attr:`parent` object, but :attr:`parent_name` is read from
+        ``cq:table_depends_on``.
+
+        Args:
+            schema: An Arrow schema with at least ``cq:table_name`` metadata.
+
+        Returns:
+            The table; ``Table.from_arrow_schema(t.arrow_schema).arrow_schema`` equals
+            ``t.arrow_schema``, metadata included.
+
+        Raises:
+            SchemaError: ``schema`` is not a ``pa.Schema``, has no table name, or describes an
+                invalid table.
+        """
+        if not isinstance(schema, pa.Schema):
+            raise SchemaError(f"expected a pyarrow Schema, got {type(schema).__name__} {schema!r}")
+        metadata = {
+            key.decode(errors="replace"): value.decode(errors="replace")
+            for key, value in (schema.metadata or {}).items()
+        }
+        name = metadata.get(_TABLE_NAME_KEY, "")
+        if not name:
+            raise SchemaError(
+                f"Arrow schema with fields {', '.join(schema.names)} has no "
+                f"{_TABLE_NAME_KEY!r} metadata; it is not a CloudQuery table schema"
+            )
+        columns: list[Column] = []
+        for field in schema:
+            if field.name in (_CQ_ID, _CQ_PARENT_ID):
+                continue
+            try:
+                columns.append(Column.from_arrow_field(field))
+            except SchemaError as exc:
+                raise SchemaError(f"table {name!r}, {exc}") from exc
+        table = cls(
+            name,
+            columns,
+            title=metadata.get(_TABLE_TITLE_KEY),
+            description=metadata.get(_TABLE_DESCRIPTION_KEY),
+        )
+        table._parent_name = metadata.get(_TABLE_DEPENDS_ON_KEY) or None
+        return table
+
+    def __repr__(self) -> str:
+        parent = f", parent={self._parent_name!r}" if self._parent_name else ""
+        return f"Table({self._name!r}, {list(self._columns)!r}{parent})"
+
+
+def _check_columns(columns: Iterable[Column], *, where: str) -> tuple[Column, ...]:
+    if isinstance(columns, (str, bytes)) or not isinstance(columns, Iterable):
+        raise SchemaError(
+            f"{where}: columns must be a list of Column, got {type(columns).__name__} {columns!r}"
+        )
+    checked = tuple(columns)
+    if not checked:
+        raise SchemaError(f"{where}: a table needs at least one column, got none")
+    positions: dict[str, int] = {}
+    for index, column in enumerate(checked):
+        if not isinstance(column, Column):
+            raise SchemaError(
+                f"{where}: columns[{index}] must be a Column, "
+                f"got {type(column).__name__} {column!r}"
+            )
+        if column.name in positions:
+            raise SchemaError(
+                f"{where}, column {column.name!r}: duplicate column name {column.name!r} "
+                f"at columns[{positions[column.name]}] and columns[{index}]"
+            )
+        positions[column.name] = index
+    return checked
