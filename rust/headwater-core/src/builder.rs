@@ -1,0 +1,1103 @@
+//! Arrow column builders that take one value at a time and can roll a row back.
+//!
+//! Rows arrive from Python one value at a time; when the fifth value of a row is bad, the four
+//! already appended must go again, or the columns drift apart. Arrow's own builders cannot
+//! shrink, so these keep plain `Vec`s (values, offsets, validity) that [`ColumnBuilder::truncate`]
+//! cuts back to the last complete row, and turn them into arrays without copying at the end.
+//!
+//! A [`ColumnBuilder`] is made from an Arrow [`Field`]; its [`Values`] say which Rust values the
+//! column takes. Conversion from the caller's values (Python objects, JSON, ...) happens outside
+//! this module: it matches on [`Values`] and pushes typed values.
+
+use std::sync::Arc;
+
+use arrow_array::{make_array, ArrayRef, OffsetSizeTrait};
+use arrow_buffer::{ArrowNativeType, Buffer, NullBufferBuilder};
+use arrow_data::ArrayDataBuilder;
+use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
+
+use crate::error::{CoreError, Result};
+use crate::schema::Extension;
+
+/// A column under construction: the field it is for and the values appended so far.
+#[derive(Debug)]
+pub struct ColumnBuilder {
+    field: FieldRef,
+    /// The typed storage; match on it to push values.
+    pub values: Values,
+}
+
+/// The storage of a column, one variant per kind of value it accepts.
+///
+/// Extension types get their own variants (their storage is an ordinary binary column) because
+/// what a caller may put in them differs: a `uuid` takes a UUID, not any 16 bytes.
+#[derive(Debug)]
+#[allow(missing_docs)] // the variant names are the Arrow type names
+pub enum Values {
+    Boolean(BoolColumn),
+    Int8(PrimitiveColumn<i8>),
+    Int16(PrimitiveColumn<i16>),
+    Int32(PrimitiveColumn<i32>),
+    Int64(PrimitiveColumn<i64>),
+    UInt8(PrimitiveColumn<u8>),
+    UInt16(PrimitiveColumn<u16>),
+    UInt32(PrimitiveColumn<u32>),
+    UInt64(PrimitiveColumn<u64>),
+    Float32(PrimitiveColumn<f32>),
+    Float64(PrimitiveColumn<f64>),
+    /// Days since the Unix epoch.
+    Date32(PrimitiveColumn<i32>),
+    /// Milliseconds since the Unix epoch (a whole number of days).
+    Date64(PrimitiveColumn<i64>),
+    /// Time of day in seconds or milliseconds.
+    Time32(PrimitiveColumn<i32>, TimeUnit),
+    /// Time of day in microseconds or nanoseconds.
+    Time64(PrimitiveColumn<i64>, TimeUnit),
+    /// Instant since the Unix epoch in the unit; the time zone is on the field.
+    Timestamp(PrimitiveColumn<i64>, TimeUnit),
+    Duration(PrimitiveColumn<i64>, TimeUnit),
+    /// Unscaled value, with the column's precision and scale.
+    Decimal128(PrimitiveColumn<i128>, u8, i8),
+    Utf8(BytesColumn<i32>),
+    LargeUtf8(BytesColumn<i64>),
+    Binary(BytesColumn<i32>),
+    LargeBinary(BytesColumn<i64>),
+    FixedSizeBinary(FixedColumn),
+    /// CloudQuery `uuid`: 16 bytes.
+    Uuid(FixedColumn),
+    /// CloudQuery `json`: UTF-8 JSON text.
+    Json(BytesColumn<i32>),
+    /// CloudQuery `inet`: `address/prefix` text.
+    Inet(BytesColumn<i32>),
+    /// CloudQuery `mac`: raw hardware address bytes.
+    Mac(BytesColumn<i32>),
+    List(ListColumn<i32>),
+    LargeList(ListColumn<i64>),
+    Struct(StructColumn),
+    Map(MapColumn),
+}
+
+impl ColumnBuilder {
+    /// A builder for `field`, or a schema error naming the field when its type is unsupported.
+    pub fn new(field: FieldRef) -> Result<Self> {
+        let values = Values::for_field(&field)?;
+        Ok(Self { field, values })
+    }
+
+    /// The field this column is built for.
+    pub fn field(&self) -> &FieldRef {
+        &self.field
+    }
+
+    /// The field and the storage at once, to read the one while pushing into the other.
+    pub fn parts_mut(&mut self) -> (&Field, &mut Values) {
+        (&self.field, &mut self.values)
+    }
+
+    /// Number of values appended.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no value was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a null.
+    pub fn push_null(&mut self) {
+        self.values.push_null();
+    }
+
+    /// Drops every value after the first `len`, so a half-appended row disappears.
+    pub fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+    }
+
+    /// Makes room for `additional` more values, to avoid regrowing when the count is known.
+    pub fn reserve(&mut self, additional: usize) {
+        self.values.reserve(additional);
+    }
+
+    /// Approximate bytes held, for flushing batches by size.
+    pub fn byte_size(&self) -> usize {
+        self.values.byte_size()
+    }
+
+    /// Turns the appended values into an array of the field's type and empties the builder.
+    pub fn finish(&mut self) -> Result<ArrayRef> {
+        self.values.finish(self.field.data_type())
+    }
+}
+
+impl Values {
+    fn for_field(field: &Field) -> Result<Self> {
+        if let Some(extension) = Extension::of_field(field) {
+            let storage = extension.storage_type();
+            if field.data_type() != &storage {
+                return Err(CoreError::Schema(format!(
+                    "field {:?}: extension {:?} must be stored as {storage}, not {}",
+                    field.name(),
+                    extension.name(),
+                    field.data_type()
+                )));
+            }
+            return Ok(match extension {
+                Extension::Uuid => Values::Uuid(FixedColumn::new(16)),
+                Extension::Json => Values::Json(BytesColumn::default()),
+                Extension::Inet => Values::Inet(BytesColumn::default()),
+                Extension::Mac => Values::Mac(BytesColumn::default()),
+            });
+        }
+        let unsupported = || {
+            CoreError::Schema(format!(
+                "field {:?}: Arrow type {} is not supported",
+                field.name(),
+                field.data_type()
+            ))
+        };
+        Ok(match field.data_type() {
+            DataType::Boolean => Values::Boolean(BoolColumn::default()),
+            DataType::Int8 => Values::Int8(PrimitiveColumn::default()),
+            DataType::Int16 => Values::Int16(PrimitiveColumn::default()),
+            DataType::Int32 => Values::Int32(PrimitiveColumn::default()),
+            DataType::Int64 => Values::Int64(PrimitiveColumn::default()),
+            DataType::UInt8 => Values::UInt8(PrimitiveColumn::default()),
+            DataType::UInt16 => Values::UInt16(PrimitiveColumn::default()),
+            DataType::UInt32 => Values::UInt32(PrimitiveColumn::default()),
+            DataType::UInt64 => Values::UInt64(PrimitiveColumn::default()),
+            DataType::Float32 => Values::Float32(PrimitiveColumn::default()),
+            DataType::Float64 => Values::Float64(PrimitiveColumn::default()),
+            DataType::Date32 => Values::Date32(PrimitiveColumn::default()),
+            DataType::Date64 => Values::Date64(PrimitiveColumn::default()),
+            DataType::Time32(unit @ (TimeUnit::Second | TimeUnit::Millisecond)) => {
+                Values::Time32(PrimitiveColumn::default(), *unit)
+            }
+            DataType::Time64(unit @ (TimeUnit::Microsecond | TimeUnit::Nanosecond)) => {
+                Values::Time64(PrimitiveColumn::default(), *unit)
+            }
+            DataType::Timestamp(unit, _) => Values::Timestamp(PrimitiveColumn::default(), *unit),
+            DataType::Duration(unit) => Values::Duration(PrimitiveColumn::default(), *unit),
+            DataType::Decimal128(precision, scale) => {
+                Values::Decimal128(PrimitiveColumn::default(), *precision, *scale)
+            }
+            DataType::Utf8 => Values::Utf8(BytesColumn::default()),
+            DataType::LargeUtf8 => Values::LargeUtf8(BytesColumn::default()),
+            DataType::Binary => Values::Binary(BytesColumn::default()),
+            DataType::LargeBinary => Values::LargeBinary(BytesColumn::default()),
+            DataType::FixedSizeBinary(width) => {
+                let width = usize::try_from(*width).map_err(|_| unsupported())?;
+                Values::FixedSizeBinary(FixedColumn::new(width))
+            }
+            DataType::List(item) => Values::List(ListColumn::new(item.clone())?),
+            DataType::LargeList(item) => Values::LargeList(ListColumn::new(item.clone())?),
+            DataType::Struct(fields) => Values::Struct(StructColumn {
+                children: fields
+                    .iter()
+                    .map(|f| ColumnBuilder::new(f.clone()))
+                    .collect::<Result<_>>()?,
+                nulls: NullBufferBuilder::new(0),
+            }),
+            DataType::Map(entries, _) => Values::Map(MapColumn::new(entries)?),
+            _ => return Err(unsupported()),
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Values::Boolean(c) => c.len(),
+            Values::Int8(c) => c.len(),
+            Values::Int16(c) => c.len(),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.len(),
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.len(),
+            Values::UInt8(c) => c.len(),
+            Values::UInt16(c) => c.len(),
+            Values::UInt32(c) => c.len(),
+            Values::UInt64(c) => c.len(),
+            Values::Float32(c) => c.len(),
+            Values::Float64(c) => c.len(),
+            Values::Decimal128(c, _, _) => c.len(),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => c.len(),
+            Values::Mac(c) => c.len(),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.len(),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.len(),
+            Values::List(c) => c.len(),
+            Values::LargeList(c) => c.len(),
+            Values::Struct(c) => c.len(),
+            Values::Map(c) => c.len(),
+        }
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Values::Boolean(c) => c.push_null(),
+            Values::Int8(c) => c.push_null(),
+            Values::Int16(c) => c.push_null(),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.push_null(),
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.push_null(),
+            Values::UInt8(c) => c.push_null(),
+            Values::UInt16(c) => c.push_null(),
+            Values::UInt32(c) => c.push_null(),
+            Values::UInt64(c) => c.push_null(),
+            Values::Float32(c) => c.push_null(),
+            Values::Float64(c) => c.push_null(),
+            Values::Decimal128(c, _, _) => c.push_null(),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
+                c.push_null()
+            }
+            Values::Mac(c) => c.push_null(),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.push_null(),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.push_null(),
+            Values::List(c) => c.push_null(),
+            Values::LargeList(c) => c.push_null(),
+            Values::Struct(c) => c.push_null(),
+            Values::Map(c) => c.push_null(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Values::Boolean(c) => c.truncate(len),
+            Values::Int8(c) => c.truncate(len),
+            Values::Int16(c) => c.truncate(len),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.truncate(len),
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.truncate(len),
+            Values::UInt8(c) => c.truncate(len),
+            Values::UInt16(c) => c.truncate(len),
+            Values::UInt32(c) => c.truncate(len),
+            Values::UInt64(c) => c.truncate(len),
+            Values::Float32(c) => c.truncate(len),
+            Values::Float64(c) => c.truncate(len),
+            Values::Decimal128(c, _, _) => c.truncate(len),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
+                c.truncate(len)
+            }
+            Values::Mac(c) => c.truncate(len),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.truncate(len),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.truncate(len),
+            Values::List(c) => c.truncate(len),
+            Values::LargeList(c) => c.truncate(len),
+            Values::Struct(c) => c.truncate(len),
+            Values::Map(c) => c.truncate(len),
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        match self {
+            Values::Int8(c) => c.values.reserve(n),
+            Values::Int16(c) => c.values.reserve(n),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.values.reserve(n),
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.values.reserve(n),
+            Values::UInt8(c) => c.values.reserve(n),
+            Values::UInt16(c) => c.values.reserve(n),
+            Values::UInt32(c) => c.values.reserve(n),
+            Values::UInt64(c) => c.values.reserve(n),
+            Values::Float32(c) => c.values.reserve(n),
+            Values::Float64(c) => c.values.reserve(n),
+            Values::Decimal128(c, _, _) => c.values.reserve(n),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
+                c.offsets.reserve(n)
+            }
+            Values::Mac(c) => c.offsets.reserve(n),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.offsets.reserve(n),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.reserve(n * c.width),
+            Values::List(c) => c.offsets.reserve(n),
+            Values::LargeList(c) => c.offsets.reserve(n),
+            Values::Struct(c) => c.children.iter_mut().for_each(|child| child.reserve(n)),
+            Values::Map(c) => c.offsets.reserve(n),
+            Values::Boolean(_) => {}
+        }
+    }
+
+    fn byte_size(&self) -> usize {
+        match self {
+            Values::Boolean(c) => c.len() / 8 + 1,
+            Values::Int8(c) => c.byte_size(),
+            Values::Int16(c) => c.byte_size(),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.byte_size(),
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.byte_size(),
+            Values::UInt8(c) => c.byte_size(),
+            Values::UInt16(c) => c.byte_size(),
+            Values::UInt32(c) => c.byte_size(),
+            Values::UInt64(c) => c.byte_size(),
+            Values::Float32(c) => c.byte_size(),
+            Values::Float64(c) => c.byte_size(),
+            Values::Decimal128(c, _, _) => c.byte_size(),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
+                c.byte_size()
+            }
+            Values::Mac(c) => c.byte_size(),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.byte_size(),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.len() + c.len() / 8,
+            Values::List(c) => c.offsets.len() * 4 + c.child.byte_size(),
+            Values::LargeList(c) => c.offsets.len() * 8 + c.child.byte_size(),
+            Values::Struct(c) => c.children.iter().map(ColumnBuilder::byte_size).sum(),
+            Values::Map(c) => c.offsets.len() * 4 + c.keys.byte_size() + c.values.byte_size(),
+        }
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        match self {
+            Values::Boolean(c) => c.finish(),
+            Values::Int8(c) => c.finish(data_type),
+            Values::Int16(c) => c.finish(data_type),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.finish(data_type),
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.finish(data_type),
+            Values::UInt8(c) => c.finish(data_type),
+            Values::UInt16(c) => c.finish(data_type),
+            Values::UInt32(c) => c.finish(data_type),
+            Values::UInt64(c) => c.finish(data_type),
+            Values::Float32(c) => c.finish(data_type),
+            Values::Float64(c) => c.finish(data_type),
+            Values::Decimal128(c, _, _) => c.finish(data_type),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
+                c.finish(data_type)
+            }
+            Values::Mac(c) => c.finish(data_type),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.finish(data_type),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.finish(data_type),
+            Values::List(c) => c.finish(data_type),
+            Values::LargeList(c) => c.finish(data_type),
+            Values::Struct(c) => c.finish(data_type),
+            Values::Map(c) => c.finish(data_type),
+        }
+    }
+}
+
+fn finish_array(builder: ArrayDataBuilder) -> Result<ArrayRef> {
+    Ok(make_array(builder.build()?))
+}
+
+/// Fixed-width values (integers, floats, temporal counts, decimals) and their validity.
+#[derive(Debug)]
+pub struct PrimitiveColumn<T> {
+    values: Vec<T>,
+    nulls: NullBufferBuilder,
+}
+
+impl<T> Default for PrimitiveColumn<T> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+}
+
+impl<T: ArrowNativeType> PrimitiveColumn<T> {
+    /// Appends a value.
+    #[inline]
+    pub fn push(&mut self, value: T) {
+        self.values.push(value);
+        self.nulls.append_non_null();
+    }
+
+    /// Appends a null.
+    #[inline]
+    pub fn push_null(&mut self) {
+        self.values.push(T::default());
+        self.nulls.append_null();
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+        self.nulls.truncate(len);
+    }
+
+    fn byte_size(&self) -> usize {
+        self.values.len() * std::mem::size_of::<T>()
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        let values = std::mem::take(&mut self.values);
+        finish_array(
+            ArrayDataBuilder::new(data_type.clone())
+                .len(values.len())
+                .add_buffer(Buffer::from_vec(values))
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
+/// Booleans and their validity.
+#[derive(Debug)]
+pub struct BoolColumn {
+    values: NullBufferBuilder,
+    nulls: NullBufferBuilder,
+}
+
+impl Default for BoolColumn {
+    fn default() -> Self {
+        Self {
+            values: NullBufferBuilder::new(0),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+}
+
+impl BoolColumn {
+    /// Appends a value.
+    #[inline]
+    pub fn push(&mut self, value: bool) {
+        // A validity bitmap builder is exactly a growable, truncatable bitmap.
+        self.values.append(value);
+        self.nulls.append_non_null();
+    }
+
+    /// Appends a null.
+    #[inline]
+    pub fn push_null(&mut self) {
+        self.values.append(false);
+        self.nulls.append_null();
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+        self.nulls.truncate(len);
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let len = self.len();
+        let bits = match self.values.finish() {
+            Some(bits) => bits.into_inner().into_inner(),
+            // Every bit set: the builder never materialised a bitmap.
+            None => arrow_buffer::BooleanBuffer::new_set(len).into_inner(),
+        };
+        finish_array(
+            ArrayDataBuilder::new(DataType::Boolean)
+                .len(len)
+                .add_buffer(bits)
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
+/// Variable-length bytes (strings, binary, extension text) with `O`-sized offsets.
+#[derive(Debug)]
+pub struct BytesColumn<O> {
+    offsets: Vec<O>,
+    data: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl<O: OffsetSizeTrait> Default for BytesColumn<O> {
+    fn default() -> Self {
+        Self {
+            offsets: vec![O::zero()],
+            data: Vec::new(),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+}
+
+impl<O: OffsetSizeTrait> BytesColumn<O> {
+    /// Appends a value.
+    #[inline]
+    pub fn push(&mut self, value: &[u8]) -> Result<()> {
+        self.data.extend_from_slice(value);
+        self.close_value()
+    }
+
+    /// Appends a value written straight into the data buffer by `write`, which must append
+    /// exactly the bytes of one value to the vector it is given (and nothing else). If `write`
+    /// fails, whatever it appended is removed again.
+    #[inline]
+    pub fn push_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Result<()>, E> {
+        let start = self.data.len();
+        match write(&mut self.data) {
+            Ok(()) => Ok(self.close_value()),
+            Err(e) => {
+                self.data.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    #[inline]
+    fn close_value(&mut self) -> Result<()> {
+        match O::from_usize(self.data.len()) {
+            Some(end) => {
+                self.offsets.push(end);
+                self.nulls.append_non_null();
+                Ok(())
+            }
+            None => {
+                let start = self.offsets.last().map_or(0, |o| o.as_usize());
+                self.data.truncate(start);
+                Err(CoreError::InvalidArgument(format!(
+                    "a column holds more than {} bytes in one batch; \
+                     use large_string/large_binary or smaller batches",
+                    O::MAX_OFFSET
+                )))
+            }
+        }
+    }
+
+    /// Appends a null.
+    #[inline]
+    pub fn push_null(&mut self) {
+        let last = *self.offsets.last().expect("offsets start with 0");
+        self.offsets.push(last);
+        self.nulls.append_null();
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.data.truncate(self.offsets[len].as_usize());
+            self.offsets.truncate(len + 1);
+            self.nulls.truncate(len);
+        }
+    }
+
+    fn byte_size(&self) -> usize {
+        self.data.len() + self.offsets.len() * std::mem::size_of::<O>()
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
+        let data = std::mem::take(&mut self.data);
+        finish_array(
+            ArrayDataBuilder::new(data_type.clone())
+                .len(offsets.len() - 1)
+                .add_buffer(Buffer::from_vec(offsets))
+                .add_buffer(Buffer::from_vec(data))
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
+/// Fixed-size binary values (and `uuid`).
+#[derive(Debug)]
+pub struct FixedColumn {
+    width: usize,
+    values: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl FixedColumn {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            values: Vec::new(),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    /// The number of bytes every value has.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Appends a value; it must be exactly [`FixedColumn::width`] bytes long.
+    #[inline]
+    pub fn push(&mut self, value: &[u8]) -> Result<()> {
+        if value.len() != self.width {
+            return Err(CoreError::InvalidArgument(format!(
+                "expected {} bytes, got {}",
+                self.width,
+                value.len()
+            )));
+        }
+        self.values.extend_from_slice(value);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    /// Appends a null.
+    #[inline]
+    pub fn push_null(&mut self) {
+        self.values.resize(self.values.len() + self.width, 0);
+        self.nulls.append_null();
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len * self.width);
+        self.nulls.truncate(len);
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        let len = self.len();
+        finish_array(
+            ArrayDataBuilder::new(data_type.clone())
+                .len(len)
+                .add_buffer(Buffer::from_vec(std::mem::take(&mut self.values)))
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
+/// Lists: offsets into one child column.
+///
+/// Append a list by pushing its items into [`ListColumn::items`] and then calling
+/// [`ListColumn::close`].
+#[derive(Debug)]
+pub struct ListColumn<O> {
+    offsets: Vec<O>,
+    nulls: NullBufferBuilder,
+    child: Box<ColumnBuilder>,
+}
+
+impl<O: OffsetSizeTrait> ListColumn<O> {
+    fn new(item: FieldRef) -> Result<Self> {
+        Ok(Self {
+            offsets: vec![O::zero()],
+            nulls: NullBufferBuilder::new(0),
+            child: Box::new(ColumnBuilder::new(item)?),
+        })
+    }
+
+    /// The column the items go into.
+    pub fn items(&mut self) -> &mut ColumnBuilder {
+        &mut self.child
+    }
+
+    /// Ends the list whose items were pushed since the previous list ended.
+    pub fn close(&mut self) -> Result<()> {
+        let end = O::from_usize(self.child.len()).ok_or_else(|| {
+            CoreError::InvalidArgument(format!(
+                "a list column holds more than {} items in one batch; use large_list",
+                O::MAX_OFFSET
+            ))
+        })?;
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    /// Appends a null list.
+    pub fn push_null(&mut self) {
+        let last = *self.offsets.last().expect("offsets start with 0");
+        self.offsets.push(last);
+        self.nulls.append_null();
+    }
+
+    /// Number of lists.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        // Items of an unclosed list sit past the last offset; cut them too.
+        self.child
+            .truncate(self.offsets[len.min(self.len())].as_usize());
+        if len < self.len() {
+            self.offsets.truncate(len + 1);
+            self.nulls.truncate(len);
+        }
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
+        let child = self.child.finish()?;
+        finish_array(
+            ArrayDataBuilder::new(data_type.clone())
+                .len(offsets.len() - 1)
+                .add_buffer(Buffer::from_vec(offsets))
+                .add_child_data(child.to_data())
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
+/// Structs: one child column per field, all of the struct's length.
+///
+/// Append a struct by pushing exactly one value (or null) into every child, then calling
+/// [`StructColumn::close`].
+#[derive(Debug)]
+pub struct StructColumn {
+    children: Vec<ColumnBuilder>,
+    nulls: NullBufferBuilder,
+}
+
+impl StructColumn {
+    /// The child columns, in field order.
+    pub fn children(&mut self) -> &mut [ColumnBuilder] {
+        &mut self.children
+    }
+
+    /// Ends the struct whose fields were pushed.
+    pub fn close(&mut self) {
+        self.nulls.append_non_null();
+    }
+
+    /// Appends a null struct (its children get nulls).
+    pub fn push_null(&mut self) {
+        for child in &mut self.children {
+            child.push_null();
+        }
+        self.nulls.append_null();
+    }
+
+    /// Number of structs.
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        let len = len.min(self.len());
+        for child in &mut self.children {
+            child.truncate(len);
+        }
+        self.nulls.truncate(len);
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        let len = self.len();
+        let mut builder = ArrayDataBuilder::new(data_type.clone())
+            .len(len)
+            .nulls(self.nulls.finish());
+        for child in &mut self.children {
+            builder = builder.add_child_data(child.finish()?.to_data());
+        }
+        finish_array(builder)
+    }
+}
+
+/// Maps: offsets into key and value columns.
+///
+/// Append a map by pushing each entry's key and value into [`MapColumn::keys`] and
+/// [`MapColumn::values`], then calling [`MapColumn::close`].
+#[derive(Debug)]
+pub struct MapColumn {
+    entries: FieldRef,
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+    keys: Box<ColumnBuilder>,
+    values: Box<ColumnBuilder>,
+}
+
+impl MapColumn {
+    fn new(entries: &FieldRef) -> Result<Self> {
+        let DataType::Struct(fields) = entries.data_type() else {
+            return Err(CoreError::Schema(format!(
+                "map entries field {:?} must be a struct, not {}",
+                entries.name(),
+                entries.data_type()
+            )));
+        };
+        if fields.len() != 2 {
+            return Err(CoreError::Schema(format!(
+                "map entries field {:?} must have a key and a value field",
+                entries.name()
+            )));
+        }
+        Ok(Self {
+            entries: entries.clone(),
+            offsets: vec![0],
+            nulls: NullBufferBuilder::new(0),
+            keys: Box::new(ColumnBuilder::new(fields[0].clone())?),
+            values: Box::new(ColumnBuilder::new(fields[1].clone())?),
+        })
+    }
+
+    /// The key column.
+    pub fn keys(&mut self) -> &mut ColumnBuilder {
+        &mut self.keys
+    }
+
+    /// The value column.
+    pub fn values(&mut self) -> &mut ColumnBuilder {
+        &mut self.values
+    }
+
+    /// The key and value columns at once.
+    pub fn keys_and_values(&mut self) -> (&mut ColumnBuilder, &mut ColumnBuilder) {
+        (&mut self.keys, &mut self.values)
+    }
+
+    /// Ends the map whose entries were pushed since the previous map ended.
+    pub fn close(&mut self) -> Result<()> {
+        let end = i32::try_from(self.keys.len()).map_err(|_| {
+            CoreError::InvalidArgument(
+                "a map column holds more than 2^31 entries in one batch".into(),
+            )
+        })?;
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    /// Appends a null map.
+    pub fn push_null(&mut self) {
+        let last = *self.offsets.last().expect("offsets start with 0");
+        self.offsets.push(last);
+        self.nulls.append_null();
+    }
+
+    /// Number of maps.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        let end = self.offsets[len.min(self.len())] as usize;
+        self.keys.truncate(end);
+        self.values.truncate(end);
+        if len < self.len() {
+            self.offsets.truncate(len + 1);
+            self.nulls.truncate(len);
+        }
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let keys = self.keys.finish()?;
+        let values = self.values.finish()?;
+        let entries = ArrayDataBuilder::new(self.entries.data_type().clone())
+            .len(keys.len())
+            .add_child_data(keys.to_data())
+            .add_child_data(values.to_data())
+            .build()?;
+        finish_array(
+            ArrayDataBuilder::new(data_type.clone())
+                .len(offsets.len() - 1)
+                .add_buffer(Buffer::from_vec(offsets))
+                .add_child_data(entries)
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
+/// Builders for every field of `fields`, in order.
+pub fn builders_for(fields: &[FieldRef]) -> Result<Vec<ColumnBuilder>> {
+    fields
+        .iter()
+        .map(|f| ColumnBuilder::new(Arc::clone(f)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Array;
+    use arrow_schema::Fields;
+
+    fn field(name: &str, data_type: DataType) -> FieldRef {
+        Arc::new(Field::new(name, data_type, true))
+    }
+
+    #[test]
+    fn primitive_push_null_truncate_finish() {
+        let mut b = ColumnBuilder::new(field("x", DataType::Int64)).unwrap();
+        let Values::Int64(c) = &mut b.values else {
+            panic!()
+        };
+        c.push(1);
+        c.push_null();
+        c.push(3);
+        b.truncate(2);
+        let a = b.finish().unwrap();
+        let a = a.as_primitive::<Int64Type>();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.value(0), 1);
+        assert!(a.is_null(1));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn strings_truncate_drops_bytes() {
+        let mut b = ColumnBuilder::new(field("s", DataType::Utf8)).unwrap();
+        let Values::Utf8(c) = &mut b.values else {
+            panic!()
+        };
+        c.push(b"ab").unwrap();
+        c.push(b"cde").unwrap();
+        b.truncate(1);
+        let Values::Utf8(c) = &mut b.values else {
+            panic!()
+        };
+        c.push(b"z").unwrap();
+        let a = b.finish().unwrap();
+        let a = a.as_string::<i32>();
+        assert_eq!(a.value(0), "ab");
+        assert_eq!(a.value(1), "z");
+    }
+
+    #[test]
+    fn push_with_failure_leaves_no_bytes() {
+        let mut c = BytesColumn::<i32>::default();
+        let r: std::result::Result<_, &str> = c.push_with(|buf| {
+            buf.extend_from_slice(b"partial");
+            Err("bad")
+        });
+        assert!(r.is_err());
+        c.push(b"ok").unwrap();
+        assert_eq!(c.data, b"ok");
+    }
+
+    #[test]
+    fn list_rollback_of_unclosed_items() {
+        let item = Arc::new(Field::new("item", DataType::Int64, true));
+        let mut b = ColumnBuilder::new(field("l", DataType::List(item))).unwrap();
+        let Values::List(l) = &mut b.values else {
+            panic!()
+        };
+        let Values::Int64(items) = &mut l.items().values else {
+            panic!()
+        };
+        items.push(1);
+        items.push(2);
+        l.close().unwrap();
+        let Values::Int64(items) = &mut l.items().values else {
+            panic!()
+        };
+        items.push(9); // a second list that fails half-way
+        b.truncate(1);
+        let a = b.finish().unwrap();
+        let a = a.as_list::<i32>();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.values().len(), 2);
+    }
+
+    #[test]
+    fn struct_and_map_and_bool_build() {
+        let fields = Fields::from(vec![
+            Field::new("a", DataType::Boolean, true),
+            Field::new("b", DataType::Utf8, true),
+        ]);
+        let mut s = ColumnBuilder::new(field("s", DataType::Struct(fields))).unwrap();
+        let Values::Struct(sc) = &mut s.values else {
+            panic!()
+        };
+        if let Values::Boolean(c) = &mut sc.children()[0].values {
+            c.push(true);
+        }
+        sc.children()[1].push_null();
+        sc.close();
+        sc.push_null();
+        let a = s.finish().unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(a.is_null(1));
+
+        let entries = Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Int64, true),
+            ])),
+            false,
+        );
+        let mut m =
+            ColumnBuilder::new(field("m", DataType::Map(Arc::new(entries), false))).unwrap();
+        let Values::Map(mc) = &mut m.values else {
+            panic!()
+        };
+        let (k, v) = mc.keys_and_values();
+        if let (Values::Utf8(k), Values::Int64(v)) = (&mut k.values, &mut v.values) {
+            k.push(b"x").unwrap();
+            v.push(1);
+        }
+        mc.close().unwrap();
+        mc.push_null();
+        let a = m.finish().unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.as_map().value(0).len(), 1);
+    }
+
+    #[test]
+    fn extension_storage_is_checked() {
+        let f = Field::new("id", DataType::Binary, true).with_metadata(
+            [(
+                crate::schema::EXTENSION_NAME.to_string(),
+                "uuid".to_string(),
+            )]
+            .into(),
+        );
+        let err = ColumnBuilder::new(Arc::new(f)).unwrap_err();
+        assert!(
+            err.to_string().contains("fixed_size_binary")
+                || err.to_string().contains("FixedSizeBinary")
+        );
+    }
+
+    #[test]
+    fn unsupported_type_is_a_schema_error() {
+        let err = ColumnBuilder::new(field("h", DataType::Float16)).unwrap_err();
+        assert!(matches!(err, CoreError::Schema(_)));
+        assert!(err.to_string().contains("\"h\""));
+    }
+}
