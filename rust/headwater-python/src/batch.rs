@@ -1,0 +1,228 @@
+//! `BatchBuilder`: one table's compiled batch builder, driven from Python.
+//!
+//! Made once per table from its Arrow schema, it turns rows or Arrow data into a finished
+//! `pyarrow.RecordBatch` with `_cq_id` and `_cq_parent_id`. Python objects are read with the
+//! GIL held; finishing the arrays and hashing ids run with it released.
+
+use std::sync::Arc;
+
+use arrow_array::FixedSizeBinaryArray;
+use arrow_schema::{FieldRef, SchemaRef};
+use headwater_core::builder::builders_for;
+use headwater_core::{ingest, schema, CoreError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::{PyRecordBatch, PySchema};
+
+use crate::context::{known, Known};
+use crate::errors::IntoPyResult;
+use crate::rows::{append_rows, OnFault, Target};
+use crate::values::uuid_like;
+
+/// Builds record batches of one table.
+#[pyclass(module = "headwater._core", frozen)]
+#[derive(Debug)]
+pub struct BatchBuilder {
+    schema: SchemaRef,
+    table: String,
+    data_fields: Vec<FieldRef>,
+    names: Vec<Py<PyString>>,
+}
+
+/// Parent row ids as given: none, one for every row, or one per input row.
+enum ParentIds {
+    None,
+    One([u8; 16]),
+    PerRow(Vec<[u8; 16]>),
+}
+
+impl ParentIds {
+    fn from_py(value: Option<&Bound<'_, PyAny>>, known: &Known) -> PyResult<Self> {
+        let Some(value) = value.filter(|v| !v.is_none()) else {
+            return Ok(ParentIds::None);
+        };
+        if let Ok(id) = uuid_like(value, known)? {
+            return Ok(ParentIds::One(id));
+        }
+        if value.cast::<PyList>().is_err() && value.cast::<PyTuple>().is_err() {
+            return Err(PyTypeError::new_err(format!(
+                "parent_cq_ids must be one UUID (uuid.UUID, str or 16 bytes) or a list of them, \
+                 not {}",
+                value.get_type().qualname()?
+            )));
+        }
+        let mut ids = Vec::with_capacity(value.len()?);
+        for (index, item) in value.try_iter()?.enumerate() {
+            let item = item?;
+            match uuid_like(&item, known)? {
+                Ok(id) => ids.push(id),
+                Err(reason) => {
+                    return Err(PyValueError::new_err(format!(
+                        "parent_cq_ids[{index}] = {} {reason}",
+                        item.repr()?
+                    )))
+                }
+            }
+        }
+        Ok(ParentIds::PerRow(ids))
+    }
+
+    /// The ids of the rows kept (`kept` are input indices), checked against the input size.
+    fn select(&self, seen: usize, kept: &[usize]) -> PyResult<Option<FixedSizeBinaryArray>> {
+        let ids: Vec<[u8; 16]> = match self {
+            ParentIds::None => return Ok(None),
+            ParentIds::One(id) => vec![*id; kept.len()],
+            ParentIds::PerRow(ids) => {
+                if ids.len() != seen {
+                    return Err(PyValueError::new_err(format!(
+                        "parent_cq_ids has {} ids but there are {seen} rows",
+                        ids.len()
+                    )));
+                }
+                kept.iter().map(|&i| ids[i]).collect()
+            }
+        };
+        let array = if ids.is_empty() {
+            FixedSizeBinaryArray::new_null(16, 0)
+        } else {
+            FixedSizeBinaryArray::try_from_iter(ids.into_iter()).into_py_result()?
+        };
+        Ok(Some(array))
+    }
+}
+
+#[pymethods]
+impl BatchBuilder {
+    /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`).
+    #[new]
+    fn new(py: Python<'_>, schema: PySchema) -> PyResult<Self> {
+        let schema = schema.into_inner();
+        let data_fields = ingest::data_fields(&schema);
+        builders_for(&data_fields).into_py_result()?;
+        let names = data_fields
+            .iter()
+            .map(|f| PyString::intern(py, f.name()).unbind())
+            .collect();
+        Ok(Self {
+            table: schema::table_name(&schema).to_string(),
+            schema,
+            data_fields,
+            names,
+        })
+    }
+
+    /// The table name from the schema metadata.
+    #[getter]
+    fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Converts rows into a `pyarrow.RecordBatch`.
+    #[pyo3(signature = (rows, *, parent_cq_ids=None, deterministic_cq_id=true, skip_errors=false, errors=None))]
+    fn build_rows<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyAny>,
+        parent_cq_ids: Option<&Bound<'py, PyAny>>,
+        deterministic_cq_id: bool,
+        skip_errors: bool,
+        errors: Option<&Bound<'py, PyList>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let known = known(py)?;
+        let parents = ParentIds::from_py(parent_cq_ids, known)?;
+        let mut builders = builders_for(&self.data_fields).into_py_result()?;
+        let target = Target {
+            table: &self.table,
+            names: &self.names,
+        };
+        let on_fault = if skip_errors {
+            OnFault::Skip
+        } else {
+            OnFault::Raise
+        };
+        let appended = append_rows(rows, &mut builders, &target, known, on_fault, errors)?;
+        let parent_ids = parents.select(appended.seen, &appended.kept)?;
+        let schema = Arc::clone(&self.schema);
+        let batch = py
+            .detach(move || {
+                let columns = builders
+                    .iter_mut()
+                    .map(|b| b.finish())
+                    .collect::<Result<Vec<_>, CoreError>>()?;
+                ingest::finish_batch(
+                    &schema,
+                    columns,
+                    parent_ids,
+                    appended.rows,
+                    deterministic_cq_id,
+                )
+            })
+            .into_py_result()?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
+    }
+
+    /// Conforms Arrow data (anything with `__arrow_c_array__` or `__arrow_c_stream__`) to the
+    /// table and returns a `pyarrow.RecordBatch`.
+    #[pyo3(signature = (data, *, parent_cq_ids=None, deterministic_cq_id=true))]
+    fn build_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        data: AnyRecordBatch,
+        parent_cq_ids: Option<&Bound<'py, PyAny>>,
+        deterministic_cq_id: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let parents = ParentIds::from_py(parent_cq_ids, known(py)?)?;
+        let schema = Arc::clone(&self.schema);
+        let (columns, rows) = py.detach(move || -> PyResult<_> {
+            let reader = data.into_reader()?;
+            let batches = reader.collect::<Result<Vec<_>, _>>().into_py_result()?;
+            ingest::conform_batches(&batches, &schema).into_py_result()
+        })?;
+        let kept: Vec<usize> = (0..rows).collect();
+        let parent_ids = parents.select(rows, &kept)?;
+        let schema = Arc::clone(&self.schema);
+        let batch = py
+            .detach(move || {
+                ingest::finish_batch(&schema, columns, parent_ids, rows, deterministic_cq_id)
+            })
+            .into_py_result()?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("BatchBuilder(table={:?})", self.table)
+    }
+}
+
+/// Encodes a schema as an Arrow IPC stream holding only the schema.
+#[pyfunction]
+pub fn encode_schema_ipc<'py>(py: Python<'py>, schema: PySchema) -> PyResult<Bound<'py, PyBytes>> {
+    let schema = schema.into_inner();
+    let bytes = py
+        .detach(move || headwater_core::ipc::encode_schema(&schema))
+        .into_py_result()?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// Encodes Arrow data as IPC streams of one batch each, none larger than `max_message_bytes`.
+#[pyfunction]
+pub fn encode_data_ipc<'py>(
+    py: Python<'py>,
+    data: AnyRecordBatch,
+    max_message_bytes: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let messages = py.detach(move || -> PyResult<Vec<Vec<u8>>> {
+        let reader = data.into_reader()?;
+        let mut messages = Vec::new();
+        for batch in reader {
+            let batch = batch.into_py_result()?;
+            messages.extend(
+                headwater_core::ipc::encode_batch(&batch, max_message_bytes).into_py_result()?,
+            );
+        }
+        Ok(messages)
+    })?;
+    PyList::new(py, messages.iter().map(|m| PyBytes::new(py, m)))
+}

@@ -1,0 +1,26 @@
+//! `headwater._core`: the pyo3 bindings of headwater-core.
+//!
+//! This crate holds only the Python-facing layer: reading Python rows into headwater-core's
+//! column builders ([`rows`], [`values`], [`pyjson`]), the `BatchBuilder` class and the IPC
+//! functions ([`batch`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
+//! The public Python API lives in `python/headwater`, which wraps these.
+
+mod batch;
+mod context;
+mod errors;
+mod pyjson;
+mod rows;
+mod values;
+
+use pyo3::prelude::*;
+
+/// The native module. `gil_used = false`: it keeps no unsynchronised global state, so it can
+/// run on free-threaded CPython.
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<batch::BatchBuilder>()?;
+    m.add_function(wrap_pyfunction!(batch::encode_schema_ipc, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::encode_data_ipc, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! Rows (dicts, objects, dataclasses, pydantic models, tuples, lists) into column builders.
+//!
+//! Each row is read column by column; when a value does not fit, every column is cut back to
+//! the last complete row, so a bad row never leaves half of itself behind. Dicts are read by
+//! key (a missing key is null; keys the table does not have are ignored), sequences by
+//! position (their length must match), anything else by attribute (a missing one is null).
+
+use headwater_core::builder::ColumnBuilder;
+use headwater_core::{CoreError, RowFault};
+use pyo3::exceptions::{PyAttributeError, PyKeyError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple,
+};
+
+use crate::context::Known;
+use crate::errors::{row_error_instance, to_py_err};
+use crate::values::{push_value, truncate_chars, ConvError, Fault};
+
+/// What to do with a row whose value does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFault {
+    /// Raise `RowError` for the first bad row.
+    Raise,
+    /// Leave the row out, and describe it in the `errors` list when one is given.
+    Skip,
+}
+
+/// The table being built: its name and its data columns.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// Table name, for messages.
+    pub table: &'a str,
+    /// Column names, interned, in builder order.
+    pub names: &'a [Py<PyString>],
+}
+
+/// Result of reading rows.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Rows stored.
+    pub rows: usize,
+    /// Rows read from the input, stored or not.
+    pub seen: usize,
+    /// Input index of every stored row, in order.
+    pub kept: Vec<usize>,
+}
+
+/// Reads every row of `rows` (any iterable) into `builders`.
+pub fn append_rows(
+    rows: &Bound<'_, PyAny>,
+    builders: &mut [ColumnBuilder],
+    target: &Target<'_>,
+    known: &Known,
+    on_fault: OnFault,
+    errors: Option<&Bound<'_, PyList>>,
+) -> PyResult<Appended> {
+    if let Ok(list) = rows.cast::<PyList>() {
+        for builder in builders.iter_mut() {
+            builder.reserve(list.len());
+        }
+    }
+    let mut done = Appended::default();
+    let mut each = |index: usize, row: &Bound<'_, PyAny>| -> PyResult<()> {
+        done.seen += 1;
+        match append_row(row, builders, target, known) {
+            Ok(()) => {
+                done.rows += 1;
+                done.kept.push(index);
+                Ok(())
+            }
+            Err((column, error)) => {
+                for builder in builders.iter_mut() {
+                    builder.truncate(done.rows);
+                }
+                match error {
+                    ConvError::Fault(fault) => {
+                        let fault = describe(row.py(), target, column, index, *fault);
+                        match on_fault {
+                            OnFault::Raise => Err(to_py_err(CoreError::Row(Box::new(fault)))),
+                            OnFault::Skip => {
+                                if let Some(errors) = errors {
+                                    errors.append(row_error_instance(row.py(), &fault)?)?;
+                                }
+                                Ok(())
+                            }
+                        }
+                    }
+                    ConvError::Py(err) => Err(err),
+                    ConvError::Core(err) => Err(to_py_err(err)),
+                }
+            }
+        }
+    };
+    if let Ok(list) = rows.cast::<PyList>() {
+        for (index, row) in list.iter().enumerate() {
+            each(index, &row)?;
+        }
+    } else if rows.cast::<PyDict>().is_ok() || is_scalar(rows) {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "rows must be an iterable of rows (dicts, objects, tuples), not a {}",
+            rows.get_type().qualname()?
+        )));
+    } else {
+        for (index, row) in rows.try_iter()?.enumerate() {
+            each(index, &row?)?;
+        }
+    }
+    Ok(done)
+}
+
+type RowResult = Result<(), (Option<usize>, ConvError)>;
+
+fn append_row(
+    row: &Bound<'_, PyAny>,
+    builders: &mut [ColumnBuilder],
+    target: &Target<'_>,
+    known: &Known,
+) -> RowResult {
+    let py = row.py();
+    let push = |builders: &mut [ColumnBuilder], i: usize, value: &Bound<'_, PyAny>| {
+        push_value(&mut builders[i], value, known).map_err(|e| (Some(i), e))
+    };
+    let none = py.None().into_bound(py);
+    if let Ok(dict) = row.cast::<PyDict>() {
+        for (i, name) in target.names.iter().enumerate() {
+            match dict
+                .get_item(name.bind(py))
+                .map_err(|e| (Some(i), e.into()))?
+            {
+                Some(value) => push(builders, i, &value)?,
+                None => push(builders, i, &none)?,
+            }
+        }
+        return Ok(());
+    }
+    if row.cast::<PyList>().is_ok() || row.cast::<PyTuple>().is_ok() {
+        let len = row.len().map_err(|e| (None, e.into()))?;
+        if len != target.names.len() {
+            return Err((
+                None,
+                row_shape_fault(
+                    row,
+                    format!("a row of {} values", target.names.len()),
+                    format!("it has {len} values"),
+                ),
+            ));
+        }
+        for (i, value) in row.try_iter().map_err(|e| (None, e.into()))?.enumerate() {
+            push(builders, i, &value.map_err(|e| (Some(i), e.into()))?)?;
+        }
+        return Ok(());
+    }
+    if is_scalar(row) || row.is_none() {
+        return Err((
+            None,
+            row_shape_fault(
+                row,
+                "a row: a dict, an object, a tuple or a list".into(),
+                "this is not a row".into(),
+            ),
+        ));
+    }
+    if let Ok(mapping) = row.cast::<PyMapping>() {
+        for (i, name) in target.names.iter().enumerate() {
+            match mapping.get_item(name.bind(py)) {
+                Ok(value) => push(builders, i, &value)?,
+                Err(err) if err.is_instance_of::<PyKeyError>(py) => push(builders, i, &none)?,
+                Err(err) => return Err((Some(i), err.into())),
+            }
+        }
+        return Ok(());
+    }
+    // Instance attributes live in `__dict__` for plain objects, dataclasses and pydantic
+    // models; reading it once per row beats a full getattr per column.
+    let attributes = row
+        .getattr(intern!(py, "__dict__"))
+        .ok()
+        .and_then(|d| d.cast_into::<PyDict>().ok());
+    for (i, name) in target.names.iter().enumerate() {
+        let name = name.bind(py);
+        let value = match attributes.as_ref().map(|d| d.get_item(name)).transpose() {
+            Ok(Some(Some(value))) => Some(value),
+            Ok(_) => lookup_attribute(row, name).map_err(|e| (Some(i), e.into()))?,
+            Err(e) => return Err((Some(i), e.into())),
+        };
+        push(builders, i, value.as_ref().unwrap_or(&none))?;
+    }
+    Ok(())
+}
+
+/// `getattr(obj, name)`, with a missing attribute as `None` and any other exception raised.
+pub fn lookup_attribute<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match obj.getattr(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_instance_of::<PyAttributeError>(obj.py()) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+fn is_scalar(v: &Bound<'_, PyAny>) -> bool {
+    v.cast::<PyString>().is_ok()
+        || v.cast::<PyBytes>().is_ok()
+        || v.cast::<PyByteArray>().is_ok()
+        || v.cast::<PyInt>().is_ok()
+        || v.cast::<PyFloat>().is_ok()
+        || v.cast::<PyBool>().is_ok()
+}
+
+fn row_shape_fault(row: &Bound<'_, PyAny>, expected: String, reason: String) -> ConvError {
+    ConvError::Fault(Box::new(Fault {
+        path: String::new(),
+        expected,
+        value: row.clone().unbind(),
+        reason,
+    }))
+}
+
+fn describe(
+    py: Python<'_>,
+    target: &Target<'_>,
+    column: Option<usize>,
+    row: usize,
+    fault: Fault,
+) -> RowFault {
+    let value = fault.value.bind(py);
+    let value_type = value
+        .get_type()
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let value_repr = value
+        .repr()
+        .map(|r| truncate_chars(r.to_string(), 200))
+        .unwrap_or_else(|_| "<repr() failed>".into());
+    RowFault {
+        table: target.table.to_string(),
+        column: column.map(|i| format!("{}{}", target.names[i].bind(py), fault.path)),
+        row,
+        expected: fault.expected,
+        value_type,
+        value_repr,
+        reason: fault.reason,
+    }
+}

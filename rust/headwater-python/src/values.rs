@@ -1,0 +1,658 @@
+//! Python values into column builders, one value at a time.
+//!
+//! [`push_value`] looks at the column's storage and accepts exactly the Python values that fit
+//! it without losing information: `3` into a float column is fine, `"3"` into an int column,
+//! `3.5` into an int column or a microsecond into `timestamp[s]` are [`Fault`]s that name the
+//! reason. Exceptions raised by user code while reading a value (a failing `utcoffset`, a
+//! property) pass through unchanged as [`ConvError::Py`].
+
+use arrow_schema::{Field, TimeUnit};
+use headwater_core::builder::{ColumnBuilder, Values};
+use headwater_core::schema::type_label;
+use headwater_core::{decimal, json, net, temporal, CoreError};
+use pyo3::exceptions::PyOverflowError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict,
+    PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTime, PyTimeAccess, PyTuple,
+    PyTzInfoAccess,
+};
+
+use crate::context::Known;
+use crate::pyjson::write_json;
+use crate::rows::lookup_attribute;
+
+/// A value that does not fit its column.
+#[derive(Debug)]
+pub struct Fault {
+    /// Where inside the column, for nested values: `[2]`, `.city`, `[2].city`; empty at the top.
+    pub path: String,
+    /// The type the (nested) column expects, as [`type_label`] prints it.
+    pub expected: String,
+    /// The offending (nested) value.
+    pub value: Py<PyAny>,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Why a value could not be pushed.
+#[derive(Debug)]
+pub enum ConvError {
+    /// The value does not fit; the row is bad.
+    Fault(Box<Fault>),
+    /// User code raised while the value was read; re-raised unchanged.
+    Py(PyErr),
+    /// The batch itself is unusable (e.g. more than 2 GiB of strings in one column).
+    Core(CoreError),
+}
+
+impl From<PyErr> for ConvError {
+    fn from(err: PyErr) -> Self {
+        ConvError::Py(err)
+    }
+}
+
+impl From<CoreError> for ConvError {
+    fn from(err: CoreError) -> Self {
+        ConvError::Core(err)
+    }
+}
+
+impl ConvError {
+    /// Prefixes the path of a fault found inside a nested value.
+    fn nested(mut self, step: impl FnOnce() -> String) -> Self {
+        if let ConvError::Fault(fault) = &mut self {
+            fault.path.insert_str(0, &step());
+        }
+        self
+    }
+}
+
+type Conv<T> = Result<T, ConvError>;
+
+fn fault<T>(field: &Field, value: &Bound<'_, PyAny>, reason: impl Into<String>) -> Conv<T> {
+    Err(ConvError::Fault(Box::new(Fault {
+        path: String::new(),
+        expected: type_label(field),
+        value: value.clone().unbind(),
+        reason: reason.into(),
+    })))
+}
+
+/// Appends `value` to `builder`, or says why it cannot be.
+pub fn push_value(
+    builder: &mut ColumnBuilder,
+    value: &Bound<'_, PyAny>,
+    known: &Known,
+) -> Conv<()> {
+    let (field, values) = builder.parts_mut();
+    if value.is_none() {
+        if !field.is_nullable() {
+            return fault(field, value, "the column is not nullable");
+        }
+        builder.push_null();
+        return Ok(());
+    }
+    let v = value;
+    match values {
+        Values::Boolean(c) => match v.cast_exact::<PyBool>() {
+            Ok(b) => c.push(b.is_true()),
+            Err(_) => return fault(field, v, "expected a bool"),
+        },
+        Values::Int8(c) => c.push(narrow(field, v, signed(field, v)?)?),
+        Values::Int16(c) => c.push(narrow(field, v, signed(field, v)?)?),
+        Values::Int32(c) => c.push(narrow(field, v, signed(field, v)?)?),
+        Values::Int64(c) => c.push(signed(field, v)?),
+        Values::UInt8(c) => c.push(narrow(field, v, unsigned(field, v)?)?),
+        Values::UInt16(c) => c.push(narrow(field, v, unsigned(field, v)?)?),
+        Values::UInt32(c) => c.push(narrow(field, v, unsigned(field, v)?)?),
+        Values::UInt64(c) => c.push(unsigned(field, v)?),
+        Values::Float32(c) => {
+            let x = float(field, v, true)?;
+            if x.is_finite() && x.abs() > f64::from(f32::MAX) {
+                return fault(field, v, "is beyond the range of a 32-bit float");
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            // range checked above; rounding is float32's nature
+            c.push(x as f32)
+        }
+        Values::Float64(c) => c.push(float(field, v, false)?),
+        Values::Utf8(c) => c.push(text(field, v)?.as_bytes())?,
+        Values::LargeUtf8(c) => c.push(text(field, v)?.as_bytes())?,
+        Values::Binary(c) => bytes(field, v, |b| c.push(b))??,
+        Values::LargeBinary(c) => bytes(field, v, |b| c.push(b))??,
+        Values::FixedSizeBinary(c) => {
+            let width = c.width();
+            bytes(field, v, |b| {
+                if b.len() == width {
+                    c.push(b).map(|_| None)
+                } else {
+                    Ok(Some(b.len()))
+                }
+            })??
+            .map_or(Ok(()), |len| {
+                fault(
+                    field,
+                    v,
+                    format!("has {len} bytes, the column holds exactly {width}"),
+                )
+            })?
+        }
+        Values::Date32(c) => {
+            let days = date_days(field, v)?;
+            match i32::try_from(days) {
+                Ok(days) => c.push(days),
+                Err(_) => return fault(field, v, "is out of range for date32"),
+            }
+        }
+        Values::Date64(c) => c.push(date_days(field, v)? * 86_400_000),
+        Values::Time32(c, unit) => {
+            let t = time_of_day(field, v, *unit)?;
+            c.push(i32::try_from(t).expect("a time of day in s or ms fits i32"))
+        }
+        Values::Time64(c, unit) => c.push(time_of_day(field, v, *unit)?),
+        Values::Timestamp(c, unit) => c.push(timestamp(field, v, *unit, known)?),
+        Values::Duration(c, unit) => c.push(duration(field, v, *unit)?),
+        Values::Decimal128(c, precision, scale) => {
+            c.push(decimal_value(field, v, *precision, *scale, known)?)
+        }
+        Values::Uuid(c) => c.push(&uuid_bytes(field, v, known)?)?,
+        Values::Json(c) => {
+            if v.cast::<PyString>().is_ok() {
+                let text = text(field, v)?;
+                if let Err(reason) = json::validate(text.as_bytes()) {
+                    return fault(
+                        field,
+                        v,
+                        format!(
+                            "a str in a json column is JSON text, and this {reason}; \
+                             to store a JSON string, pass json.dumps(value)"
+                        ),
+                    );
+                }
+                c.push(text.as_bytes())?
+            } else if let Ok(b) = v.cast::<PyBytes>() {
+                if let Err(reason) = json::validate(b.as_bytes()) {
+                    return fault(
+                        field,
+                        v,
+                        format!(
+                            "bytes in a json column are JSON text, and these are not: {reason}"
+                        ),
+                    );
+                }
+                c.push(b.as_bytes())?
+            } else {
+                c.push_with(|out| write_json(out, field, v, known, 0))??
+            }
+        }
+        Values::Inet(c) => {
+            let canonical = inet_text(field, v, known)?;
+            c.push(canonical.as_bytes())?
+        }
+        Values::Mac(c) => {
+            let address = mac_bytes(field, v)?;
+            c.push(&address)?
+        }
+        Values::List(list) => {
+            for_each_item(field, v, |k, item| {
+                push_value(list.items(), item, known).map_err(|e| e.nested(|| format!("[{k}]")))
+            })?;
+            list.close()?
+        }
+        Values::LargeList(list) => {
+            for_each_item(field, v, |k, item| {
+                push_value(list.items(), item, known).map_err(|e| e.nested(|| format!("[{k}]")))
+            })?;
+            list.close()?
+        }
+        Values::Struct(s) => {
+            let py = v.py();
+            let dict = v.cast::<PyDict>().ok();
+            if dict.is_none() && is_scalar_like(v) {
+                return fault(field, v, "expected a dict or an object with attributes");
+            }
+            for child in s.children() {
+                let name = PyString::intern(py, child.field().name());
+                let item = match dict {
+                    Some(d) => d.get_item(&name)?,
+                    None => lookup_attribute(v, &name)?,
+                };
+                let child_name = child.field().name().clone();
+                let item = item.unwrap_or_else(|| py.None().into_bound(py));
+                push_value(child, &item, known)
+                    .map_err(|e| e.nested(|| format!(".{child_name}")))?;
+            }
+            s.close()
+        }
+        Values::Map(map) => {
+            let mut push_entry = |key: &Bound<'_, PyAny>, item: &Bound<'_, PyAny>| -> Conv<()> {
+                let (keys, items) = map.keys_and_values();
+                if key.is_none() {
+                    return fault(field, v, "map keys cannot be None");
+                }
+                let label = || format!("[{}]", short_repr(key));
+                push_value(keys, key, known).map_err(|e| e.nested(label))?;
+                push_value(items, item, known).map_err(|e| e.nested(label))
+            };
+            if let Ok(d) = v.cast::<PyDict>() {
+                for (key, item) in d.iter() {
+                    push_entry(&key, &item)?;
+                }
+            } else if v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok() {
+                for pair in v.try_iter()? {
+                    let pair = pair?;
+                    match pair.cast::<PyTuple>() {
+                        Ok(t) if t.len() == 2 => push_entry(&t.get_item(0)?, &t.get_item(1)?)?,
+                        _ => return fault(field, &pair, "map entries must be (key, value) tuples"),
+                    }
+                }
+            } else {
+                return fault(field, v, "expected a dict or a list of (key, value) tuples");
+            }
+            map.close()?
+        }
+    }
+    Ok(())
+}
+
+fn is_scalar_like(v: &Bound<'_, PyAny>) -> bool {
+    v.cast::<PyString>().is_ok()
+        || v.cast::<PyBytes>().is_ok()
+        || v.cast::<PyInt>().is_ok()
+        || v.cast::<PyFloat>().is_ok()
+        || v.cast::<PyList>().is_ok()
+        || v.cast::<PyTuple>().is_ok()
+}
+
+/// `repr(value)` cut to 80 characters, for labels inside messages.
+pub fn short_repr(value: &Bound<'_, PyAny>) -> String {
+    let text = value
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "<unrepresentable>".to_string());
+    truncate_chars(text, 80)
+}
+
+/// `text` cut to at most `max` characters, marking the cut with `...`.
+pub fn truncate_chars(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+fn signed(field: &Field, v: &Bound<'_, PyAny>) -> Conv<i64> {
+    if v.is_exact_instance_of::<PyBool>() {
+        return fault(field, v, "a bool is not an integer");
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return integral_float(field, v, f.value());
+    }
+    match v.extract::<i64>() {
+        Ok(x) => Ok(x),
+        Err(err) if err.is_instance_of::<PyOverflowError>(v.py()) => out_of_range(field, v),
+        Err(_) if v.cast::<PyString>().is_ok() => fault(
+            field,
+            v,
+            "a str is not converted to a number; parse it first",
+        ),
+        Err(_) => fault(field, v, "expected an int"),
+    }
+}
+
+fn unsigned(field: &Field, v: &Bound<'_, PyAny>) -> Conv<u64> {
+    if v.is_exact_instance_of::<PyBool>() {
+        return fault(field, v, "a bool is not an integer");
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        let x = integral_float(field, v, f.value())?;
+        return u64::try_from(x).or_else(|_| fault(field, v, "is negative"));
+    }
+    match v.extract::<u64>() {
+        Ok(x) => Ok(x),
+        Err(err) if err.is_instance_of::<PyOverflowError>(v.py()) => out_of_range(field, v),
+        Err(_) if v.cast::<PyString>().is_ok() => fault(
+            field,
+            v,
+            "a str is not converted to a number; parse it first",
+        ),
+        Err(_) => fault(field, v, "expected an int"),
+    }
+}
+
+fn out_of_range<T>(field: &Field, v: &Bound<'_, PyAny>) -> Conv<T> {
+    let negative = v.lt(0).unwrap_or(false);
+    let what = if negative { " is negative and" } else { "" };
+    fault(
+        field,
+        v,
+        format!(
+            "{}{what} is out of range for {}",
+            short_repr(v),
+            type_label(field)
+        ),
+    )
+}
+
+fn integral_float(field: &Field, v: &Bound<'_, PyAny>, x: f64) -> Conv<i64> {
+    if x.is_nan() {
+        return fault(field, v, "NaN cannot be stored in an integer column");
+    }
+    // 2^63 is exactly representable; anything at or beyond it does not fit i64.
+    if x.fract() != 0.0 || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&x) {
+        return fault(
+            field,
+            v,
+            "is not an integral value in range of a 64-bit integer",
+        );
+    }
+    #[allow(clippy::cast_possible_truncation)] // integral and in range: exact
+    Ok(x as i64)
+}
+
+fn narrow<W, N>(field: &Field, v: &Bound<'_, PyAny>, wide: W) -> Conv<N>
+where
+    N: TryFrom<W>,
+    W: std::fmt::Display + Copy,
+{
+    N::try_from(wide).or_else(|_| {
+        fault(
+            field,
+            v,
+            format!("{wide} is out of range for {}", type_label(field)),
+        )
+    })
+}
+
+fn float(field: &Field, v: &Bound<'_, PyAny>, single: bool) -> Conv<f64> {
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return Ok(f.value());
+    }
+    if v.is_exact_instance_of::<PyBool>() {
+        return fault(field, v, "a bool is not a number");
+    }
+    if v.cast::<PyInt>().is_ok() {
+        let Ok(i) = v.extract::<i64>() else {
+            return fault(
+                field,
+                v,
+                "is too large to be represented exactly as a float",
+            );
+        };
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // checked below
+        let exact = if single {
+            (i as f32) as i128 == i128::from(i)
+        } else {
+            (i as f64) as i128 == i128::from(i)
+        };
+        if !exact {
+            return fault(field, v, "cannot be represented exactly as a float");
+        }
+        #[allow(clippy::cast_precision_loss)] // exact, checked above
+        return Ok(i as f64);
+    }
+    if v.cast::<PyString>().is_ok() {
+        return fault(
+            field,
+            v,
+            "a str is not converted to a number; parse it first",
+        );
+    }
+    fault(field, v, "expected a float or an int")
+}
+
+fn text<'a>(field: &Field, v: &'a Bound<'_, PyAny>) -> Conv<&'a str> {
+    match v.cast::<PyString>() {
+        Ok(s) => match s.to_str() {
+            Ok(s) => Ok(s),
+            Err(_) => fault(
+                field,
+                v,
+                "contains a lone surrogate, which is not valid UTF-8",
+            ),
+        },
+        Err(_) => fault(field, v, "expected a str"),
+    }
+}
+
+fn bytes<T>(field: &Field, v: &Bound<'_, PyAny>, use_bytes: impl FnOnce(&[u8]) -> T) -> Conv<T> {
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(use_bytes(b.as_bytes()));
+    }
+    if let Ok(b) = v.cast::<PyByteArray>() {
+        return Ok(use_bytes(&b.to_vec()));
+    }
+    if v.cast::<PyString>().is_ok() {
+        return fault(field, v, "expected bytes; encode the str first");
+    }
+    fault(field, v, "expected bytes or bytearray")
+}
+
+fn date_days(field: &Field, v: &Bound<'_, PyAny>) -> Conv<i64> {
+    if v.cast::<PyDateTime>().is_ok() {
+        return fault(
+            field,
+            v,
+            "a datetime would lose its time of day; pass .date()",
+        );
+    }
+    if let Ok(d) = v.cast::<PyDate>() {
+        return Ok(temporal::days_from_civil(
+            d.get_year(),
+            u32::from(d.get_month()),
+            u32::from(d.get_day()),
+        ));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return temporal::parse_date(&s.to_cow()?).or_else(|reason| fault(field, v, reason));
+    }
+    fault(field, v, "expected a datetime.date or an ISO 8601 date str")
+}
+
+fn time_of_day(field: &Field, v: &Bound<'_, PyAny>, unit: TimeUnit) -> Conv<i64> {
+    let label = type_label(field);
+    let micros = if let Ok(t) = v.cast::<PyTime>() {
+        if t.get_tzinfo().is_some() {
+            return fault(
+                field,
+                v,
+                "a time with tzinfo has no fixed meaning without a date",
+            );
+        }
+        ((i64::from(t.get_hour()) * 60 + i64::from(t.get_minute())) * 60
+            + i64::from(t.get_second()))
+            * 1_000_000
+            + i64::from(t.get_microsecond())
+    } else if let Ok(s) = v.cast::<PyString>() {
+        let nanos = temporal::parse_time(&s.to_cow()?).or_else(|reason| fault(field, v, reason))?;
+        return temporal::convert(nanos, TimeUnit::Nanosecond, unit, &label)
+            .or_else(|reason| fault(field, v, reason));
+    } else {
+        return fault(field, v, "expected a datetime.time or an ISO 8601 time str");
+    };
+    temporal::convert(micros, TimeUnit::Microsecond, unit, &label)
+        .or_else(|reason| fault(field, v, reason))
+}
+
+fn timestamp(field: &Field, v: &Bound<'_, PyAny>, unit: TimeUnit, known: &Known) -> Conv<i64> {
+    if let Ok(dt) = v.cast::<PyDateTime>() {
+        let days = temporal::days_from_civil(
+            dt.get_year(),
+            u32::from(dt.get_month()),
+            u32::from(dt.get_day()),
+        );
+        let seconds = days * 86_400
+            + i64::from(dt.get_hour()) * 3600
+            + i64::from(dt.get_minute()) * 60
+            + i64::from(dt.get_second());
+        let mut micros = seconds * 1_000_000 + i64::from(dt.get_microsecond());
+        if let Some(tz) = dt.get_tzinfo() {
+            if !tz.is(known.utc.bind(v.py())) {
+                let offset = dt.call_method0(intern!(v.py(), "utcoffset"))?;
+                if let Ok(delta) = offset.cast::<PyDelta>() {
+                    micros -= delta_micros(delta).expect("a UTC offset is less than a day");
+                }
+            }
+        }
+        if unit == TimeUnit::Microsecond {
+            return Ok(micros);
+        }
+        return temporal::convert(micros, TimeUnit::Microsecond, unit, &type_label(field))
+            .or_else(|reason| fault(field, v, reason));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        let (seconds, nanos) =
+            temporal::parse_datetime(&s.to_cow()?).or_else(|reason| fault(field, v, reason))?;
+        return temporal::instant_in(seconds, nanos, unit, &type_label(field))
+            .or_else(|reason| fault(field, v, reason));
+    }
+    if v.cast::<PyDate>().is_ok() {
+        return fault(field, v, "a date is not an instant; pass a datetime");
+    }
+    fault(field, v, "expected a datetime.datetime or an RFC 3339 str")
+}
+
+fn delta_micros(delta: &Bound<'_, PyDelta>) -> Option<i64> {
+    i64::from(delta.get_days())
+        .checked_mul(86_400_000_000)?
+        .checked_add(i64::from(delta.get_seconds()) * 1_000_000)?
+        .checked_add(i64::from(delta.get_microseconds()))
+}
+
+fn duration(field: &Field, v: &Bound<'_, PyAny>, unit: TimeUnit) -> Conv<i64> {
+    let Ok(delta) = v.cast::<PyDelta>() else {
+        return fault(field, v, "expected a datetime.timedelta");
+    };
+    // timedelta spans +-999999999 days, beyond i64 microseconds but within i64 seconds: count
+    // in i128 nanoseconds, then in the column's unit.
+    let nanos = (i128::from(delta.get_days()) * 86_400 + i128::from(delta.get_seconds()))
+        * 1_000_000_000
+        + i128::from(delta.get_microseconds()) * 1_000;
+    let per_unit = i128::from(temporal::nanos_per(unit));
+    if nanos % per_unit != 0 {
+        return fault(
+            field,
+            v,
+            format!(
+                "has sub-{} precision that {} cannot hold",
+                temporal::unit_name(unit),
+                type_label(field)
+            ),
+        );
+    }
+    i64::try_from(nanos / per_unit).or_else(|_| {
+        fault(
+            field,
+            v,
+            format!("is out of range for {}", type_label(field)),
+        )
+    })
+}
+
+fn decimal_value(
+    field: &Field,
+    v: &Bound<'_, PyAny>,
+    precision: u8,
+    scale: i8,
+    known: &Known,
+) -> Conv<i128> {
+    let exact = v.is_instance(known.decimal.bind(v.py()))?
+        || (v.cast::<PyInt>().is_ok() && !v.is_exact_instance_of::<PyBool>())
+        || v.cast::<PyString>().is_ok();
+    if !exact {
+        let reason = if v.cast::<PyFloat>().is_ok() {
+            "a float is inexact; pass a decimal.Decimal, an int or a str"
+        } else {
+            "expected a decimal.Decimal, an int or a numeric str"
+        };
+        return fault(field, v, reason);
+    }
+    let text = v.str()?.to_string();
+    decimal::parse_decimal(&text, precision, scale).or_else(|reason| fault(field, v, reason))
+}
+
+fn uuid_bytes(field: &Field, v: &Bound<'_, PyAny>, known: &Known) -> Conv<[u8; 16]> {
+    match uuid_like(v, known)? {
+        Ok(id) => Ok(id),
+        Err(reason) => fault(field, v, reason),
+    }
+}
+
+/// The 16 bytes of a `uuid.UUID`, a UUID str or 16 raw bytes; `Err` holds the reason otherwise.
+pub fn uuid_like(v: &Bound<'_, PyAny>, known: &Known) -> PyResult<Result<[u8; 16], String>> {
+    if v.is_instance(known.uuid.bind(v.py()))? {
+        let int: u128 = v.getattr(intern!(v.py(), "int"))?.extract()?;
+        return Ok(Ok(int.to_be_bytes()));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(uuid::Uuid::try_parse(&s.to_cow()?)
+            .map(uuid::Uuid::into_bytes)
+            .map_err(|_| "is not a valid UUID".to_string()));
+    }
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(<[u8; 16]>::try_from(b.as_bytes())
+            .map_err(|_| format!("has {} bytes, a UUID has 16", b.as_bytes().len())));
+    }
+    Ok(Err(
+        "expected a uuid.UUID, a UUID str or 16 bytes".to_string()
+    ))
+}
+
+fn inet_text(field: &Field, v: &Bound<'_, PyAny>, known: &Known) -> Conv<String> {
+    let text = if v.is_instance(known.ip_types.bind(v.py()))? {
+        v.str()?.to_string()
+    } else if let Ok(s) = v.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else {
+        return fault(
+            field,
+            v,
+            "expected an ipaddress address, network or interface, or a str",
+        );
+    };
+    net::canonical_inet(&text).or_else(|reason| fault(field, v, reason))
+}
+
+fn mac_bytes(field: &Field, v: &Bound<'_, PyAny>) -> Conv<Vec<u8>> {
+    if let Ok(s) = v.cast::<PyString>() {
+        return net::parse_mac(&s.to_cow()?).or_else(|reason| fault(field, v, reason));
+    }
+    if let Ok(b) = v.cast::<PyBytes>() {
+        let b = b.as_bytes();
+        return if matches!(b.len(), 6 | 8 | 20) {
+            Ok(b.to_vec())
+        } else {
+            fault(
+                field,
+                v,
+                format!("has {} bytes; a MAC address has 6, 8 or 20", b.len()),
+            )
+        };
+    }
+    fault(field, v, "expected a MAC address str or its bytes")
+}
+
+fn for_each_item(
+    field: &Field,
+    v: &Bound<'_, PyAny>,
+    mut each: impl FnMut(usize, &Bound<'_, PyAny>) -> Conv<()>,
+) -> Conv<()> {
+    if let Ok(list) = v.cast::<PyList>() {
+        for (k, item) in list.iter().enumerate() {
+            each(k, &item)?;
+        }
+    } else if let Ok(tuple) = v.cast::<PyTuple>() {
+        for (k, item) in tuple.iter().enumerate() {
+            each(k, &item)?;
+        }
+    } else if v.cast::<PySet>().is_ok() || v.cast::<PyFrozenSet>().is_ok() {
+        for (k, item) in v.try_iter()?.enumerate() {
+            each(k, &item?)?;
+        }
+    } else {
+        return fault(field, v, "expected a list, tuple or set");
+    }
+    Ok(())
+}
