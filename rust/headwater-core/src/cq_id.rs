@@ -32,6 +32,7 @@ use crate::decimal::write_decimal_digits;
 use crate::error::{CoreError, Result};
 use crate::net::write_mac;
 use crate::schema::{self, Extension};
+use crate::temporal::{nanos_per, unit_name};
 
 /// What the Go SDK prints for a null value (arrow-go's `array.NullValueStr`).
 pub const NULL_STRING: &str = "(null)";
@@ -325,24 +326,6 @@ impl IntValues<'_> {
     }
 }
 
-fn unit_nanos(unit: &TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 1_000_000_000,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    }
-}
-
-fn unit_suffix(unit: &TimeUnit) -> &'static str {
-    match unit {
-        TimeUnit::Second => "s",
-        TimeUnit::Millisecond => "ms",
-        TimeUnit::Microsecond => "us",
-        TimeUnit::Nanosecond => "ns",
-    }
-}
-
 impl<'a> ValueFormat<'a> {
     fn new(array: &'a dyn Array, field: &Field) -> Result<Self> {
         let extension = Extension::of_field(field);
@@ -409,7 +392,7 @@ impl<'a> ValueFormat<'a> {
                         array.as_primitive::<TimestampNanosecondType>().values()
                     }
                 };
-                Kind::Timestamp(values, unit_nanos(unit))
+                Kind::Timestamp(values, nanos_per(*unit))
             }
             DataType::Time32(unit @ TimeUnit::Second) => {
                 Kind::Time32(array.as_primitive::<Time32SecondType>().values(), *unit)
@@ -436,7 +419,7 @@ impl<'a> ValueFormat<'a> {
                     }
                     TimeUnit::Nanosecond => array.as_primitive::<DurationNanosecondType>().values(),
                 };
-                Kind::Duration(values, unit_suffix(unit))
+                Kind::Duration(values, unit_name(*unit))
             }
             DataType::Decimal128(_, scale) => {
                 Kind::Decimal128(array.as_primitive::<Decimal128Type>().values(), *scale)
@@ -770,7 +753,7 @@ fn go_type_name(field: &Field) -> String {
         let storage = Field::new("", extension.storage_type(), true);
         return format!("extension_type<storage={}>", go_type_name(&storage));
     }
-    let unit = unit_suffix;
+    let unit = |u: &TimeUnit| unit_name(*u);
     match field.data_type() {
         DataType::Null => "null".into(),
         DataType::Boolean => "bool".into(),
@@ -1028,20 +1011,6 @@ fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn push_2(value: u32, out: &mut Vec<u8>) {
     out.push(b'0' + (value / 10) as u8);
     out.push(b'0' + (value % 10) as u8);
@@ -1049,7 +1018,7 @@ fn push_2(value: u32, out: &mut Vec<u8>) {
 
 /// Go's `2006-01-02` (a year outside 0..=9999 is printed in full, `-` and at least 4 digits).
 fn write_date(days: i64, out: &mut Vec<u8>) {
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::temporal::civil_from_days(days);
     if year < 0 {
         out.push(b'-');
     }
@@ -1109,7 +1078,7 @@ fn write_rfc3339_nano(nanos: i128, out: &mut Vec<u8>) {
 /// `15:04:05.000000` or `15:04:05.000000000` (the value wraps around midnight, as in Go).
 fn write_time_of_day(value: i64, unit: TimeUnit, out: &mut Vec<u8>) {
     const DAY: i64 = 86_400_000_000_000;
-    let nanos = value.wrapping_mul(unit_nanos(&unit)).rem_euclid(DAY);
+    let nanos = value.wrapping_mul(nanos_per(unit)).rem_euclid(DAY);
     write_clock(nanos / 1_000_000_000, out);
     let fraction = (nanos % 1_000_000_000) as u32;
     let (digits, divisor) = match unit {

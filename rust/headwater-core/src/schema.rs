@@ -116,13 +116,7 @@ pub fn type_label(field: &Field) -> String {
 
 /// The pyarrow name of an Arrow type (see [`type_label`]).
 pub fn data_type_label(data_type: &DataType) -> String {
-    use arrow_schema::TimeUnit;
-    let unit = |u: &TimeUnit| match u {
-        TimeUnit::Second => "s",
-        TimeUnit::Millisecond => "ms",
-        TimeUnit::Microsecond => "us",
-        TimeUnit::Nanosecond => "ns",
-    };
+    let unit = |u: &arrow_schema::TimeUnit| crate::temporal::unit_name(*u);
     match data_type {
         DataType::Boolean => "bool".into(),
         DataType::Utf8 => "string".into(),

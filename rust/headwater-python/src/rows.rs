@@ -10,13 +10,11 @@ use headwater_core::{CoreError, RowFault};
 use pyo3::exceptions::{PyAttributeError, PyKeyError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple,
-};
+use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::context::Known;
 use crate::errors::{row_error_instance, to_py_err};
-use crate::values::{push_value, truncate_chars, ConvError, Fault};
+use crate::values::{is_scalar, push_value, truncate_chars, ConvError, Fault};
 
 /// What to do with a row whose value does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +122,10 @@ fn append_row(
     };
     let none = py.None().into_bound(py);
     if let Ok(dict) = row.cast::<PyDict>() {
+        if dict.len() == target.names.len() && walk_in_column_order(dict, builders, target, known)?
+        {
+            return Ok(());
+        }
         for (i, name) in target.names.iter().enumerate() {
             match dict
                 .get_item(name.bind(py))
@@ -190,6 +192,30 @@ fn append_row(
     Ok(())
 }
 
+/// Reads a dict whose keys are exactly the column names in column order (rows written as dict
+/// literals that mirror the table) in one pass over its entries, without a hash lookup per
+/// column. Returns `false`, with nothing appended, as soon as a key is not the next column's
+/// (interned) name, for the caller to read the dict by key instead.
+fn walk_in_column_order(
+    dict: &Bound<'_, PyDict>,
+    builders: &mut [ColumnBuilder],
+    target: &Target<'_>,
+    known: &Known,
+) -> Result<bool, (Option<usize>, ConvError)> {
+    let py = dict.py();
+    let start = builders.first().map_or(0, ColumnBuilder::len);
+    for (i, (key, value)) in dict.iter().enumerate() {
+        if !key.is(target.names[i].bind(py)) {
+            for builder in &mut builders[..i] {
+                builder.truncate(start);
+            }
+            return Ok(false);
+        }
+        push_value(&mut builders[i], &value, known).map_err(|e| (Some(i), e))?;
+    }
+    Ok(true)
+}
+
 /// `getattr(obj, name)`, with a missing attribute as `None` and any other exception raised.
 pub fn lookup_attribute<'py>(
     obj: &Bound<'py, PyAny>,
@@ -200,15 +226,6 @@ pub fn lookup_attribute<'py>(
         Err(err) if err.is_instance_of::<PyAttributeError>(obj.py()) => Ok(None),
         Err(err) => Err(err),
     }
-}
-
-fn is_scalar(v: &Bound<'_, PyAny>) -> bool {
-    v.cast::<PyString>().is_ok()
-        || v.cast::<PyBytes>().is_ok()
-        || v.cast::<PyByteArray>().is_ok()
-        || v.cast::<PyInt>().is_ok()
-        || v.cast::<PyFloat>().is_ok()
-        || v.cast::<PyBool>().is_ok()
 }
 
 fn row_shape_fault(row: &Bound<'_, PyAny>, expected: String, reason: String) -> ConvError {

@@ -210,7 +210,9 @@ pub fn push_value(
         Values::Struct(s) => {
             let py = v.py();
             let dict = v.cast::<PyDict>().ok();
-            if dict.is_none() && is_scalar_like(v) {
+            if dict.is_none()
+                && (is_scalar(v) || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok())
+            {
                 return fault(field, v, "expected a dict or an object with attributes");
             }
             for child in s.children() {
@@ -257,13 +259,14 @@ pub fn push_value(
     Ok(())
 }
 
-fn is_scalar_like(v: &Bound<'_, PyAny>) -> bool {
+/// Whether `v` is a plain scalar (str, bytes, bytearray, int, float, bool): never a row or a
+/// struct, however it is iterated or what attributes it has.
+pub fn is_scalar(v: &Bound<'_, PyAny>) -> bool {
     v.cast::<PyString>().is_ok()
         || v.cast::<PyBytes>().is_ok()
+        || v.cast::<PyByteArray>().is_ok()
         || v.cast::<PyInt>().is_ok()
         || v.cast::<PyFloat>().is_ok()
-        || v.cast::<PyList>().is_ok()
-        || v.cast::<PyTuple>().is_ok()
 }
 
 /// `repr(value)` cut to 80 characters, for labels inside messages.
@@ -558,9 +561,9 @@ fn decimal_value(
     scale: i8,
     known: &Known,
 ) -> Conv<i128> {
-    let exact = v.is_instance(known.decimal.bind(v.py()))?
-        || (v.cast::<PyInt>().is_ok() && !v.is_exact_instance_of::<PyBool>())
-        || v.cast::<PyString>().is_ok();
+    let exact = (v.cast::<PyInt>().is_ok() && !v.is_exact_instance_of::<PyBool>())
+        || v.cast::<PyString>().is_ok()
+        || v.is_instance(known.decimal.bind(v.py()))?;
     if !exact {
         let reason = if v.cast::<PyFloat>().is_ok() {
             "a float is inexact; pass a decimal.Decimal, an int or a str"
@@ -582,18 +585,20 @@ fn uuid_bytes(field: &Field, v: &Bound<'_, PyAny>, known: &Known) -> Conv<[u8; 1
 
 /// The 16 bytes of a `uuid.UUID`, a UUID str or 16 raw bytes; `Err` holds the reason otherwise.
 pub fn uuid_like(v: &Bound<'_, PyAny>, known: &Known) -> PyResult<Result<[u8; 16], String>> {
-    if v.is_instance(known.uuid.bind(v.py()))? {
-        let int: u128 = v.getattr(intern!(v.py(), "int"))?.extract()?;
-        return Ok(Ok(int.to_be_bytes()));
+    // Cheapest checks first: bytes and str are type-flag tests, `isinstance` is not.
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(<[u8; 16]>::try_from(b.as_bytes())
+            .map_err(|_| format!("has {} bytes, a UUID has 16", b.as_bytes().len())));
     }
     if let Ok(s) = v.cast::<PyString>() {
         return Ok(uuid::Uuid::try_parse(&s.to_cow()?)
             .map(uuid::Uuid::into_bytes)
             .map_err(|_| "is not a valid UUID".to_string()));
     }
-    if let Ok(b) = v.cast::<PyBytes>() {
-        return Ok(<[u8; 16]>::try_from(b.as_bytes())
-            .map_err(|_| format!("has {} bytes, a UUID has 16", b.as_bytes().len())));
+    let uuid_type = known.uuid.bind(v.py());
+    if v.get_type().is(uuid_type) || v.is_instance(uuid_type)? {
+        let int: u128 = v.getattr(intern!(v.py(), "int"))?.extract()?;
+        return Ok(Ok(int.to_be_bytes()));
     }
     Ok(Err(
         "expected a uuid.UUID, a UUID str or 16 bytes".to_string()
@@ -601,10 +606,10 @@ pub fn uuid_like(v: &Bound<'_, PyAny>, known: &Known) -> PyResult<Result<[u8; 16
 }
 
 fn inet_text(field: &Field, v: &Bound<'_, PyAny>, known: &Known) -> Conv<String> {
-    let text = if v.is_instance(known.ip_types.bind(v.py()))? {
-        v.str()?.to_string()
-    } else if let Ok(s) = v.cast::<PyString>() {
+    let text = if let Ok(s) = v.cast::<PyString>() {
         s.to_cow()?.into_owned()
+    } else if v.is_instance(known.ip_types.bind(v.py()))? {
+        v.str()?.to_string()
     } else {
         return fault(
             field,
