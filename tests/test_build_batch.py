@@ -489,3 +489,26 @@ def test_bad_parent_cq_ids() -> None:
         hw.build_batch(ITEMS, [{"id": 1}], parent_cq_ids=["nope"])
     with pytest.raises(TypeError, match="parent_cq_ids must be one UUID"):
         hw.build_batch(ITEMS, [{"id": 1}], parent_cq_ids=42)  # type: ignore[arg-type]
+
+
+def test_large_lists_hash_keys_while_reading_with_the_same_result() -> None:
+    # Lists of 32k+ rows hash primary keys on a second thread chunk by chunk; the ids must be
+    # exactly those of the one-pass path (a generator), bad rows skipped in between included.
+    keyed = table(
+        hw.Column("region", pa.string(), primary_key=True),
+        hw.Column("id", pa.int64(), primary_key=True),
+        hw.Column("note", pa.string()),
+    )
+    rows: list[dict[str, Any]] = [
+        {"region": None if i % 1000 == 0 else f"r{i % 7}", "id": i, "note": "x"}
+        for i in range(50_000)
+    ]
+    for i in (5, 8191, 8192, 20_000, 49_999):
+        rows[i] = {"region": "r", "id": "not an int"}
+    errors: list[hw.RowError] = []
+    pipelined = hw.build_batch(keyed, rows, on_error="skip", errors=errors)
+    one_pass = hw.build_batch(keyed, iter(rows), on_error="skip")
+    assert [e.row for e in errors] == [5, 8191, 8192, 20_000, 49_999]
+    assert pipelined.num_rows == 50_000 - 5
+    assert pipelined.column("_cq_id").equals(one_pass.column("_cq_id"))
+    assert pipelined.column("_cq_id")[1].as_py() == one_pass.column("_cq_id")[1].as_py()

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use arrow_array::{make_array, ArrayRef, OffsetSizeTrait};
-use arrow_buffer::{ArrowNativeType, Buffer, NullBufferBuilder};
+use arrow_buffer::{ArrowNativeType, BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder};
 use arrow_data::ArrayDataBuilder;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 
@@ -117,6 +117,45 @@ impl ColumnBuilder {
     /// Makes room for `additional` more values, to avoid regrowing when the count is known.
     pub fn reserve(&mut self, additional: usize) {
         self.values.reserve(additional);
+    }
+
+    /// A copy of the values `start..end` as an array of the field's type, without finishing the
+    /// builder, for work that can start before the batch is complete (hashing primary keys on
+    /// another thread). Available for flat columns: primitives, strings, binary and fixed-size
+    /// binary (the extension types included); `None` for booleans and nested columns.
+    pub fn snapshot(&self, start: usize, end: usize) -> Option<Result<ArrayRef>> {
+        let data_type = self.field.data_type().clone();
+        let range = start..end;
+        Some(match &self.values {
+            Values::Int8(c) => c.snapshot(data_type, range),
+            Values::Int16(c) => c.snapshot(data_type, range),
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => {
+                c.snapshot(data_type, range)
+            }
+            Values::Int64(c)
+            | Values::Date64(c)
+            | Values::Time64(c, _)
+            | Values::Timestamp(c, _)
+            | Values::Duration(c, _) => c.snapshot(data_type, range),
+            Values::UInt8(c) => c.snapshot(data_type, range),
+            Values::UInt16(c) => c.snapshot(data_type, range),
+            Values::UInt32(c) => c.snapshot(data_type, range),
+            Values::UInt64(c) => c.snapshot(data_type, range),
+            Values::Float32(c) => c.snapshot(data_type, range),
+            Values::Float64(c) => c.snapshot(data_type, range),
+            Values::Decimal128(c, _, _) => c.snapshot(data_type, range),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
+                c.snapshot(data_type, range)
+            }
+            Values::Mac(c) => c.snapshot(data_type, range),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.snapshot(data_type, range),
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.snapshot(data_type, range),
+            Values::Boolean(_)
+            | Values::List(_)
+            | Values::LargeList(_)
+            | Values::Struct(_)
+            | Values::Map(_) => return None,
+        })
     }
 
     /// Approximate bytes held, for flushing batches by size.
@@ -392,6 +431,13 @@ fn finish_array(builder: ArrayDataBuilder) -> Result<ArrayRef> {
     Ok(make_array(builder.build()?))
 }
 
+/// The validity of values `range` of `nulls`, as a buffer of its own.
+fn nulls_of(nulls: &NullBufferBuilder, range: &std::ops::Range<usize>) -> Option<NullBuffer> {
+    let bits = nulls.as_slice()?;
+    let all = BooleanBuffer::new(Buffer::from(bits), 0, nulls.len());
+    Some(NullBuffer::new(all.slice(range.start, range.len())))
+}
+
 /// Fixed-width values (integers, floats, temporal counts, decimals) and their validity.
 #[derive(Debug)]
 pub struct PrimitiveColumn<T> {
@@ -440,6 +486,15 @@ impl<T: ArrowNativeType> PrimitiveColumn<T> {
 
     fn byte_size(&self) -> usize {
         self.values.len() * std::mem::size_of::<T>()
+    }
+
+    fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {
+        finish_array(
+            ArrayDataBuilder::new(data_type)
+                .len(range.len())
+                .add_buffer(Buffer::from_vec(self.values[range.clone()].to_vec()))
+                .nulls(nulls_of(&self.nulls, &range)),
+        )
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
@@ -610,6 +665,22 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
         self.data.len() + self.offsets.len() * std::mem::size_of::<O>()
     }
 
+    fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {
+        let base = self.offsets[range.start];
+        let offsets: Vec<O> = self.offsets[range.start..=range.end]
+            .iter()
+            .map(|&o| o - base)
+            .collect();
+        let data = &self.data[base.as_usize()..self.offsets[range.end].as_usize()];
+        finish_array(
+            ArrayDataBuilder::new(data_type)
+                .len(range.len())
+                .add_buffer(Buffer::from_vec(offsets))
+                .add_buffer(Buffer::from(data))
+                .nulls(nulls_of(&self.nulls, &range)),
+        )
+    }
+
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
         let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
         let data = std::mem::take(&mut self.data);
@@ -680,6 +751,16 @@ impl FixedColumn {
     fn truncate(&mut self, len: usize) {
         self.values.truncate(len * self.width);
         self.nulls.truncate(len);
+    }
+
+    fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {
+        let bytes = &self.values[range.start * self.width..range.end * self.width];
+        finish_array(
+            ArrayDataBuilder::new(data_type)
+                .len(range.len())
+                .add_buffer(Buffer::from(bytes))
+                .nulls(nulls_of(&self.nulls, &range)),
+        )
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
@@ -976,6 +1057,35 @@ mod tests {
         assert_eq!(a.value(0), 1);
         assert!(a.is_null(1));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn snapshots_copy_a_range_with_its_nulls() {
+        let mut b = ColumnBuilder::new(field("s", DataType::Utf8)).unwrap();
+        let Values::Utf8(c) = &mut b.values else {
+            panic!()
+        };
+        c.push(b"a").unwrap();
+        c.push_null();
+        c.push(b"cd").unwrap();
+        let part = b.snapshot(1, 3).unwrap().unwrap();
+        let part = part.as_string::<i32>();
+        assert!(part.is_null(0));
+        assert_eq!(part.value(1), "cd");
+
+        let mut n = ColumnBuilder::new(field("n", DataType::Int64)).unwrap();
+        let Values::Int64(c) = &mut n.values else {
+            panic!()
+        };
+        c.push(1);
+        c.push(2);
+        let part = n.snapshot(1, 2).unwrap().unwrap();
+        assert_eq!(part.as_primitive::<Int64Type>().values(), &[2]);
+        assert_eq!(part.null_count(), 0);
+        assert!(ColumnBuilder::new(field("b", DataType::Boolean))
+            .unwrap()
+            .snapshot(0, 0)
+            .is_none());
     }
 
     #[test]

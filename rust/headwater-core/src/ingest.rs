@@ -328,15 +328,27 @@ fn cast_problem(from: &DataType, to: &DataType) -> Option<String> {
     }
 }
 
-/// Assembles the output batch of a table: `_cq_id` (from the primary keys when `deterministic`
-/// and the table has any, random otherwise), `_cq_parent_id` (`parent_ids`, or nulls), then
-/// `columns` in the order of [`data_fields`].
+/// How `_cq_id` is filled in by [`finish_batch`].
+#[derive(Debug)]
+pub enum CqIds {
+    /// From the primary keys when the table has any (as the Go SDK's `CalculateCQID` does with
+    /// `deterministic_cq_id`), random otherwise.
+    Deterministic,
+    /// Random UUIDv4s.
+    Random,
+    /// Already computed: the deterministic ids of the first rows, hashed while the rows were
+    /// still being read; the remaining rows are hashed here.
+    Partial(Vec<FixedSizeBinaryArray>),
+}
+
+/// Assembles the output batch of a table: `_cq_id` (see [`CqIds`]), `_cq_parent_id`
+/// (`parent_ids`, or nulls), then `columns` in the order of [`data_fields`].
 pub fn finish_batch(
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     parent_ids: Option<FixedSizeBinaryArray>,
     num_rows: usize,
-    deterministic: bool,
+    cq_ids: CqIds,
 ) -> Result<RecordBatch> {
     let mut columns = columns.into_iter();
     let mut data = Vec::with_capacity(schema.fields().len());
@@ -370,16 +382,41 @@ pub fn finish_batch(
         data.push(array);
     }
     if let Some(i) = cq_id_at {
-        let ids = if deterministic && !key_columns.is_empty() {
-            let keys: Vec<(&Field, &ArrayRef)> =
-                key_columns.iter().map(|(f, a)| (f.as_ref(), a)).collect();
-            cq_id::deterministic_cq_ids(&keys, num_rows)?
-        } else {
-            cq_id::random_cq_ids(num_rows)?
+        let ids = match cq_ids {
+            CqIds::Random => cq_id::random_cq_ids(num_rows)?,
+            _ if key_columns.is_empty() => cq_id::random_cq_ids(num_rows)?,
+            CqIds::Deterministic => deterministic_ids(&key_columns, 0, num_rows)?,
+            CqIds::Partial(mut done) => {
+                let hashed: usize = done.iter().map(Array::len).sum();
+                if hashed > num_rows {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "{hashed} precomputed _cq_ids for {num_rows} rows"
+                    )));
+                }
+                done.push(deterministic_ids(&key_columns, hashed, num_rows - hashed)?);
+                let mut bytes = Vec::with_capacity(num_rows * 16);
+                for part in &done {
+                    bytes.extend_from_slice(part.value_data());
+                }
+                FixedSizeBinaryArray::try_new(16, bytes.into(), None)?
+            }
         };
         data[i] = Arc::new(ids);
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), data)?)
+}
+
+fn deterministic_ids(
+    key_columns: &[(FieldRef, ArrayRef)],
+    offset: usize,
+    len: usize,
+) -> Result<FixedSizeBinaryArray> {
+    let sliced: Vec<(&Field, ArrayRef)> = key_columns
+        .iter()
+        .map(|(f, a)| (f.as_ref(), a.slice(offset, len)))
+        .collect();
+    let keys: Vec<(&Field, &ArrayRef)> = sliced.iter().map(|(f, a)| (*f, a)).collect();
+    cq_id::deterministic_cq_ids(&keys, len)
 }
 
 #[cfg(test)]
@@ -416,9 +453,32 @@ mod tests {
         let columns = conform_columns(&input, &target()).unwrap();
         assert_eq!(columns[0].as_primitive::<Int64Type>().values(), &[1, 2]);
         assert_eq!(columns[1].null_count(), 2);
-        let batch = finish_batch(&Arc::new(target()), columns, None, 2, true).unwrap();
+        let batch =
+            finish_batch(&Arc::new(target()), columns, None, 2, CqIds::Deterministic).unwrap();
         assert_eq!(batch.num_columns(), 5);
         assert_eq!(batch.column(0).null_count(), 0);
+    }
+
+    #[test]
+    fn partially_precomputed_ids_equal_ids_computed_at_once() {
+        let schema = Arc::new(target());
+        let ids = Arc::new(arrow_array::Int64Array::from_iter_values(0..100)) as ArrayRef;
+        let columns = || {
+            vec![
+                Arc::clone(&ids),
+                new_null_array(&DataType::Timestamp(TimeUnit::Microsecond, None), 100),
+                new_null_array(&DataType::Utf8, 100),
+            ]
+        };
+        let whole = finish_batch(&schema, columns(), None, 100, CqIds::Deterministic).unwrap();
+        let key = schema.field_with_name("id").unwrap().clone();
+        let head = ids.slice(0, 30);
+        let first = cq_id::deterministic_cq_ids(&[(&key, &head)], 30).unwrap();
+        let parts =
+            finish_batch(&schema, columns(), None, 100, CqIds::Partial(vec![first])).unwrap();
+        assert_eq!(whole.column(0), parts.column(0));
+        let random = finish_batch(&schema, columns(), None, 100, CqIds::Random).unwrap();
+        assert_ne!(whole.column(0), random.column(0));
     }
 
     #[test]

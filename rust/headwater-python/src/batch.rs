@@ -6,11 +6,14 @@
 
 use std::sync::Arc;
 
-use arrow_array::FixedSizeBinaryArray;
-use arrow_schema::{FieldRef, SchemaRef};
-use headwater_core::builder::builders_for;
-use headwater_core::{ingest, schema, CoreError};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use std::sync::mpsc;
+
+use arrow_array::{ArrayRef, FixedSizeBinaryArray};
+use arrow_schema::{Field, FieldRef, SchemaRef};
+use headwater_core::builder::{builders_for, ColumnBuilder};
+use headwater_core::ingest::CqIds;
+use headwater_core::{cq_id, ingest, schema, CoreError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use pyo3_arrow::input::AnyRecordBatch;
@@ -18,7 +21,7 @@ use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use crate::context::{known, Known};
 use crate::errors::IntoPyResult;
-use crate::rows::{append_rows, OnFault, Target};
+use crate::rows::{append_rows, Appended, OnFault, Target, CHUNK_ROWS};
 use crate::values::uuid_like;
 
 /// Builds record batches of one table.
@@ -93,6 +96,70 @@ impl ParentIds {
     }
 }
 
+/// Lists of at least this many rows hash their primary keys on a second thread while the rows
+/// are still being read; below it the thread costs more than it saves.
+const PIPELINE_MIN_ROWS: usize = 4 * CHUNK_ROWS;
+
+impl BatchBuilder {
+    /// Indices of the builders of primary-key columns, if all of them can be snapshotted.
+    fn key_columns(&self, builders: &[ColumnBuilder]) -> Option<Vec<usize>> {
+        let keys: Vec<usize> = self
+            .data_fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| schema::flag(f, schema::PRIMARY_KEY))
+            .map(|(i, _)| i)
+            .collect();
+        keys.iter()
+            .all(|&i| builders[i].snapshot(0, 0).is_some())
+            .then_some(keys)
+    }
+}
+
+/// Runs `read` (which reads the rows, calling its hook every [`CHUNK_ROWS`] stored rows) while
+/// a second thread hashes the primary keys of each finished chunk, so `_cq_id` costs little
+/// beyond the reading itself. Rows stored after the last chunk are hashed by `finish_batch`.
+fn hash_keys_while_reading(
+    keys: &[usize],
+    read: impl FnOnce(&mut dyn FnMut(&[ColumnBuilder])) -> PyResult<Appended>,
+) -> PyResult<(Appended, CqIds)> {
+    type Chunk = Result<Vec<(FieldRef, ArrayRef)>, CoreError>;
+    std::thread::scope(|scope| {
+        let (chunks, received) = mpsc::channel::<(Chunk, usize)>();
+        let hasher = scope.spawn(move || {
+            received
+                .into_iter()
+                .map(|(columns, rows)| {
+                    let columns = columns?;
+                    let keys: Vec<(&Field, &ArrayRef)> =
+                        columns.iter().map(|(f, a)| (f.as_ref(), a)).collect();
+                    cq_id::deterministic_cq_ids(&keys, rows)
+                })
+                .collect::<Result<Vec<_>, CoreError>>()
+        });
+        let mut hashed = 0;
+        let appended = read(&mut |builders: &[ColumnBuilder]| {
+            let end = builders[keys[0]].len();
+            let columns = keys
+                .iter()
+                .map(|&i| {
+                    let array = builders[i].snapshot(hashed, end).expect("checked flat")?;
+                    Ok((Arc::clone(builders[i].field()), array))
+                })
+                .collect();
+            // A send fails only if the hasher stopped on an error, which join reports.
+            let _ = chunks.send((columns, end - hashed));
+            hashed = end;
+        });
+        drop(chunks);
+        let done = hasher
+            .join()
+            .map_err(|_| PyRuntimeError::new_err("the _cq_id hashing thread panicked"))?
+            .into_py_result()?;
+        Ok((appended?, CqIds::Partial(done)))
+    })
+}
+
 #[pymethods]
 impl BatchBuilder {
     /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`).
@@ -142,7 +209,42 @@ impl BatchBuilder {
         } else {
             OnFault::Raise
         };
-        let appended = append_rows(rows, &mut builders, &target, known, on_fault, errors)?;
+        let keys = self.key_columns(&builders);
+        let pipelined = deterministic_cq_id
+            && keys.as_ref().is_some_and(|k| !k.is_empty())
+            && rows
+                .cast::<PyList>()
+                .is_ok_and(|l| l.len() >= PIPELINE_MIN_ROWS);
+        let (appended, cq_ids) = if pipelined {
+            let keys = keys.expect("checked above");
+            hash_keys_while_reading(&keys, |every_chunk| {
+                append_rows(
+                    rows,
+                    &mut builders,
+                    &target,
+                    known,
+                    on_fault,
+                    errors,
+                    every_chunk,
+                )
+            })?
+        } else {
+            let appended = append_rows(
+                rows,
+                &mut builders,
+                &target,
+                known,
+                on_fault,
+                errors,
+                &mut |_| {},
+            )?;
+            let cq_ids = if deterministic_cq_id {
+                CqIds::Deterministic
+            } else {
+                CqIds::Random
+            };
+            (appended, cq_ids)
+        };
         let parent_ids = parents.select(appended.seen, &appended.kept)?;
         let schema = Arc::clone(&self.schema);
         let batch = py
@@ -151,13 +253,7 @@ impl BatchBuilder {
                     .iter_mut()
                     .map(|b| b.finish())
                     .collect::<Result<Vec<_>, CoreError>>()?;
-                ingest::finish_batch(
-                    &schema,
-                    columns,
-                    parent_ids,
-                    appended.rows,
-                    deterministic_cq_id,
-                )
+                ingest::finish_batch(&schema, columns, parent_ids, appended.rows, cq_ids)
             })
             .into_py_result()?;
         PyRecordBatch::new(batch).into_pyarrow(py)
@@ -185,7 +281,12 @@ impl BatchBuilder {
         let schema = Arc::clone(&self.schema);
         let batch = py
             .detach(move || {
-                ingest::finish_batch(&schema, columns, parent_ids, rows, deterministic_cq_id)
+                let cq_ids = if deterministic_cq_id {
+                    CqIds::Deterministic
+                } else {
+                    CqIds::Random
+                };
+                ingest::finish_batch(&schema, columns, parent_ids, rows, cq_ids)
             })
             .into_py_result()?;
         PyRecordBatch::new(batch).into_pyarrow(py)

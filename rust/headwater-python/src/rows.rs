@@ -16,6 +16,9 @@ use crate::context::Known;
 use crate::errors::{row_error_instance, to_py_err};
 use crate::values::{is_scalar, push_value, truncate_chars, ConvError, Fault};
 
+/// Rows between two calls of the `every_chunk` hook of [`append_rows`].
+pub const CHUNK_ROWS: usize = 8192;
+
 /// What to do with a row whose value does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFault {
@@ -45,7 +48,8 @@ pub struct Appended {
     pub kept: Vec<usize>,
 }
 
-/// Reads every row of `rows` (any iterable) into `builders`.
+/// Reads every row of `rows` (any iterable) into `builders`, calling `every_chunk` each time
+/// another [`CHUNK_ROWS`] rows have been stored.
 pub fn append_rows(
     rows: &Bound<'_, PyAny>,
     builders: &mut [ColumnBuilder],
@@ -53,6 +57,7 @@ pub fn append_rows(
     known: &Known,
     on_fault: OnFault,
     errors: Option<&Bound<'_, PyList>>,
+    every_chunk: &mut dyn FnMut(&[ColumnBuilder]),
 ) -> PyResult<Appended> {
     if let Ok(list) = rows.cast::<PyList>() {
         for builder in builders.iter_mut() {
@@ -66,6 +71,9 @@ pub fn append_rows(
             Ok(()) => {
                 done.rows += 1;
                 done.kept.push(index);
+                if done.rows % CHUNK_ROWS == 0 {
+                    every_chunk(builders);
+                }
                 Ok(())
             }
             Err((column, error)) => {
