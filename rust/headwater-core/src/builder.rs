@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow_array::{make_array, ArrayRef, OffsetSizeTrait};
 use arrow_buffer::{ArrowNativeType, BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder};
-use arrow_data::ArrayDataBuilder;
+use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 
 use crate::error::{CoreError, Result};
@@ -356,10 +356,10 @@ impl Values {
             Values::Mac(c) => c.offsets.reserve(n),
             Values::LargeUtf8(c) | Values::LargeBinary(c) => c.offsets.reserve(n),
             Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.reserve(n * c.width),
-            Values::List(c) => c.offsets.reserve(n),
-            Values::LargeList(c) => c.offsets.reserve(n),
+            Values::List(c) => c.spans.reserve(n),
+            Values::LargeList(c) => c.spans.reserve(n),
             Values::Struct(c) => c.children.iter_mut().for_each(|child| child.reserve(n)),
-            Values::Map(c) => c.offsets.reserve(n),
+            Values::Map(c) => c.spans.reserve(n),
             Values::Boolean(_) => {}
         }
     }
@@ -388,10 +388,10 @@ impl Values {
             Values::Mac(c) => c.byte_size(),
             Values::LargeUtf8(c) | Values::LargeBinary(c) => c.byte_size(),
             Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.len() + c.len() / 8,
-            Values::List(c) => c.offsets.len() * 4 + c.child.byte_size(),
-            Values::LargeList(c) => c.offsets.len() * 8 + c.child.byte_size(),
+            Values::List(c) => c.spans.offsets.len() * 4 + c.child.byte_size(),
+            Values::LargeList(c) => c.spans.offsets.len() * 8 + c.child.byte_size(),
             Values::Struct(c) => c.children.iter().map(ColumnBuilder::byte_size).sum(),
-            Values::Map(c) => c.offsets.len() * 4 + c.keys.byte_size() + c.values.byte_size(),
+            Values::Map(c) => c.spans.offsets.len() * 4 + c.keys.byte_size() + c.values.byte_size(),
         }
     }
 
@@ -774,22 +774,88 @@ impl FixedColumn {
     }
 }
 
+/// Offsets and validity of a column of variable-length entries (lists, maps) whose items live
+/// in child columns: entry `i` spans items `offsets[i]..offsets[i + 1]`.
+#[derive(Debug)]
+struct Spans<O> {
+    offsets: Vec<O>,
+    nulls: NullBufferBuilder,
+}
+
+impl<O: OffsetSizeTrait> Spans<O> {
+    fn new() -> Self {
+        Self {
+            offsets: vec![O::zero()],
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    /// Ends an entry whose items run up to `items` (the child length); `what` names the
+    /// column kind in the overflow error.
+    fn close(&mut self, items: usize, what: &str) -> Result<()> {
+        let end = O::from_usize(items).ok_or_else(|| {
+            CoreError::InvalidArgument(format!(
+                "a {what} column holds more than {} items in one batch",
+                O::MAX_OFFSET
+            ))
+        })?;
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    fn push_null(&mut self) {
+        let last = *self.offsets.last().expect("offsets start with 0");
+        self.offsets.push(last);
+        self.nulls.append_null();
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Keeps the first `len` entries; returns how many child items they span (items of an
+    /// unclosed entry sit past the last offset and must go too).
+    fn truncate(&mut self, len: usize) -> usize {
+        let items = self.offsets[len.min(self.len())].as_usize();
+        if len < self.len() {
+            self.offsets.truncate(len + 1);
+            self.nulls.truncate(len);
+        }
+        items
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.offsets.reserve(additional);
+    }
+
+    /// `data_type`'s array data over `children`, emptying the spans.
+    fn finish(&mut self, data_type: &DataType, children: Vec<ArrayData>) -> Result<ArrayRef> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
+        finish_array(
+            ArrayDataBuilder::new(data_type.clone())
+                .len(offsets.len() - 1)
+                .add_buffer(Buffer::from_vec(offsets))
+                .child_data(children)
+                .nulls(self.nulls.finish()),
+        )
+    }
+}
+
 /// Lists: offsets into one child column.
 ///
 /// Append a list by pushing its items into [`ListColumn::items`] and then calling
 /// [`ListColumn::close`].
 #[derive(Debug)]
 pub struct ListColumn<O> {
-    offsets: Vec<O>,
-    nulls: NullBufferBuilder,
+    spans: Spans<O>,
     child: Box<ColumnBuilder>,
 }
 
 impl<O: OffsetSizeTrait> ListColumn<O> {
     fn new(item: FieldRef) -> Result<Self> {
         Ok(Self {
-            offsets: vec![O::zero()],
-            nulls: NullBufferBuilder::new(0),
+            spans: Spans::new(),
             child: Box::new(ColumnBuilder::new(item)?),
         })
     }
@@ -801,27 +867,17 @@ impl<O: OffsetSizeTrait> ListColumn<O> {
 
     /// Ends the list whose items were pushed since the previous list ended.
     pub fn close(&mut self) -> Result<()> {
-        let end = O::from_usize(self.child.len()).ok_or_else(|| {
-            CoreError::InvalidArgument(format!(
-                "a list column holds more than {} items in one batch; use large_list",
-                O::MAX_OFFSET
-            ))
-        })?;
-        self.offsets.push(end);
-        self.nulls.append_non_null();
-        Ok(())
+        self.spans.close(self.child.len(), "list (use large_list)")
     }
 
     /// Appends a null list.
     pub fn push_null(&mut self) {
-        let last = *self.offsets.last().expect("offsets start with 0");
-        self.offsets.push(last);
-        self.nulls.append_null();
+        self.spans.push_null();
     }
 
     /// Number of lists.
     pub fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.spans.len()
     }
 
     /// Whether empty.
@@ -830,25 +886,13 @@ impl<O: OffsetSizeTrait> ListColumn<O> {
     }
 
     fn truncate(&mut self, len: usize) {
-        // Items of an unclosed list sit past the last offset; cut them too.
-        self.child
-            .truncate(self.offsets[len.min(self.len())].as_usize());
-        if len < self.len() {
-            self.offsets.truncate(len + 1);
-            self.nulls.truncate(len);
-        }
+        let items = self.spans.truncate(len);
+        self.child.truncate(items);
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
-        let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
-        let child = self.child.finish()?;
-        finish_array(
-            ArrayDataBuilder::new(data_type.clone())
-                .len(offsets.len() - 1)
-                .add_buffer(Buffer::from_vec(offsets))
-                .add_child_data(child.to_data())
-                .nulls(self.nulls.finish()),
-        )
+        let child = self.child.finish()?.to_data();
+        self.spans.finish(data_type, vec![child])
     }
 }
 
@@ -913,13 +957,12 @@ impl StructColumn {
 
 /// Maps: offsets into key and value columns.
 ///
-/// Append a map by pushing each entry's key and value into [`MapColumn::keys`] and
-/// [`MapColumn::values`], then calling [`MapColumn::close`].
+/// Append a map by pushing each entry's key and value into [`MapColumn::keys_and_values`],
+/// then calling [`MapColumn::close`].
 #[derive(Debug)]
 pub struct MapColumn {
     entries: FieldRef,
-    offsets: Vec<i32>,
-    nulls: NullBufferBuilder,
+    spans: Spans<i32>,
     keys: Box<ColumnBuilder>,
     values: Box<ColumnBuilder>,
 }
@@ -941,50 +984,30 @@ impl MapColumn {
         }
         Ok(Self {
             entries: entries.clone(),
-            offsets: vec![0],
-            nulls: NullBufferBuilder::new(0),
+            spans: Spans::new(),
             keys: Box::new(ColumnBuilder::new(fields[0].clone())?),
             values: Box::new(ColumnBuilder::new(fields[1].clone())?),
         })
     }
 
-    /// The key column.
-    pub fn keys(&mut self) -> &mut ColumnBuilder {
-        &mut self.keys
-    }
-
-    /// The value column.
-    pub fn values(&mut self) -> &mut ColumnBuilder {
-        &mut self.values
-    }
-
-    /// The key and value columns at once.
+    /// The key and value columns.
     pub fn keys_and_values(&mut self) -> (&mut ColumnBuilder, &mut ColumnBuilder) {
         (&mut self.keys, &mut self.values)
     }
 
     /// Ends the map whose entries were pushed since the previous map ended.
     pub fn close(&mut self) -> Result<()> {
-        let end = i32::try_from(self.keys.len()).map_err(|_| {
-            CoreError::InvalidArgument(
-                "a map column holds more than 2^31 entries in one batch".into(),
-            )
-        })?;
-        self.offsets.push(end);
-        self.nulls.append_non_null();
-        Ok(())
+        self.spans.close(self.keys.len(), "map")
     }
 
     /// Appends a null map.
     pub fn push_null(&mut self) {
-        let last = *self.offsets.last().expect("offsets start with 0");
-        self.offsets.push(last);
-        self.nulls.append_null();
+        self.spans.push_null();
     }
 
     /// Number of maps.
     pub fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.spans.len()
     }
 
     /// Whether empty.
@@ -993,17 +1016,12 @@ impl MapColumn {
     }
 
     fn truncate(&mut self, len: usize) {
-        let end = self.offsets[len.min(self.len())] as usize;
-        self.keys.truncate(end);
-        self.values.truncate(end);
-        if len < self.len() {
-            self.offsets.truncate(len + 1);
-            self.nulls.truncate(len);
-        }
+        let items = self.spans.truncate(len);
+        self.keys.truncate(items);
+        self.values.truncate(items);
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         let keys = self.keys.finish()?;
         let values = self.values.finish()?;
         let entries = ArrayDataBuilder::new(self.entries.data_type().clone())
@@ -1011,13 +1029,7 @@ impl MapColumn {
             .add_child_data(keys.to_data())
             .add_child_data(values.to_data())
             .build()?;
-        finish_array(
-            ArrayDataBuilder::new(data_type.clone())
-                .len(offsets.len() - 1)
-                .add_buffer(Buffer::from_vec(offsets))
-                .add_child_data(entries)
-                .nulls(self.nulls.finish()),
-        )
+        self.spans.finish(data_type, vec![entries])
     }
 }
 

@@ -341,6 +341,17 @@ pub enum CqIds {
     Partial(Vec<FixedSizeBinaryArray>),
 }
 
+impl CqIds {
+    /// [`CqIds::Deterministic`] or [`CqIds::Random`], per a `deterministic_cq_id` option.
+    pub fn from_flag(deterministic: bool) -> Self {
+        if deterministic {
+            CqIds::Deterministic
+        } else {
+            CqIds::Random
+        }
+    }
+}
+
 /// Assembles the output batch of a table: `_cq_id` (see [`CqIds`]), `_cq_parent_id`
 /// (`parent_ids`, or nulls), then `columns` in the order of [`data_fields`].
 pub fn finish_batch(

@@ -238,12 +238,7 @@ impl BatchBuilder {
                 errors,
                 &mut |_| {},
             )?;
-            let cq_ids = if deterministic_cq_id {
-                CqIds::Deterministic
-            } else {
-                CqIds::Random
-            };
-            (appended, cq_ids)
+            (appended, CqIds::from_flag(deterministic_cq_id))
         };
         let parent_ids = parents.select(appended.seen, &appended.kept)?;
         let schema = Arc::clone(&self.schema);
@@ -281,11 +276,7 @@ impl BatchBuilder {
         let schema = Arc::clone(&self.schema);
         let batch = py
             .detach(move || {
-                let cq_ids = if deterministic_cq_id {
-                    CqIds::Deterministic
-                } else {
-                    CqIds::Random
-                };
+                let cq_ids = CqIds::from_flag(deterministic_cq_id);
                 ingest::finish_batch(&schema, columns, parent_ids, rows, cq_ids)
             })
             .into_py_result()?;

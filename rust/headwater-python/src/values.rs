@@ -287,41 +287,44 @@ pub fn truncate_chars(text: String, max: usize) -> String {
 }
 
 fn signed(field: &Field, v: &Bound<'_, PyAny>) -> Conv<i64> {
-    if v.is_exact_instance_of::<PyBool>() {
-        return fault(field, v, "a bool is not an integer");
+    if let Some(x) = integer_from_non_int(field, v)? {
+        return Ok(x);
     }
-    if let Ok(f) = v.cast::<PyFloat>() {
-        return integral_float(field, v, f.value());
-    }
-    match v.extract::<i64>() {
-        Ok(x) => Ok(x),
-        Err(err) if err.is_instance_of::<PyOverflowError>(v.py()) => out_of_range(field, v),
-        Err(_) if v.cast::<PyString>().is_ok() => fault(
-            field,
-            v,
-            "a str is not converted to a number; parse it first",
-        ),
-        Err(_) => fault(field, v, "expected an int"),
-    }
+    v.extract::<i64>()
+        .or_else(|err| integer_error(field, v, &err))
 }
 
 fn unsigned(field: &Field, v: &Bound<'_, PyAny>) -> Conv<u64> {
+    if let Some(x) = integer_from_non_int(field, v)? {
+        return u64::try_from(x).or_else(|_| fault(field, v, "is negative"));
+    }
+    v.extract::<u64>()
+        .or_else(|err| integer_error(field, v, &err))
+}
+
+/// The cases before an int extraction: a bool is refused, an integral float is taken.
+fn integer_from_non_int(field: &Field, v: &Bound<'_, PyAny>) -> Conv<Option<i64>> {
     if v.is_exact_instance_of::<PyBool>() {
         return fault(field, v, "a bool is not an integer");
     }
-    if let Ok(f) = v.cast::<PyFloat>() {
-        let x = integral_float(field, v, f.value())?;
-        return u64::try_from(x).or_else(|_| fault(field, v, "is negative"));
+    match v.cast::<PyFloat>() {
+        Ok(f) => integral_float(field, v, f.value()).map(Some),
+        Err(_) => Ok(None),
     }
-    match v.extract::<u64>() {
-        Ok(x) => Ok(x),
-        Err(err) if err.is_instance_of::<PyOverflowError>(v.py()) => out_of_range(field, v),
-        Err(_) if v.cast::<PyString>().is_ok() => fault(
+}
+
+/// Why an int extraction failed, as a fault.
+fn integer_error<T>(field: &Field, v: &Bound<'_, PyAny>, err: &PyErr) -> Conv<T> {
+    if err.is_instance_of::<PyOverflowError>(v.py()) {
+        out_of_range(field, v)
+    } else if v.cast::<PyString>().is_ok() {
+        fault(
             field,
             v,
             "a str is not converted to a number; parse it first",
-        ),
-        Err(_) => fault(field, v, "expected an int"),
+        )
+    } else {
+        fault(field, v, "expected an int")
     }
 }
 
