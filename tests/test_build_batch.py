@@ -369,8 +369,9 @@ def test_rows_of_the_wrong_shape() -> None:
     with pytest.raises(hw.RowError, match="this is not a row") as caught:
         hw.build_batch(ITEMS, ["not a row"])
     assert caught.value.column is None
-    with pytest.raises(TypeError, match="iterable of rows"):
-        hw.build_batch(ITEMS, {"id": 1})
+    for not_rows in ({"id": 1}, None, 5, "abc"):
+        with pytest.raises(TypeError, match="must be an iterable of rows"):
+            hw.build_batch(ITEMS, not_rows)
 
 
 def test_long_values_are_truncated_in_errors() -> None:
@@ -432,6 +433,8 @@ def test_bad_arguments() -> None:
         hw.build_batch(ITEMS, [], on_error="ignore")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="errors must be a list"):
         hw.build_batch(ITEMS, [], errors=())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"table must be a headwater\.Table, not str"):
+        hw.build_batch("things", [])  # type: ignore[arg-type]
 
 
 # --- _cq_id and _cq_parent_id -----------------------------------------------------------------

@@ -7,16 +7,14 @@ arrays are finished, ``_cq_id`` hashed and IPC encoded with the GIL released.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import pyarrow as pa
 
 from headwater import _core
 from headwater.errors import RowError
-
-if TYPE_CHECKING:
-    from headwater.schema import Table
+from headwater.schema import Table
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "build_batch", "encode_ipc"]
 
@@ -83,6 +81,8 @@ def build_batch(
         RowError: A row does not fit the table (with ``on_error="raise"``).
         SchemaError: Arrow data cannot be converted to the table's schema.
     """
+    if not isinstance(table, Table):
+        raise TypeError(f"table must be a headwater.Table, not {type(table).__name__}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if errors is not None and not isinstance(errors, list):

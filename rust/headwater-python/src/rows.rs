@@ -103,9 +103,9 @@ pub fn append_rows(
         for (index, row) in list.iter().enumerate() {
             each(index, &row)?;
         }
-    } else if rows.cast::<PyDict>().is_ok() || is_scalar(rows) {
+    } else if rows.cast::<PyDict>().is_ok() || is_scalar(rows) || rows.is_none() {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "rows must be an iterable of rows (dicts, objects, tuples), not a {}",
+            "rows must be an iterable of rows (dicts, objects, tuples) or Arrow data, not {}",
             rows.get_type().qualname()?
         )));
     } else {
