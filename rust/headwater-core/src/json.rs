@@ -7,9 +7,15 @@ const MAX_DEPTH: usize = 512;
 
 /// Checks that `text` is one complete JSON value (RFC 8259), surrounded by optional whitespace.
 pub fn validate(text: &[u8]) -> Result<(), String> {
-    if std::str::from_utf8(text).is_err() {
-        return Err("is not valid JSON text (not UTF-8)".into());
+    match std::str::from_utf8(text) {
+        Ok(text) => validate_str(text),
+        Err(_) => Err("is not valid JSON text (not UTF-8)".into()),
     }
+}
+
+/// [`validate`] for text already known to be UTF-8.
+pub fn validate_str(text: &str) -> Result<(), String> {
+    let text = text.as_bytes();
     let mut parser = Validator { text, at: 0 };
     parser
         .value(0)
@@ -128,12 +134,17 @@ impl Validator<'_> {
     fn string(&mut self) -> Step {
         self.at += 1;
         loop {
-            match self.peek() {
-                Some(b'"') => {
+            // Jump to the next byte that is not plain string content.
+            let special = self.text[self.at..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            self.at += special.ok_or("unterminated string")?;
+            match self.text[self.at] {
+                b'"' => {
                     self.at += 1;
                     return Ok(());
                 }
-                Some(b'\\') => {
+                b'\\' => {
                     self.at += 1;
                     match self.peek() {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
@@ -149,9 +160,7 @@ impl Validator<'_> {
                         _ => return Err("invalid escape"),
                     }
                 }
-                Some(0x00..=0x1f) => return Err("control character in string"),
-                Some(_) => self.at += 1,
-                None => return Err("unterminated string"),
+                _ => return Err("control character in string"),
             }
         }
     }

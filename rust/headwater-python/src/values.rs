@@ -161,7 +161,7 @@ pub fn push_value(
         Values::Json(c) => {
             if v.cast::<PyString>().is_ok() {
                 let text = text(field, v)?;
-                if let Err(reason) = json::validate(text.as_bytes()) {
+                if let Err(reason) = json::validate_str(text) {
                     return fault(
                         field,
                         v,
