@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -459,3 +460,31 @@ def test_bad_text_into_extension_columns_names_the_row(
     with pytest.raises(hw.SchemaError, match=re.escape(message)) as caught:
         hw.build_batch(table, pa.record_batch({column: values}))
     assert f"column {column!r}" in str(caught.value).replace('"', "'")
+
+
+def test_polars_frames_round_trip() -> None:
+    # polars exports string_view and large lists over the C stream interface; both convert
+    # exactly, and the batch reads back into an equal frame.
+    table = hw.Table(
+        "from_polars",
+        [
+            hw.Column("id", pa.int64(), primary_key=True),
+            hw.Column("name", pa.string()),
+            hw.Column("tags", pa.list_(pa.string())),
+            hw.Column("at", pa.timestamp("us", tz="UTC")),
+            hw.Column("score", pa.float64()),
+        ],
+    )
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    frame = pl.DataFrame(
+        {
+            "id": [1, 2],
+            "name": ["a", None],
+            "tags": [["x"], []],
+            "at": [at, at],
+            "score": [1.5, 2.0],
+        }
+    )
+    batch = hw.build_batch(table, frame)
+    assert batch.schema.equals(table.arrow_schema, check_metadata=True)
+    assert pl.from_arrow(batch.select(frame.columns)).equals(frame)
