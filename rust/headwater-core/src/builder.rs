@@ -350,11 +350,9 @@ impl Values {
             Values::Float32(c) => c.values.reserve(n),
             Values::Float64(c) => c.values.reserve(n),
             Values::Decimal128(c, _, _) => c.values.reserve(n),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
-                c.offsets.reserve(n)
-            }
-            Values::Mac(c) => c.offsets.reserve(n),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.offsets.reserve(n),
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => c.reserve(n),
+            Values::Mac(c) => c.reserve(n),
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.reserve(n),
             Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.reserve(n * c.width),
             Values::List(c) => c.spans.reserve(n),
             Values::LargeList(c) => c.spans.reserve(n),
@@ -663,6 +661,14 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
 
     fn byte_size(&self) -> usize {
         self.data.len() + self.offsets.len() * std::mem::size_of::<O>()
+    }
+
+    /// Room for `n` more values of a typical short-text size, so the data buffer is not
+    /// regrown (and copied) a dozen times on the way to its final size.
+    fn reserve(&mut self, n: usize) {
+        const TYPICAL_VALUE_BYTES: usize = 16;
+        self.offsets.reserve(n);
+        self.data.reserve(n.saturating_mul(TYPICAL_VALUE_BYTES));
     }
 
     fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {

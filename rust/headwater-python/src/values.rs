@@ -196,15 +196,11 @@ pub fn push_value(
             c.push(&address)?
         }
         Values::List(list) => {
-            for_each_item(field, v, |k, item| {
-                push_value(list.items(), item, known).map_err(|e| e.nested(|| format!("[{k}]")))
-            })?;
+            for_each_item(field, v, |k, item| push_item(list.items(), k, item, known))?;
             list.close()?
         }
         Values::LargeList(list) => {
-            for_each_item(field, v, |k, item| {
-                push_value(list.items(), item, known).map_err(|e| e.nested(|| format!("[{k}]")))
-            })?;
+            for_each_item(field, v, |k, item| push_item(list.items(), k, item, known))?;
             list.close()?
         }
         Values::Struct(s) => {
@@ -257,6 +253,22 @@ pub fn push_value(
         }
     }
     Ok(())
+}
+
+/// Appends item `k` of a list. Strings in string lists (tags, names, ids: the most common
+/// nested values) go straight in; everything else takes [`push_value`] and its rules.
+fn push_item(
+    items: &mut ColumnBuilder,
+    k: usize,
+    item: &Bound<'_, PyAny>,
+    known: &Known,
+) -> Conv<()> {
+    if let Values::Utf8(strings) = &mut items.values {
+        if let Ok(Ok(text)) = item.cast::<PyString>().map(|s| s.to_str()) {
+            return Ok(strings.push(text.as_bytes())?);
+        }
+    }
+    push_value(items, item, known).map_err(|e| e.nested(|| format!("[{k}]")))
 }
 
 /// Whether `v` is a plain scalar (str, bytes, bytearray, int, float, bool): never a row or a
