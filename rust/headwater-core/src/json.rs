@@ -44,9 +44,10 @@ impl Validator<'_> {
     }
 
     fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
+        self.at += self.text[self.at..]
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .unwrap_or(self.text.len() - self.at);
     }
 
     fn literal(&mut self, word: &[u8]) -> Step {
@@ -166,11 +167,12 @@ impl Validator<'_> {
     }
 
     fn digits(&mut self) -> usize {
-        let start = self.at;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
-        }
-        self.at - start
+        let count = self.text[self.at..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(self.text.len() - self.at);
+        self.at += count;
+        count
     }
 
     fn number(&mut self) -> Step {
