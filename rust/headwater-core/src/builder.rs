@@ -9,6 +9,7 @@
 //! column takes. Conversion from the caller's values (Python objects, JSON, ...) happens outside
 //! this module: it matches on [`Values`] and pushes typed values.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::{make_array, ArrayRef, OffsetSizeTrait};
@@ -96,7 +97,7 @@ impl ColumnBuilder {
 
     /// Number of values appended.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.values.storage().len()
     }
 
     /// Whether no value was appended.
@@ -106,17 +107,17 @@ impl ColumnBuilder {
 
     /// Appends a null.
     pub fn push_null(&mut self) {
-        self.values.push_null();
+        self.values.storage_mut().push_null();
     }
 
     /// Drops every value after the first `len`, so a half-appended row disappears.
     pub fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
+        self.values.storage_mut().truncate(len);
     }
 
     /// Makes room for `additional` more values, to avoid regrowing when the count is known.
     pub fn reserve(&mut self, additional: usize) {
-        self.values.reserve(additional);
+        self.values.storage_mut().reserve(additional);
     }
 
     /// A copy of the values `start..end` as an array of the field's type, without finishing the
@@ -124,48 +125,19 @@ impl ColumnBuilder {
     /// another thread). Available for flat columns: primitives, strings, binary and fixed-size
     /// binary (the extension types included); `None` for booleans and nested columns.
     pub fn snapshot(&self, start: usize, end: usize) -> Option<Result<ArrayRef>> {
-        let data_type = self.field.data_type().clone();
-        let range = start..end;
-        Some(match &self.values {
-            Values::Int8(c) => c.snapshot(data_type, range),
-            Values::Int16(c) => c.snapshot(data_type, range),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => {
-                c.snapshot(data_type, range)
-            }
-            Values::Int64(c)
-            | Values::Date64(c)
-            | Values::Time64(c, _)
-            | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.snapshot(data_type, range),
-            Values::UInt8(c) => c.snapshot(data_type, range),
-            Values::UInt16(c) => c.snapshot(data_type, range),
-            Values::UInt32(c) => c.snapshot(data_type, range),
-            Values::UInt64(c) => c.snapshot(data_type, range),
-            Values::Float32(c) => c.snapshot(data_type, range),
-            Values::Float64(c) => c.snapshot(data_type, range),
-            Values::Decimal128(c, _, _) => c.snapshot(data_type, range),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
-                c.snapshot(data_type, range)
-            }
-            Values::Mac(c) => c.snapshot(data_type, range),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.snapshot(data_type, range),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.snapshot(data_type, range),
-            Values::Boolean(_)
-            | Values::List(_)
-            | Values::LargeList(_)
-            | Values::Struct(_)
-            | Values::Map(_) => return None,
-        })
+        self.values
+            .storage()
+            .snapshot(self.field.data_type().clone(), start..end)
     }
 
     /// Approximate bytes held, for flushing batches by size.
     pub fn byte_size(&self) -> usize {
-        self.values.byte_size()
+        self.values.storage().byte_size()
     }
 
     /// Turns the appended values into an array of the field's type and empties the builder.
     pub fn finish(&mut self) -> Result<ArrayRef> {
-        self.values.finish(self.field.data_type())
+        self.values.storage_mut().finish(self.field.data_type())
     }
 }
 
@@ -242,186 +214,84 @@ impl Values {
         })
     }
 
-    fn len(&self) -> usize {
+    /// The storage behind the variant, for the operations every column has.
+    fn storage(&self) -> &dyn Storage {
         match self {
-            Values::Boolean(c) => c.len(),
-            Values::Int8(c) => c.len(),
-            Values::Int16(c) => c.len(),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.len(),
+            Values::Boolean(c) => c,
+            Values::Int8(c) => c,
+            Values::Int16(c) => c,
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c,
             Values::Int64(c)
             | Values::Date64(c)
             | Values::Time64(c, _)
             | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.len(),
-            Values::UInt8(c) => c.len(),
-            Values::UInt16(c) => c.len(),
-            Values::UInt32(c) => c.len(),
-            Values::UInt64(c) => c.len(),
-            Values::Float32(c) => c.len(),
-            Values::Float64(c) => c.len(),
-            Values::Decimal128(c, _, _) => c.len(),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => c.len(),
-            Values::Mac(c) => c.len(),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.len(),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.len(),
-            Values::List(c) => c.len(),
-            Values::LargeList(c) => c.len(),
-            Values::Struct(c) => c.len(),
-            Values::Map(c) => c.len(),
+            | Values::Duration(c, _) => c,
+            Values::UInt8(c) => c,
+            Values::UInt16(c) => c,
+            Values::UInt32(c) => c,
+            Values::UInt64(c) => c,
+            Values::Float32(c) => c,
+            Values::Float64(c) => c,
+            Values::Decimal128(c, _, _) => c,
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => c,
+            Values::Mac(c) => c,
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c,
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c,
+            Values::List(c) => c,
+            Values::LargeList(c) => c,
+            Values::Struct(c) => c,
+            Values::Map(c) => c,
         }
     }
 
-    fn push_null(&mut self) {
+    /// [`Values::storage`], mutably.
+    fn storage_mut(&mut self) -> &mut dyn Storage {
         match self {
-            Values::Boolean(c) => c.push_null(),
-            Values::Int8(c) => c.push_null(),
-            Values::Int16(c) => c.push_null(),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.push_null(),
+            Values::Boolean(c) => c,
+            Values::Int8(c) => c,
+            Values::Int16(c) => c,
+            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c,
             Values::Int64(c)
             | Values::Date64(c)
             | Values::Time64(c, _)
             | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.push_null(),
-            Values::UInt8(c) => c.push_null(),
-            Values::UInt16(c) => c.push_null(),
-            Values::UInt32(c) => c.push_null(),
-            Values::UInt64(c) => c.push_null(),
-            Values::Float32(c) => c.push_null(),
-            Values::Float64(c) => c.push_null(),
-            Values::Decimal128(c, _, _) => c.push_null(),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
-                c.push_null()
-            }
-            Values::Mac(c) => c.push_null(),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.push_null(),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.push_null(),
-            Values::List(c) => c.push_null(),
-            Values::LargeList(c) => c.push_null(),
-            Values::Struct(c) => c.push_null(),
-            Values::Map(c) => c.push_null(),
+            | Values::Duration(c, _) => c,
+            Values::UInt8(c) => c,
+            Values::UInt16(c) => c,
+            Values::UInt32(c) => c,
+            Values::UInt64(c) => c,
+            Values::Float32(c) => c,
+            Values::Float64(c) => c,
+            Values::Decimal128(c, _, _) => c,
+            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => c,
+            Values::Mac(c) => c,
+            Values::LargeUtf8(c) | Values::LargeBinary(c) => c,
+            Values::FixedSizeBinary(c) | Values::Uuid(c) => c,
+            Values::List(c) => c,
+            Values::LargeList(c) => c,
+            Values::Struct(c) => c,
+            Values::Map(c) => c,
         }
     }
+}
 
-    fn truncate(&mut self, len: usize) {
-        match self {
-            Values::Boolean(c) => c.truncate(len),
-            Values::Int8(c) => c.truncate(len),
-            Values::Int16(c) => c.truncate(len),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.truncate(len),
-            Values::Int64(c)
-            | Values::Date64(c)
-            | Values::Time64(c, _)
-            | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.truncate(len),
-            Values::UInt8(c) => c.truncate(len),
-            Values::UInt16(c) => c.truncate(len),
-            Values::UInt32(c) => c.truncate(len),
-            Values::UInt64(c) => c.truncate(len),
-            Values::Float32(c) => c.truncate(len),
-            Values::Float64(c) => c.truncate(len),
-            Values::Decimal128(c, _, _) => c.truncate(len),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
-                c.truncate(len)
-            }
-            Values::Mac(c) => c.truncate(len),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.truncate(len),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.truncate(len),
-            Values::List(c) => c.truncate(len),
-            Values::LargeList(c) => c.truncate(len),
-            Values::Struct(c) => c.truncate(len),
-            Values::Map(c) => c.truncate(len),
-        }
-    }
-
-    fn reserve(&mut self, n: usize) {
-        match self {
-            Values::Int8(c) => c.values.reserve(n),
-            Values::Int16(c) => c.values.reserve(n),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.values.reserve(n),
-            Values::Int64(c)
-            | Values::Date64(c)
-            | Values::Time64(c, _)
-            | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.values.reserve(n),
-            Values::UInt8(c) => c.values.reserve(n),
-            Values::UInt16(c) => c.values.reserve(n),
-            Values::UInt32(c) => c.values.reserve(n),
-            Values::UInt64(c) => c.values.reserve(n),
-            Values::Float32(c) => c.values.reserve(n),
-            Values::Float64(c) => c.values.reserve(n),
-            Values::Decimal128(c, _, _) => c.values.reserve(n),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => c.reserve(n),
-            Values::Mac(c) => c.reserve(n),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.reserve(n),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.reserve(n * c.width),
-            Values::List(c) => c.spans.reserve(n),
-            Values::LargeList(c) => c.spans.reserve(n),
-            Values::Struct(c) => c.children.iter_mut().for_each(|child| child.reserve(n)),
-            Values::Map(c) => c.spans.reserve(n),
-            Values::Boolean(_) => {}
-        }
-    }
-
-    fn byte_size(&self) -> usize {
-        match self {
-            Values::Boolean(c) => c.len() / 8 + 1,
-            Values::Int8(c) => c.byte_size(),
-            Values::Int16(c) => c.byte_size(),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.byte_size(),
-            Values::Int64(c)
-            | Values::Date64(c)
-            | Values::Time64(c, _)
-            | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.byte_size(),
-            Values::UInt8(c) => c.byte_size(),
-            Values::UInt16(c) => c.byte_size(),
-            Values::UInt32(c) => c.byte_size(),
-            Values::UInt64(c) => c.byte_size(),
-            Values::Float32(c) => c.byte_size(),
-            Values::Float64(c) => c.byte_size(),
-            Values::Decimal128(c, _, _) => c.byte_size(),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
-                c.byte_size()
-            }
-            Values::Mac(c) => c.byte_size(),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.byte_size(),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.values.len() + c.len() / 8,
-            Values::List(c) => c.spans.offsets.len() * 4 + c.child.byte_size(),
-            Values::LargeList(c) => c.spans.offsets.len() * 8 + c.child.byte_size(),
-            Values::Struct(c) => c.children.iter().map(ColumnBuilder::byte_size).sum(),
-            Values::Map(c) => c.spans.offsets.len() * 4 + c.keys.byte_size() + c.values.byte_size(),
-        }
-    }
-
-    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
-        match self {
-            Values::Boolean(c) => c.finish(),
-            Values::Int8(c) => c.finish(data_type),
-            Values::Int16(c) => c.finish(data_type),
-            Values::Int32(c) | Values::Date32(c) | Values::Time32(c, _) => c.finish(data_type),
-            Values::Int64(c)
-            | Values::Date64(c)
-            | Values::Time64(c, _)
-            | Values::Timestamp(c, _)
-            | Values::Duration(c, _) => c.finish(data_type),
-            Values::UInt8(c) => c.finish(data_type),
-            Values::UInt16(c) => c.finish(data_type),
-            Values::UInt32(c) => c.finish(data_type),
-            Values::UInt64(c) => c.finish(data_type),
-            Values::Float32(c) => c.finish(data_type),
-            Values::Float64(c) => c.finish(data_type),
-            Values::Decimal128(c, _, _) => c.finish(data_type),
-            Values::Utf8(c) | Values::Binary(c) | Values::Json(c) | Values::Inet(c) => {
-                c.finish(data_type)
-            }
-            Values::Mac(c) => c.finish(data_type),
-            Values::LargeUtf8(c) | Values::LargeBinary(c) => c.finish(data_type),
-            Values::FixedSizeBinary(c) | Values::Uuid(c) => c.finish(data_type),
-            Values::List(c) => c.finish(data_type),
-            Values::LargeList(c) => c.finish(data_type),
-            Values::Struct(c) => c.finish(data_type),
-            Values::Map(c) => c.finish(data_type),
-        }
+/// What every column storage does, whatever values it holds.
+trait Storage {
+    /// Number of values.
+    fn len(&self) -> usize;
+    /// Appends a null.
+    fn push_null(&mut self);
+    /// Keeps the first `len` values, and whatever nested items belong to them.
+    fn truncate(&mut self, len: usize);
+    /// Makes room for `additional` more values.
+    fn reserve(&mut self, _additional: usize) {}
+    /// Approximate bytes held.
+    fn byte_size(&self) -> usize;
+    /// The values as an array of `data_type`, emptying the storage.
+    fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef>;
+    /// See [`ColumnBuilder::snapshot`]; `None` where a flat copy is not possible.
+    fn snapshot(&self, _data_type: DataType, _range: Range<usize>) -> Option<Result<ArrayRef>> {
+        None
     }
 }
 
@@ -430,7 +300,7 @@ fn finish_array(builder: ArrayDataBuilder) -> Result<ArrayRef> {
 }
 
 /// The validity of values `range` of `nulls`, as a buffer of its own.
-fn nulls_of(nulls: &NullBufferBuilder, range: &std::ops::Range<usize>) -> Option<NullBuffer> {
+fn nulls_of(nulls: &NullBufferBuilder, range: &Range<usize>) -> Option<NullBuffer> {
     let bits = nulls.as_slice()?;
     let all = BooleanBuffer::new(Buffer::from(bits), 0, nulls.len());
     Some(NullBuffer::new(all.slice(range.start, range.len())))
@@ -459,22 +329,20 @@ impl<T: ArrowNativeType> PrimitiveColumn<T> {
         self.values.push(value);
         self.nulls.append_non_null();
     }
+}
 
-    /// Appends a null.
-    #[inline]
-    pub fn push_null(&mut self) {
+impl<T: ArrowNativeType> Storage for PrimitiveColumn<T> {
+    fn reserve(&mut self, additional: usize) {
+        self.values.reserve(additional);
+    }
+
+    fn push_null(&mut self) {
         self.values.push(T::default());
         self.nulls.append_null();
     }
 
-    /// Number of values.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.values.len()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
     }
 
     fn truncate(&mut self, len: usize) {
@@ -486,13 +354,13 @@ impl<T: ArrowNativeType> PrimitiveColumn<T> {
         self.values.len() * std::mem::size_of::<T>()
     }
 
-    fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {
-        finish_array(
+    fn snapshot(&self, data_type: DataType, range: Range<usize>) -> Option<Result<ArrayRef>> {
+        Some(finish_array(
             ArrayDataBuilder::new(data_type)
                 .len(range.len())
                 .add_buffer(Buffer::from_vec(self.values[range.clone()].to_vec()))
                 .nulls(nulls_of(&self.nulls, &range)),
-        )
+        ))
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
@@ -530,22 +398,20 @@ impl BoolColumn {
         self.values.append(value);
         self.nulls.append_non_null();
     }
+}
 
-    /// Appends a null.
-    #[inline]
-    pub fn push_null(&mut self) {
+impl Storage for BoolColumn {
+    fn byte_size(&self) -> usize {
+        self.len().div_ceil(8) * 2
+    }
+
+    fn push_null(&mut self) {
         self.values.append(false);
         self.nulls.append_null();
     }
 
-    /// Number of values.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.nulls.len()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn truncate(&mut self, len: usize) {
@@ -553,7 +419,7 @@ impl BoolColumn {
         self.nulls.truncate(len);
     }
 
-    fn finish(&mut self) -> Result<ArrayRef> {
+    fn finish(&mut self, _data_type: &DataType) -> Result<ArrayRef> {
         let len = self.len();
         let bits = match self.values.finish() {
             Some(bits) => bits.into_inner().into_inner(),
@@ -632,23 +498,17 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
             }
         }
     }
+}
 
-    /// Appends a null.
-    #[inline]
-    pub fn push_null(&mut self) {
+impl<O: OffsetSizeTrait> Storage for BytesColumn<O> {
+    fn push_null(&mut self) {
         let last = *self.offsets.last().expect("offsets start with 0");
         self.offsets.push(last);
         self.nulls.append_null();
     }
 
-    /// Number of values.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.offsets.len() - 1
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn truncate(&mut self, len: usize) {
@@ -663,28 +523,26 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
         self.data.len() + self.offsets.len() * std::mem::size_of::<O>()
     }
 
-    /// Room for `n` more values of a typical short-text size, so the data buffer is not
-    /// regrown (and copied) a dozen times on the way to its final size.
     fn reserve(&mut self, n: usize) {
         const TYPICAL_VALUE_BYTES: usize = 16;
         self.offsets.reserve(n);
         self.data.reserve(n.saturating_mul(TYPICAL_VALUE_BYTES));
     }
 
-    fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {
+    fn snapshot(&self, data_type: DataType, range: Range<usize>) -> Option<Result<ArrayRef>> {
         let base = self.offsets[range.start];
         let offsets: Vec<O> = self.offsets[range.start..=range.end]
             .iter()
             .map(|&o| o - base)
             .collect();
         let data = &self.data[base.as_usize()..self.offsets[range.end].as_usize()];
-        finish_array(
+        Some(finish_array(
             ArrayDataBuilder::new(data_type)
                 .len(range.len())
                 .add_buffer(Buffer::from_vec(offsets))
                 .add_buffer(Buffer::from(data))
                 .nulls(nulls_of(&self.nulls, &range)),
-        )
+        ))
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
@@ -736,22 +594,24 @@ impl FixedColumn {
         self.nulls.append_non_null();
         Ok(())
     }
+}
 
-    /// Appends a null.
-    #[inline]
-    pub fn push_null(&mut self) {
+impl Storage for FixedColumn {
+    fn reserve(&mut self, additional: usize) {
+        self.values.reserve(additional * self.width);
+    }
+
+    fn byte_size(&self) -> usize {
+        self.values.len() + self.len().div_ceil(8)
+    }
+
+    fn push_null(&mut self) {
         self.values.resize(self.values.len() + self.width, 0);
         self.nulls.append_null();
     }
 
-    /// Number of values.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.nulls.len()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn truncate(&mut self, len: usize) {
@@ -759,14 +619,14 @@ impl FixedColumn {
         self.nulls.truncate(len);
     }
 
-    fn snapshot(&self, data_type: DataType, range: std::ops::Range<usize>) -> Result<ArrayRef> {
+    fn snapshot(&self, data_type: DataType, range: Range<usize>) -> Option<Result<ArrayRef>> {
         let bytes = &self.values[range.start * self.width..range.end * self.width];
-        finish_array(
+        Some(finish_array(
             ArrayDataBuilder::new(data_type)
                 .len(range.len())
                 .add_buffer(Buffer::from(bytes))
                 .nulls(nulls_of(&self.nulls, &range)),
-        )
+        ))
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
@@ -875,20 +735,23 @@ impl<O: OffsetSizeTrait> ListColumn<O> {
     pub fn close(&mut self) -> Result<()> {
         self.spans.close(self.child.len(), "list (use large_list)")
     }
+}
 
-    /// Appends a null list.
-    pub fn push_null(&mut self) {
+impl<O: OffsetSizeTrait> Storage for ListColumn<O> {
+    fn reserve(&mut self, additional: usize) {
+        self.spans.reserve(additional);
+    }
+
+    fn byte_size(&self) -> usize {
+        self.spans.offsets.len() * std::mem::size_of::<O>() + self.child.byte_size()
+    }
+
+    fn push_null(&mut self) {
         self.spans.push_null();
     }
 
-    /// Number of lists.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.spans.len()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn truncate(&mut self, len: usize) {
@@ -922,23 +785,28 @@ impl StructColumn {
     pub fn close(&mut self) {
         self.nulls.append_non_null();
     }
+}
 
-    /// Appends a null struct (its children get nulls).
-    pub fn push_null(&mut self) {
+impl Storage for StructColumn {
+    fn reserve(&mut self, additional: usize) {
+        for child in &mut self.children {
+            child.reserve(additional);
+        }
+    }
+
+    fn byte_size(&self) -> usize {
+        self.children.iter().map(ColumnBuilder::byte_size).sum()
+    }
+
+    fn push_null(&mut self) {
         for child in &mut self.children {
             child.push_null();
         }
         self.nulls.append_null();
     }
 
-    /// Number of structs.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.nulls.len()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn truncate(&mut self, len: usize) {
@@ -1005,20 +873,23 @@ impl MapColumn {
     pub fn close(&mut self) -> Result<()> {
         self.spans.close(self.keys.len(), "map")
     }
+}
 
-    /// Appends a null map.
-    pub fn push_null(&mut self) {
+impl Storage for MapColumn {
+    fn reserve(&mut self, additional: usize) {
+        self.spans.reserve(additional);
+    }
+
+    fn byte_size(&self) -> usize {
+        self.spans.offsets.len() * 4 + self.keys.byte_size() + self.values.byte_size()
+    }
+
+    fn push_null(&mut self) {
         self.spans.push_null();
     }
 
-    /// Number of maps.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.spans.len()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn truncate(&mut self, len: usize) {
