@@ -22,7 +22,7 @@ use pyo3_arrow::{PyRecordBatch, PySchema};
 use crate::context::{known, Known};
 use crate::errors::IntoPyResult;
 use crate::rows::{append_rows, Appended, OnFault, Target, CHUNK_ROWS};
-use crate::values::uuid_like;
+use crate::values::{uuid_like, Context, FieldNames};
 
 /// Builds record batches of one table.
 #[pyclass(module = "headwater._core", frozen)]
@@ -32,6 +32,10 @@ pub struct BatchBuilder {
     table: String,
     data_fields: Vec<FieldRef>,
     names: Vec<Py<PyString>>,
+    struct_fields: FieldNames,
+    /// Builder indices of the primary-key columns, when there are some and all can be
+    /// snapshotted for hashing while rows are read.
+    pipelined_keys: Option<Vec<usize>>,
 }
 
 /// Parent row ids as given: none, one for every row, or one per input row.
@@ -100,20 +104,17 @@ impl ParentIds {
 /// are still being read; below it the thread costs more than it saves.
 const PIPELINE_MIN_ROWS: usize = 4 * CHUNK_ROWS;
 
-impl BatchBuilder {
-    /// Indices of the builders of primary-key columns, if all of them can be snapshotted.
-    fn key_columns(&self, builders: &[ColumnBuilder]) -> Option<Vec<usize>> {
-        let keys: Vec<usize> = self
-            .data_fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| schema::flag(f, schema::PRIMARY_KEY))
-            .map(|(i, _)| i)
-            .collect();
-        keys.iter()
-            .all(|&i| builders[i].snapshot(0, 0).is_some())
-            .then_some(keys)
-    }
+/// Indices of the builders of primary-key columns, if there are some and all of them can be
+/// snapshotted.
+fn pipelined_keys(builders: &[ColumnBuilder]) -> Option<Vec<usize>> {
+    let keys: Vec<usize> = builders
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| schema::flag(b.field(), schema::PRIMARY_KEY))
+        .map(|(i, _)| i)
+        .collect();
+    let flat = keys.iter().all(|&i| builders[i].snapshot(0, 0).is_some());
+    (flat && !keys.is_empty()).then_some(keys)
 }
 
 /// Runs `read` (which reads the rows, calling its hook every [`CHUNK_ROWS`] stored rows) while
@@ -167,13 +168,15 @@ impl BatchBuilder {
     fn new(py: Python<'_>, schema: PySchema) -> PyResult<Self> {
         let schema = schema.into_inner();
         let data_fields = ingest::data_fields(&schema);
-        builders_for(&data_fields).into_py_result()?;
+        let builders = builders_for(&data_fields).into_py_result()?;
         let names = data_fields
             .iter()
             .map(|f| PyString::intern(py, f.name()).unbind())
             .collect();
         Ok(Self {
             table: schema::table_name(&schema).to_string(),
+            struct_fields: FieldNames::of(py, &data_fields),
+            pipelined_keys: pipelined_keys(&builders),
             schema,
             data_fields,
             names,
@@ -209,36 +212,31 @@ impl BatchBuilder {
         } else {
             OnFault::Raise
         };
-        let keys = self.key_columns(&builders);
-        let pipelined = deterministic_cq_id
-            && keys.as_ref().is_some_and(|k| !k.is_empty())
-            && rows
-                .cast::<PyList>()
-                .is_ok_and(|l| l.len() >= PIPELINE_MIN_ROWS);
-        let (appended, cq_ids) = if pipelined {
-            let keys = keys.expect("checked above");
-            hash_keys_while_reading(&keys, |every_chunk| {
-                append_rows(
-                    rows,
-                    &mut builders,
-                    &target,
-                    known,
-                    on_fault,
-                    errors,
-                    every_chunk,
-                )
-            })?
-        } else {
-            let appended = append_rows(
+        let cx = Context {
+            known,
+            names: &self.struct_fields,
+        };
+        let mut read = |every_chunk: &mut dyn FnMut(&[ColumnBuilder])| {
+            append_rows(
                 rows,
                 &mut builders,
                 &target,
-                known,
+                cx,
                 on_fault,
                 errors,
-                &mut |_| {},
-            )?;
-            (appended, CqIds::from_flag(deterministic_cq_id))
+                every_chunk,
+            )
+        };
+        let (appended, cq_ids) = match &self.pipelined_keys {
+            Some(keys)
+                if deterministic_cq_id
+                    && rows
+                        .cast::<PyList>()
+                        .is_ok_and(|l| l.len() >= PIPELINE_MIN_ROWS) =>
+            {
+                hash_keys_while_reading(keys, read)?
+            }
+            _ => (read(&mut |_| {})?, CqIds::from_flag(deterministic_cq_id)),
         };
         let parent_ids = parents.select(appended.seen, &appended.kept)?;
         let schema = Arc::clone(&self.schema);

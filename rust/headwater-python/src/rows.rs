@@ -12,9 +12,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
-use crate::context::Known;
 use crate::errors::{row_error_instance, to_py_err};
-use crate::values::{is_scalar, push_value, truncate_chars, ConvError, Fault};
+use crate::values::{is_scalar, push_value, truncate_chars, Context, ConvError, Fault};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -54,7 +53,7 @@ pub fn append_rows(
     rows: &Bound<'_, PyAny>,
     builders: &mut [ColumnBuilder],
     target: &Target<'_>,
-    known: &Known,
+    cx: Context<'_>,
     on_fault: OnFault,
     errors: Option<&Bound<'_, PyList>>,
     every_chunk: &mut dyn FnMut(&[ColumnBuilder]),
@@ -67,7 +66,7 @@ pub fn append_rows(
     let mut done = Appended::default();
     let mut each = |index: usize, row: &Bound<'_, PyAny>| -> PyResult<()> {
         done.seen += 1;
-        match append_row(row, builders, target, known) {
+        match append_row(row, builders, target, cx) {
             Ok(()) => {
                 done.rows += 1;
                 done.kept.push(index);
@@ -122,16 +121,15 @@ fn append_row(
     row: &Bound<'_, PyAny>,
     builders: &mut [ColumnBuilder],
     target: &Target<'_>,
-    known: &Known,
+    cx: Context<'_>,
 ) -> RowResult {
     let py = row.py();
     let push = |builders: &mut [ColumnBuilder], i: usize, value: &Bound<'_, PyAny>| {
-        push_value(&mut builders[i], value, known).map_err(|e| (Some(i), e))
+        push_value(&mut builders[i], value, cx).map_err(|e| (Some(i), e))
     };
     let none = py.None().into_bound(py);
     if let Ok(dict) = row.cast::<PyDict>() {
-        if dict.len() == target.names.len() && walk_in_column_order(dict, builders, target, known)?
-        {
+        if dict.len() == target.names.len() && walk_in_column_order(dict, builders, target, cx)? {
             return Ok(());
         }
         for (i, name) in target.names.iter().enumerate() {
@@ -208,7 +206,7 @@ fn walk_in_column_order(
     dict: &Bound<'_, PyDict>,
     builders: &mut [ColumnBuilder],
     target: &Target<'_>,
-    known: &Known,
+    cx: Context<'_>,
 ) -> Result<bool, (Option<usize>, ConvError)> {
     let py = dict.py();
     let start = builders.first().map_or(0, ColumnBuilder::len);
@@ -219,7 +217,7 @@ fn walk_in_column_order(
             }
             return Ok(false);
         }
-        push_value(&mut builders[i], &value, known).map_err(|e| (Some(i), e))?;
+        push_value(&mut builders[i], &value, cx).map_err(|e| (Some(i), e))?;
     }
     Ok(true)
 }

@@ -6,7 +6,10 @@
 //! reason. Exceptions raised by user code while reading a value (a failing `utcoffset`, a
 //! property) pass through unchanged as [`ConvError::Py`].
 
-use arrow_schema::{Field, TimeUnit};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 use headwater_core::builder::{ColumnBuilder, Values};
 use headwater_core::schema::type_label;
 use headwater_core::{decimal, json, net, temporal, CoreError};
@@ -80,12 +83,65 @@ fn fault<T>(field: &Field, value: &Bound<'_, PyAny>, reason: impl Into<String>) 
     })))
 }
 
+/// What converting a value needs besides the value: the recognised Python types, and the
+/// interned names of struct fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// See [`Known`].
+    pub known: &'a Known,
+    /// Interned struct field names, looked up by field.
+    pub names: &'a FieldNames,
+}
+
+/// The interned Python names of every struct field of a schema, found by the address of the
+/// field (builders share their schema's `Arc<Field>`s), so struct values are read without
+/// making a Python string per field per row.
+#[derive(Debug, Default)]
+pub struct FieldNames(HashMap<usize, Py<PyString>>);
+
+impl FieldNames {
+    /// Names of the struct fields found anywhere inside `fields`.
+    pub fn of(py: Python<'_>, fields: &[FieldRef]) -> Self {
+        let mut names = FieldNames::default();
+        for field in fields {
+            names.collect(py, field.data_type());
+        }
+        names
+    }
+
+    fn collect(&mut self, py: Python<'_>, data_type: &DataType) {
+        match data_type {
+            DataType::Struct(children) => {
+                for child in children {
+                    let key = Arc::as_ptr(child) as usize;
+                    self.0
+                        .insert(key, PyString::intern(py, child.name()).unbind());
+                    self.collect(py, child.data_type());
+                }
+            }
+            DataType::List(item) | DataType::LargeList(item) | DataType::Map(item, _) => {
+                self.collect(py, item.data_type());
+            }
+            _ => {}
+        }
+    }
+
+    /// The interned name of `field`.
+    fn get<'py>(&self, py: Python<'py>, field: &FieldRef) -> Bound<'py, PyString> {
+        match self.0.get(&(Arc::as_ptr(field) as usize)) {
+            Some(name) => name.bind(py).clone(),
+            None => PyString::intern(py, field.name()),
+        }
+    }
+}
+
 /// Appends `value` to `builder`, or says why it cannot be.
 pub fn push_value(
     builder: &mut ColumnBuilder,
     value: &Bound<'_, PyAny>,
-    known: &Known,
+    cx: Context<'_>,
 ) -> Conv<()> {
+    let known = cx.known;
     let (field, values) = builder.parts_mut();
     if value.is_none() {
         if !field.is_nullable() {
@@ -196,11 +252,11 @@ pub fn push_value(
             c.push(&address)?
         }
         Values::List(list) => {
-            for_each_item(field, v, |k, item| push_item(list.items(), k, item, known))?;
+            for_each_item(field, v, |k, item| push_item(list.items(), k, item, cx))?;
             list.close()?
         }
         Values::LargeList(list) => {
-            for_each_item(field, v, |k, item| push_item(list.items(), k, item, known))?;
+            for_each_item(field, v, |k, item| push_item(list.items(), k, item, cx))?;
             list.close()?
         }
         Values::Struct(s) => {
@@ -212,15 +268,14 @@ pub fn push_value(
                 return fault(field, v, "expected a dict or an object with attributes");
             }
             for child in s.children() {
-                let name = PyString::intern(py, child.field().name());
+                let name = cx.names.get(py, child.field());
                 let item = match dict {
                     Some(d) => d.get_item(&name)?,
                     None => lookup_attribute(v, &name)?,
                 };
-                let child_name = child.field().name().clone();
                 let item = item.unwrap_or_else(|| py.None().into_bound(py));
-                push_value(child, &item, known)
-                    .map_err(|e| e.nested(|| format!(".{child_name}")))?;
+                push_value(child, &item, cx)
+                    .map_err(|e| e.nested(|| format!(".{}", child.field().name())))?;
             }
             s.close()
         }
@@ -231,8 +286,8 @@ pub fn push_value(
                     return fault(field, v, "map keys cannot be None");
                 }
                 let label = || format!("[{}]", short_repr(key));
-                push_value(keys, key, known).map_err(|e| e.nested(label))?;
-                push_value(items, item, known).map_err(|e| e.nested(label))
+                push_value(keys, key, cx).map_err(|e| e.nested(label))?;
+                push_value(items, item, cx).map_err(|e| e.nested(label))
             };
             if let Ok(d) = v.cast::<PyDict>() {
                 for (key, item) in d.iter() {
@@ -261,14 +316,14 @@ fn push_item(
     items: &mut ColumnBuilder,
     k: usize,
     item: &Bound<'_, PyAny>,
-    known: &Known,
+    cx: Context<'_>,
 ) -> Conv<()> {
     if let Values::Utf8(strings) = &mut items.values {
         if let Ok(Ok(text)) = item.cast::<PyString>().map(|s| s.to_str()) {
             return Ok(strings.push(text.as_bytes())?);
         }
     }
-    push_value(items, item, known).map_err(|e| e.nested(|| format!("[{k}]")))
+    push_value(items, item, cx).map_err(|e| e.nested(|| format!("[{k}]")))
 }
 
 /// Whether `v` is a plain scalar (str, bytes, bytearray, int, float, bool): never a row or a
