@@ -824,14 +824,14 @@ fn go_list_item(child: &Arc<Field>) -> String {
     format!("{}: {}{nullable}", child.name(), go_type_name(child))
 }
 
+/// The canonical lowercase hyphenated form of a 16-byte UUID.
 fn write_uuid(bytes: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push(b'-');
-        }
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
+    if let Ok(id) = uuid::Uuid::from_slice(bytes) {
+        out.extend_from_slice(
+            id.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .as_bytes(),
+        );
     }
 }
 
@@ -884,12 +884,9 @@ fn write_go_float(v: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
         return;
     }
-    let mut buf = ryu::Buffer::new();
-    let (negative, digits, len, point) = shortest_digits(buf.format_finite(v));
-    if negative {
-        out.push(b'-');
-    }
-    write_fixed(&digits[..len], point, out);
+    // Rust's Display is the same: shortest round-trip digits, never an exponent.
+    use std::io::Write;
+    write!(out, "{v}").expect("writing to a Vec cannot fail");
 }
 
 fn write_fixed(digits: &[u8], point: i32, out: &mut Vec<u8>) {
