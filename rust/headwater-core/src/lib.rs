@@ -4,9 +4,12 @@
 //! pushed one at a time with row-level rollback ([`builder`]), conforms ready-made Arrow data to
 //! a table schema ([`ingest`]), computes `_cq_id`s byte-compatible with the Go plugin SDK
 //! ([`cq_id`]) and encodes Arrow IPC streams split under a message size limit ([`ipc`]).
+//! For syncs it has the task queue with its concurrency limits ([`scheduler`]) and the
+//! byte-bounded output buffer that gives backpressure ([`buffer`]).
 //! Nothing here touches Python; `headwater-python` drives it.
 #![deny(missing_docs)]
 
+pub mod buffer;
 pub mod builder;
 pub mod cq_id;
 pub mod decimal;
@@ -15,6 +18,7 @@ pub mod ingest;
 pub mod ipc;
 pub mod json;
 pub mod net;
+pub mod scheduler;
 pub mod schema;
 pub mod temporal;
 
