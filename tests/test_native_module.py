@@ -33,6 +33,8 @@ def test_every_native_symbol_has_a_python_wrapper() -> None:
         "BatchBuilder": "headwater.batch.build_batch",
         "encode_schema_ipc": "headwater.batch.encode_ipc",
         "encode_data_ipc": "headwater.batch.encode_ipc",
+        "SyncEngine": "headwater.Plugin.sync",
+        "AsyncTask": "headwater.sync._drive",
         "__version__": "headwater.__version__",
     }
     native = {name for name in dir(_core) if not name.startswith("__") or name == "__version__"}

@@ -1,10 +1,18 @@
 # Hand-written stubs for the Rust extension (rust/headwater-python), checked against the binary
 # by mypy.stubtest in tests/test_native_module.py.
+from collections.abc import Sequence
 from typing import Any, Final, final
 
 import pyarrow as pa
 
-__all__ = ["BatchBuilder", "__version__", "encode_data_ipc", "encode_schema_ipc"]
+__all__ = [
+    "AsyncTask",
+    "BatchBuilder",
+    "SyncEngine",
+    "__version__",
+    "encode_data_ipc",
+    "encode_schema_ipc",
+]
 
 __version__: Final[str]
 
@@ -32,3 +40,53 @@ class BatchBuilder:
 
 def encode_schema_ipc(schema: Any) -> bytes: ...
 def encode_data_ipc(data: Any, max_message_bytes: int) -> list[bytes]: ...
+
+@final
+class SyncEngine:
+    def __new__(
+        cls,
+        tables: Sequence[tuple[Any, Any, int | None]],
+        roots: Sequence[tuple[int, Sequence[int]]],
+        clients: Sequence[Any],
+        client_ids: Sequence[str],
+        *,
+        insert_type: Any,
+        error_type: Any,
+        events: Any,
+        async_runner: Any,
+        strategy: str = "dfs",
+        shuffle_seed: int = 0,
+        concurrency: int = 64,
+        table_concurrency: int | None = None,
+        depth_concurrency: Sequence[int] | None = None,
+        max_queued: int | None = None,
+        max_buffer_bytes: int = 67108864,
+        max_rows: int = 10000,
+        max_bytes: int = 8388608,
+        max_latency: float = 1.0,
+        fail_on_row_error: bool = False,
+    ) -> SyncEngine: ...
+    def start(self) -> None: ...
+    def __iter__(self) -> SyncEngine: ...
+    def __next__(self) -> Any: ...
+    def cancel(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def finished(self) -> bool: ...
+    def stats(self) -> list[tuple[str, int, int, int]]: ...
+    @property
+    def peak_buffer_bytes(self) -> int: ...
+    @property
+    def max_buffer_bytes(self) -> int: ...
+    @property
+    def workers(self) -> int: ...
+
+@final
+class AsyncTask:
+    def push(self, item: Any) -> bool: ...
+    def needs_room(self) -> bool: ...
+    def suspend(self) -> None: ...
+    def try_resume(self) -> bool: ...
+    def finish(self, error: BaseException | None = None) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...

@@ -4,38 +4,30 @@
 //! `pyarrow.RecordBatch` with `_cq_id` and `_cq_parent_id`. Python objects are read with the
 //! GIL held; finishing the arrays and hashing ids run with it released.
 
-use std::sync::Arc;
-
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use arrow_array::{ArrayRef, FixedSizeBinaryArray};
-use arrow_schema::{Field, FieldRef, SchemaRef};
-use headwater_core::builder::{builders_for, ColumnBuilder};
+use arrow_schema::{Field, FieldRef};
+use headwater_core::builder::ColumnBuilder;
 use headwater_core::ingest::CqIds;
-use headwater_core::{cq_id, ingest, schema, CoreError};
+use headwater_core::{cq_id, ingest, CoreError};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use crate::context::{known, Known};
 use crate::errors::IntoPyResult;
-use crate::rows::{append_rows, Appended, OnFault, Target, CHUNK_ROWS};
-use crate::values::{uuid_like, Context, FieldNames};
+use crate::plan::TablePlan;
+use crate::rows::{append_rows, Appended, OnFault, CHUNK_ROWS};
+use crate::values::uuid_like;
 
 /// Builds record batches of one table.
 #[pyclass(module = "headwater._core", frozen)]
 #[derive(Debug)]
 pub struct BatchBuilder {
-    schema: SchemaRef,
-    table: String,
-    data_fields: Vec<FieldRef>,
-    names: Vec<Py<PyString>>,
-    struct_fields: FieldNames,
-    /// Builder indices of the primary-key columns, when there are some and all can be
-    /// snapshotted for hashing while rows are read.
-    pipelined_keys: Option<Vec<usize>>,
+    plan: TablePlan,
 }
 
 /// Parent row ids as given: none, one for every row, or one per input row.
@@ -104,19 +96,6 @@ impl ParentIds {
 /// are still being read; below it the thread costs more than it saves.
 const PIPELINE_MIN_ROWS: usize = 4 * CHUNK_ROWS;
 
-/// Indices of the builders of primary-key columns, if there are some and all of them can be
-/// snapshotted.
-fn pipelined_keys(builders: &[ColumnBuilder]) -> Option<Vec<usize>> {
-    let keys: Vec<usize> = builders
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| schema::flag(b.field(), schema::PRIMARY_KEY))
-        .map(|(i, _)| i)
-        .collect();
-    let flat = keys.iter().all(|&i| builders[i].snapshot(0, 0).is_some());
-    (flat && !keys.is_empty()).then_some(keys)
-}
-
 /// Runs `read` (which reads the rows, calling its hook every [`CHUNK_ROWS`] stored rows) while
 /// a second thread hashes the primary keys of each finished chunk, so `_cq_id` costs little
 /// beyond the reading itself. Rows stored after the last chunk are hashed by `finish_batch`.
@@ -166,27 +145,15 @@ impl BatchBuilder {
     /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`).
     #[new]
     fn new(py: Python<'_>, schema: PySchema) -> PyResult<Self> {
-        let schema = schema.into_inner();
-        let data_fields = ingest::data_fields(&schema);
-        let builders = builders_for(&data_fields).into_py_result()?;
-        let names = data_fields
-            .iter()
-            .map(|f| PyString::intern(py, f.name()).unbind())
-            .collect();
         Ok(Self {
-            table: schema::table_name(&schema).to_string(),
-            struct_fields: FieldNames::of(py, &data_fields),
-            pipelined_keys: pipelined_keys(&builders),
-            schema,
-            data_fields,
-            names,
+            plan: TablePlan::new(py, schema.into_inner())?,
         })
     }
 
     /// The table name from the schema metadata.
     #[getter]
     fn table_name(&self) -> &str {
-        &self.table
+        &self.plan.table
     }
 
     /// Converts rows into a `pyarrow.RecordBatch`.
@@ -202,20 +169,15 @@ impl BatchBuilder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let known = known(py)?;
         let parents = ParentIds::from_py(parent_cq_ids, known)?;
-        let mut builders = builders_for(&self.data_fields).into_py_result()?;
-        let target = Target {
-            table: &self.table,
-            names: &self.names,
-        };
+        let plan = &self.plan;
+        let mut builders = plan.builders()?;
+        let target = plan.target();
         let on_fault = if skip_errors {
             OnFault::Skip
         } else {
             OnFault::Raise
         };
-        let cx = Context {
-            known,
-            names: &self.struct_fields,
-        };
+        let cx = plan.context(known);
         let mut read = |every_chunk: &mut dyn FnMut(&[ColumnBuilder])| {
             append_rows(
                 rows,
@@ -227,7 +189,7 @@ impl BatchBuilder {
                 every_chunk,
             )
         };
-        let (appended, cq_ids) = match &self.pipelined_keys {
+        let (appended, cq_ids) = match &plan.pipelined_keys {
             Some(keys)
                 if deterministic_cq_id
                     && rows
@@ -239,7 +201,7 @@ impl BatchBuilder {
             _ => (read(&mut |_| {})?, CqIds::from_flag(deterministic_cq_id)),
         };
         let parent_ids = parents.select(appended.seen, &appended.kept)?;
-        let schema = Arc::clone(&self.schema);
+        let schema = Arc::clone(&plan.schema);
         let batch = py
             .detach(move || {
                 let columns = builders
@@ -263,7 +225,7 @@ impl BatchBuilder {
         deterministic_cq_id: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let parents = ParentIds::from_py(parent_cq_ids, known(py)?)?;
-        let schema = Arc::clone(&self.schema);
+        let schema = Arc::clone(&self.plan.schema);
         let (columns, rows) = py.detach(move || -> PyResult<_> {
             let reader = data.into_reader()?;
             let batches = reader.collect::<Result<Vec<_>, _>>().into_py_result()?;
@@ -271,7 +233,7 @@ impl BatchBuilder {
         })?;
         let kept: Vec<usize> = (0..rows).collect();
         let parent_ids = parents.select(rows, &kept)?;
-        let schema = Arc::clone(&self.schema);
+        let schema = Arc::clone(&self.plan.schema);
         let batch = py
             .detach(move || {
                 let cq_ids = CqIds::from_flag(deterministic_cq_id);
@@ -282,7 +244,7 @@ impl BatchBuilder {
     }
 
     fn __repr__(&self) -> String {
-        format!("BatchBuilder(table={:?})", self.table)
+        format!("BatchBuilder(table={:?})", self.plan.table)
     }
 }
 

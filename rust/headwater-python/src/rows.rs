@@ -66,7 +66,7 @@ pub fn append_rows(
     let mut done = Appended::default();
     let mut each = |index: usize, row: &Bound<'_, PyAny>| -> PyResult<()> {
         done.seen += 1;
-        match append_row(row, builders, target, cx) {
+        match append_one(row, builders, target, cx, index) {
             Ok(()) => {
                 done.rows += 1;
                 done.kept.push(index);
@@ -75,27 +75,16 @@ pub fn append_rows(
                 }
                 Ok(())
             }
-            Err((column, error)) => {
-                for builder in builders.iter_mut() {
-                    builder.truncate(done.rows);
-                }
-                match error {
-                    ConvError::Fault(fault) => {
-                        let fault = describe(row.py(), target, column, index, *fault);
-                        match on_fault {
-                            OnFault::Raise => Err(to_py_err(CoreError::Row(Box::new(fault)))),
-                            OnFault::Skip => {
-                                if let Some(errors) = errors {
-                                    errors.append(row_error_instance(row.py(), &fault)?)?;
-                                }
-                                Ok(())
-                            }
-                        }
+            Err(RowProblem::Bad(fault)) => match on_fault {
+                OnFault::Raise => Err(to_py_err(CoreError::Row(fault))),
+                OnFault::Skip => {
+                    if let Some(errors) = errors {
+                        errors.append(row_error_instance(row.py(), &fault)?)?;
                     }
-                    ConvError::Py(err) => Err(err),
-                    ConvError::Core(err) => Err(to_py_err(err)),
+                    Ok(())
                 }
-            }
+            },
+            Err(RowProblem::Raised(err)) => Err(err),
         }
     };
     if let Ok(list) = rows.cast::<PyList>() {
@@ -113,6 +102,41 @@ pub fn append_rows(
         }
     }
     Ok(done)
+}
+
+/// Why [`append_one`] did not store a row.
+#[derive(Debug)]
+pub enum RowProblem {
+    /// The row does not fit the table: described for a `RowError`.
+    Bad(Box<RowFault>),
+    /// Reading it raised (user code in a property, `__getattr__`, ...), or the batch itself
+    /// is unusable; re-raise it.
+    Raised(PyErr),
+}
+
+/// Appends one row (input index `index`, for messages) to `builders`. If it does not fit,
+/// every column is cut back to where it was, so nothing of the row is left behind.
+pub fn append_one(
+    row: &Bound<'_, PyAny>,
+    builders: &mut [ColumnBuilder],
+    target: &Target<'_>,
+    cx: Context<'_>,
+    index: usize,
+) -> Result<(), RowProblem> {
+    let before = builders.first().map_or(0, ColumnBuilder::len);
+    let Err((column, error)) = append_row(row, builders, target, cx) else {
+        return Ok(());
+    };
+    for builder in builders.iter_mut() {
+        builder.truncate(before);
+    }
+    Err(match error {
+        ConvError::Fault(fault) => {
+            RowProblem::Bad(Box::new(describe(row.py(), target, column, index, *fault)))
+        }
+        ConvError::Py(err) => RowProblem::Raised(err),
+        ConvError::Core(err) => RowProblem::Raised(to_py_err(err)),
+    })
 }
 
 type RowResult = Result<(), (Option<usize>, ConvError)>;

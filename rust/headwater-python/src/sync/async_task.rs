@@ -1,0 +1,155 @@
+//! `AsyncTask`: the handle an async resolver's driver coroutine uses on the event loop.
+//!
+//! A worker that finds an async generator (or a coroutine) in a resolver's result hands it to
+//! the Python side's runner with one of these, and moves on: the task keeps its concurrency
+//! slot while it runs on the loop, so async resolvers count against the same limits as
+//! threaded ones without occupying a thread. The driver calls [`AsyncTask::push`] for every
+//! item (converted on the loop thread, into its own accumulators) and [`AsyncTask::finish`]
+//! at the end. A parent whose children are not keeping up lends its slot out with
+//! [`AsyncTask::suspend`] and polls [`AsyncTask::try_resume`] instead of blocking the loop.
+
+use std::sync::{Arc, Mutex};
+
+use headwater_core::scheduler::Slot;
+use pyo3::prelude::*;
+
+use super::worker::{drive, end_task, TaskContext};
+use super::{lock, Shared};
+
+/// A running async resolver invocation.
+#[pyclass(module = "headwater._core", frozen)]
+#[derive(Debug)]
+pub struct AsyncTask {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    cx: TaskContext,
+    /// The task's slot; `None` once finished.
+    slot: Option<Slot>,
+    /// Whether the slot is lent out (see [`AsyncTask::suspend`]).
+    suspended: bool,
+}
+
+impl AsyncTask {
+    /// Hands `result` (an async iterable or awaitable) to the event loop runner.
+    pub fn start(
+        py: Python<'_>,
+        shared: &Arc<Shared>,
+        cx: TaskContext,
+        slot: Slot,
+        result: Bound<'_, PyAny>,
+    ) {
+        let task = AsyncTask {
+            shared: Arc::clone(shared),
+            state: Mutex::new(State {
+                cx,
+                slot: Some(slot),
+                suspended: false,
+            }),
+        };
+        let task = match Bound::new(py, task) {
+            Ok(task) => task,
+            Err(err) => {
+                // Only a MemoryError gets here; the slot went back when `task` was dropped.
+                err.write_unraisable(py, None);
+                return;
+            }
+        };
+        let runner = shared.python.async_runner.bind(py);
+        if let Err(err) = runner.call_method1("submit", (result, &task)) {
+            task.get().end(py, Some(err));
+        }
+    }
+
+    fn end(&self, py: Python<'_>, error: Option<PyErr>) {
+        let mut state = lock(&self.state);
+        let Some(slot) = state.slot.take() else {
+            return;
+        };
+        if state.suspended {
+            // Ended while its slot was lent out: take it back, to give it up below.
+            self.shared.scheduler.resume_now(&slot);
+            state.suspended = false;
+        }
+        let shared = &self.shared;
+        if let Some(err) = error {
+            shared.report_failure(py, state.cx.table, Some(state.cx.client), err);
+        }
+        let local = lock(&shared.loop_local);
+        end_task(py, shared, &local, &state.cx, slot);
+    }
+}
+
+#[pymethods]
+impl AsyncTask {
+    /// Converts one item the resolver yielded (a row, a page of rows, or Arrow data). Returns
+    /// whether to go on: `False` once the sync is cancelled.
+    fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let shared = &self.shared;
+        if shared.is_cancelled() {
+            return Ok(false);
+        }
+        let mut state = lock(&self.state);
+        let mut local = lock(&shared.loop_local);
+        drive(py, shared, &mut local, &mut state.cx, None, item)?;
+        Ok(!shared.is_cancelled())
+    }
+
+    /// Whether the task should wait for its children before yielding more rows.
+    fn needs_room(&self) -> bool {
+        let state = lock(&self.state);
+        !self.shared.tables[state.cx.table].children.is_empty() && !self.shared.scheduler.has_room()
+    }
+
+    /// Lends the task's slot out while it waits for its children; poll
+    /// [`AsyncTask::try_resume`] (with `await asyncio.sleep`) to get it back.
+    fn suspend(&self) {
+        let mut state = lock(&self.state);
+        if let (Some(slot), false) = (&state.slot, state.suspended) {
+            self.shared.scheduler.suspend(slot);
+            state.suspended = true;
+        }
+    }
+
+    /// Takes the slot back if there is room for the task to go on; returns whether it did.
+    fn try_resume(&self) -> bool {
+        let mut state = lock(&self.state);
+        match (&state.slot, state.suspended) {
+            (Some(slot), true) => {
+                let resumed = self.shared.scheduler.try_resume(slot);
+                state.suspended = !resumed;
+                resumed
+            }
+            _ => true,
+        }
+    }
+
+    /// Ends the task, with the exception it raised if any (reported as a `SyncError`).
+    #[pyo3(signature = (error=None))]
+    fn finish(&self, py: Python<'_>, error: Option<Bound<'_, PyAny>>) {
+        self.end(py, error.map(PyErr::from_value));
+    }
+
+    /// Whether the sync was cancelled: the driver should stop.
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.shared.is_cancelled()
+    }
+}
+
+impl Drop for AsyncTask {
+    fn drop(&mut self) {
+        // A handle dropped without `finish` (its coroutine never ran) must not keep its slot:
+        // the sync could never end.
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = state.slot.take() {
+            if state.suspended {
+                self.shared.scheduler.resume_now(&slot);
+            }
+            self.shared.scheduler.finish(slot);
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `SyncEngine`: one sync, as Python sees it — an iterator over `Insert` and `SyncError`
+//! messages that starts the engine's threads, cancels them when closed, and always joins them.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use headwater_core::buffer::{OutputBuffer, Pop};
+use headwater_core::scheduler::{order_roots, Limits, Scheduler, Strategy, Task};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3_arrow::{PyRecordBatch, PySchema};
+
+use super::accumulate::Local;
+use super::worker::{finish_sync, queue};
+use super::{
+    finisher, lock, timer, Counters, Failure, Options, Output, Payload, PythonSide, Shared,
+    TableRuntime,
+};
+use crate::errors::HeadwaterError;
+use crate::plan::TablePlan;
+
+/// How often a consumer blocked on the output wakes up to check for signals (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// The root tasks, queued by `start()`, and the finisher's end of its channel.
+#[derive(Debug)]
+struct Start {
+    roots: Vec<Task<Payload>>,
+    jobs: mpsc::Receiver<finisher::Job>,
+}
+
+/// One sync: call `start()`, then iterate for messages; `close()` cancels.
+#[pyclass(module = "headwater._core", frozen)]
+#[derive(Debug)]
+pub struct SyncEngine {
+    shared: Arc<Shared>,
+    /// What `start()` needs, until it runs.
+    pending_start: Mutex<Option<Start>>,
+    started: AtomicBool,
+}
+
+fn strategy(name: &str, seed: u64) -> PyResult<Strategy> {
+    match name {
+        "dfs" => Ok(Strategy::Dfs),
+        "round-robin" => Ok(Strategy::RoundRobin),
+        "shuffle" => Ok(Strategy::Shuffle { seed }),
+        other => Err(PyValueError::new_err(format!(
+            "strategy must be 'dfs', 'round-robin' or 'shuffle', not {other:?}"
+        ))),
+    }
+}
+
+fn at_least_one(name: &str, value: usize) -> PyResult<usize> {
+    if value == 0 {
+        return Err(PyValueError::new_err(format!("{name} must be >= 1, not 0")));
+    }
+    Ok(value)
+}
+
+#[pymethods]
+impl SyncEngine {
+    /// Prepares a sync of `tables` (`(schema, invoke, parent index)`, parents first), starting
+    /// from `roots` (`(top-level table index, client indices)`).
+    #[new]
+    #[pyo3(signature = (
+        tables, roots, clients, client_ids, *, insert_type, error_type, events, async_runner,
+        strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
+        depth_concurrency=None, max_queued=None, max_buffer_bytes=67_108_864,
+        max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        tables: Vec<(PySchema, Py<PyAny>, Option<usize>)>,
+        roots: Vec<(usize, Vec<usize>)>,
+        clients: Vec<Py<PyAny>>,
+        client_ids: Vec<String>,
+        insert_type: Py<PyAny>,
+        error_type: Py<PyAny>,
+        events: Py<PyAny>,
+        async_runner: Py<PyAny>,
+        strategy: &str,
+        shuffle_seed: u64,
+        concurrency: usize,
+        table_concurrency: Option<usize>,
+        depth_concurrency: Option<Vec<usize>>,
+        max_queued: Option<usize>,
+        max_buffer_bytes: usize,
+        max_rows: usize,
+        max_bytes: usize,
+        max_latency: f64,
+        fail_on_row_error: bool,
+    ) -> PyResult<Self> {
+        let strategy = self::strategy(strategy, shuffle_seed)?;
+        if client_ids.len() != clients.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} client ids for {} clients",
+                client_ids.len(),
+                clients.len()
+            )));
+        }
+        if !(max_latency.is_finite() && max_latency > 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "max_latency must be a positive number of seconds, not {max_latency}"
+            )));
+        }
+        let options = Options {
+            max_rows: at_least_one("max_rows", max_rows)?,
+            max_bytes: at_least_one("max_bytes", max_bytes)?,
+            max_latency: Duration::from_secs_f64(max_latency),
+            fail_on_row_error,
+        };
+        let mut runtimes: Vec<TableRuntime> = Vec::with_capacity(tables.len());
+        for (index, (schema, invoke, parent)) in tables.into_iter().enumerate() {
+            let depth = match parent {
+                None => 0,
+                Some(p) if p < index => runtimes[p].depth + 1,
+                Some(p) => {
+                    return Err(PyValueError::new_err(format!(
+                        "table {index} has parent {p}: parents must come before their children"
+                    )))
+                }
+            };
+            if let Some(p) = parent {
+                runtimes[p].children.push(index);
+            }
+            runtimes.push(TableRuntime {
+                plan: TablePlan::new(py, schema.into_inner())?,
+                invoke,
+                children: Vec::new(),
+                depth,
+                counters: Counters::default(),
+            });
+        }
+        let max_depth = runtimes.iter().map(|t| t.depth).max().unwrap_or(0);
+        let mut limits = Limits::go_style(at_least_one("concurrency", concurrency)?, max_depth);
+        if let Some(per_table) = table_concurrency {
+            limits.per_table = at_least_one("table_concurrency", per_table)?;
+        }
+        if let Some(per_depth) = depth_concurrency {
+            if per_depth.is_empty() || per_depth.contains(&0) {
+                return Err(PyValueError::new_err(format!(
+                    "depth_concurrency must be a non-empty list of numbers >= 1, not {per_depth:?}"
+                )));
+            }
+            limits.per_depth = per_depth;
+        }
+        if let Some(max_queued) = max_queued {
+            limits.max_queued = at_least_one("max_queued", max_queued)?;
+        }
+        let mut root_tasks = Vec::new();
+        let mut root_clients: Vec<Vec<usize>> = Vec::with_capacity(roots.len());
+        let mut root_tables = Vec::with_capacity(roots.len());
+        for (table, table_clients) in roots {
+            if runtimes.get(table).is_none_or(|t| t.depth != 0) {
+                return Err(PyValueError::new_err(format!(
+                    "root {table} is not a top-level table"
+                )));
+            }
+            if let Some(bad) = table_clients.iter().find(|&&c| c >= clients.len()) {
+                return Err(PyValueError::new_err(format!(
+                    "client {bad} of {} clients",
+                    clients.len()
+                )));
+            }
+            root_tables.push(table);
+            root_clients.push(table_clients);
+        }
+        let counts: Vec<usize> = root_clients.iter().map(Vec::len).collect();
+        for (root, position) in order_roots(&counts, strategy) {
+            root_tasks.push(Task {
+                table: root_tables[root],
+                depth: 0,
+                payload: Payload {
+                    client: root_clients[root][position],
+                    parent: None,
+                },
+            });
+        }
+        let scheduler = Scheduler::new(limits, runtimes.len())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let (jobs, received) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            tables: runtimes,
+            scheduler,
+            output: OutputBuffer::new(at_least_one("max_buffer_bytes", max_buffer_bytes)?),
+            jobs,
+            accumulators: Mutex::new(Vec::new()),
+            loop_local: Mutex::new(Local::default()),
+            options,
+            clients,
+            client_ids,
+            python: PythonSide {
+                insert_type,
+                error_type,
+                events,
+                async_runner,
+            },
+            cancelled: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            timer: Mutex::new(None),
+            live_workers: AtomicUsize::new(0),
+        });
+        Ok(SyncEngine {
+            shared,
+            pending_start: Mutex::new(Some(Start {
+                roots: root_tasks,
+                jobs: received,
+            })),
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the engine's threads and queues the top-level tasks. Only once.
+    fn start(&self) -> PyResult<()> {
+        let Some(Start { roots, jobs }) = lock(&self.pending_start).take() else {
+            return Err(PyRuntimeError::new_err("this sync was started already"));
+        };
+        self.started.store(true, Ordering::SeqCst);
+        let shared = &self.shared;
+        let finisher = Arc::clone(shared);
+        shared
+            .spawn("headwater-finisher", move || {
+                finisher::run(&finisher, jobs);
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+        let ticking = Arc::clone(shared);
+        let timer = std::thread::Builder::new()
+            .name("headwater-timer".into())
+            .spawn(move || timer::run(&ticking))
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+        *lock(&shared.timer) = Some(timer);
+        if roots.is_empty() {
+            finish_sync(shared);
+            return Ok(());
+        }
+        // Queued under a hold, so the first root finishing cannot end the sync before the
+        // last one is queued.
+        shared.scheduler.hold();
+        for task in roots {
+            queue(shared, task);
+        }
+        shared.scheduler.release_hold();
+        Ok(())
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next `Insert` or `SyncError`; `None` (StopIteration) when the sync is over.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if !self.started.load(Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err("call start() before iterating"));
+        }
+        loop {
+            match py.detach(|| self.shared.output.pop(SIGNAL_CHECK)) {
+                Pop::Item(output) => return self.to_python(py, output).map(Some),
+                Pop::Timeout => {
+                    if let Err(err) = py.check_signals() {
+                        self.close(py);
+                        return Err(err);
+                    }
+                }
+                Pop::Closed => {
+                    self.join(py);
+                    if let Some(message) = lock(&self.shared.fatal).clone() {
+                        return Err(HeadwaterError::new_err(message));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Cancels the sync: resolvers stop at their next item (generators are closed), waiting
+    /// threads wake up, buffered batches are dropped. Returns at once; `close()` also waits.
+    fn cancel(&self) {
+        // Queued tasks hold parent rows: they are released here, with the GIL held. Async
+        // resolvers are cancelled by the Python side, which owns the event loop.
+        drop(self.shared.cancel());
+    }
+
+    /// Cancels the sync (a no-op once it is over) and waits for every thread to exit.
+    fn close(&self, py: Python<'_>) {
+        if !self.finished() {
+            self.cancel();
+        }
+        self.join(py);
+    }
+
+    /// Whether every thread has exited.
+    #[getter]
+    fn finished(&self) -> bool {
+        lock(&self.shared.threads).is_empty() && lock(&self.shared.timer).is_none()
+    }
+
+    /// Rows delivered, failed resolver invocations and skipped rows, per table:
+    /// `[(table, rows, errors, skipped)]`.
+    fn stats(&self) -> Vec<(String, u64, u64, u64)> {
+        self.shared
+            .tables
+            .iter()
+            .map(|t| {
+                let c = &t.counters;
+                (
+                    t.plan.table.clone(),
+                    c.rows.load(Ordering::Relaxed),
+                    c.errors.load(Ordering::Relaxed),
+                    c.skipped.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// The most bytes the output buffer ever held (batches waiting for the consumer, and
+    /// batches being finished).
+    #[getter]
+    fn peak_buffer_bytes(&self) -> usize {
+        self.shared.output.peak()
+    }
+
+    /// The output buffer's byte budget.
+    #[getter]
+    fn max_buffer_bytes(&self) -> usize {
+        self.shared.output.budget()
+    }
+
+    /// Worker threads running now.
+    #[getter]
+    fn workers(&self) -> usize {
+        self.shared.scheduler.workers()
+    }
+}
+
+impl SyncEngine {
+    fn to_python<'py>(&self, py: Python<'py>, output: Output) -> PyResult<Bound<'py, PyAny>> {
+        let python = &self.shared.python;
+        match output {
+            Output::Insert { table, batch } => {
+                let name = self.shared.tables[table].plan.table.as_str();
+                let batch = PyRecordBatch::new(batch).into_pyarrow(py)?;
+                python.insert_type.bind(py).call1((name, batch))
+            }
+            Output::Error {
+                table,
+                client,
+                failure,
+            } => {
+                let name = self.shared.tables[table].plan.table.as_str();
+                let error = match failure {
+                    Failure::Python(error) => error.into_bound(py),
+                    Failure::Text(text) => text.into_pyobject(py)?.into_any(),
+                };
+                let client = client.map(|c| self.shared.client_ids[c].as_str());
+                python.error_type.bind(py).call1((name, error, client))
+            }
+        }
+    }
+
+    /// Joins every engine thread, with the GIL released so they can finish their Python work.
+    fn join(&self, py: Python<'_>) {
+        let shared = &self.shared;
+        loop {
+            let threads: Vec<_> = lock(&shared.threads).drain(..).collect();
+            if threads.is_empty() {
+                break;
+            }
+            let panicked = py.detach(|| threads.into_iter().filter_map(|t| t.join().err()).count());
+            if panicked > 0 {
+                shared.fatal(format!("{panicked} engine thread(s) panicked"));
+            }
+        }
+        py.detach(|| shared.stop_timer());
+    }
+}
+
+impl Drop for SyncEngine {
+    fn drop(&mut self) {
+        if self.started.load(Ordering::SeqCst) && !self.finished() {
+            Python::attach(|py| self.close(py));
+        }
+    }
+}
+
+/// Registers the sync classes on the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SyncEngine>()?;
+    m.add_class::<super::AsyncTask>()?;
+    Ok(())
+}

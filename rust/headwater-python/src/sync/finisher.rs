@@ -1,0 +1,192 @@
+//! The finisher thread: turns flushed rows into record batches without the GIL.
+//!
+//! It finishes the column builders, computes `_cq_id` (from the primary key, as the Go SDK
+//! does; random for tables without one) and `_cq_parent_id`, starts the child tasks of a
+//! parent table's rows (each needs its parent's `_cq_id`), counts the rows, and queues the
+//! batch in the output buffer under the bytes reserved for it. One thread, first in first out,
+//! so batches leave in the order they were flushed.
+
+use std::sync::{mpsc, Arc};
+
+use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch};
+use headwater_core::buffer::Reservation;
+use headwater_core::ingest::{self, CqIds};
+use headwater_core::scheduler::Task;
+use headwater_core::CoreError;
+
+use super::accumulate::Bundle;
+use super::{Counters, Failure, Output, Parent, Payload, Shared};
+
+/// Something to finish.
+#[derive(Debug)]
+pub enum Work {
+    /// Rows flushed from an accumulator.
+    Rows(Bundle),
+    /// Arrow data already conformed to the table's columns.
+    Columns {
+        /// Table index.
+        table: usize,
+        /// The data columns, in table order.
+        columns: Vec<ArrayRef>,
+        /// Their length.
+        rows: usize,
+        /// `_cq_parent_id` of every row, for child tables.
+        parent_id: Option<[u8; 16]>,
+    },
+    /// A batch finished already (a parent table's Arrow data, whose children needed ids).
+    Finished {
+        /// Table index.
+        table: usize,
+        /// The batch.
+        batch: RecordBatch,
+    },
+}
+
+impl Work {
+    /// Drops work that will never be finished (the sync was cancelled), releasing the hold
+    /// its rows put on the scheduler.
+    pub fn abandon(self, shared: &Shared) {
+        if let Work::Rows(bundle) = &self {
+            if !bundle.held.is_empty() {
+                shared.scheduler.release_hold();
+            }
+        }
+    }
+}
+
+/// A message to the finisher thread.
+#[derive(Debug)]
+pub enum Job {
+    /// Finish this, within these reserved bytes.
+    Finish(Work, Reservation),
+    /// No more work: close the output once everything before this is done.
+    Shutdown,
+}
+
+/// Runs the finisher loop until [`Job::Shutdown`] (or every sender is gone), then closes the
+/// output buffer.
+pub fn run(shared: &Arc<Shared>, jobs: mpsc::Receiver<Job>) {
+    for job in jobs {
+        match job {
+            Job::Finish(work, reservation) => finish(shared, work, reservation),
+            Job::Shutdown => break,
+        }
+    }
+    shared.output.close();
+}
+
+fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
+    let (table, held) = match &work {
+        Work::Rows(bundle) => (bundle.table, !bundle.held.is_empty()),
+        Work::Columns { table, .. } | Work::Finished { table, .. } => (*table, false),
+    };
+    match build(shared, work) {
+        Ok(batch) => {
+            Counters::add(&shared.tables[table].counters.rows, batch.num_rows());
+            let bytes = batch.get_array_memory_size();
+            shared
+                .output
+                .push(Output::Insert { table, batch }, bytes, reservation);
+        }
+        Err(err) => {
+            Counters::add(&shared.tables[table].counters.errors, 1);
+            let failure = Failure::Text(format!(
+                "building a batch of table {:?} failed: {err}",
+                shared.tables[table].plan.table
+            ));
+            shared.output.push(
+                Output::Error {
+                    table,
+                    client: None,
+                    failure,
+                },
+                0,
+                reservation,
+            );
+        }
+    }
+    if held {
+        shared.scheduler.release_hold();
+    }
+}
+
+fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
+    match work {
+        Work::Finished { batch, .. } => Ok(batch),
+        Work::Columns {
+            table,
+            columns,
+            rows,
+            parent_id,
+        } => {
+            let parent_ids = parent_id.map(|id| repeat_id(id, rows)).transpose()?;
+            let schema = &shared.tables[table].plan.schema;
+            ingest::finish_batch(schema, columns, parent_ids, rows, CqIds::Deterministic)
+        }
+        Work::Rows(mut bundle) => {
+            let columns = bundle
+                .builders
+                .iter_mut()
+                .map(|b| b.finish())
+                .collect::<Result<Vec<_>, CoreError>>()?;
+            let parent_ids = if bundle.parent_ids.is_empty() {
+                None
+            } else {
+                Some(FixedSizeBinaryArray::try_from_iter(
+                    bundle.parent_ids.into_iter(),
+                )?)
+            };
+            let runtime = &shared.tables[bundle.table];
+            let batch = ingest::finish_batch(
+                &runtime.plan.schema,
+                columns,
+                parent_ids,
+                bundle.rows,
+                CqIds::Deterministic,
+            )?;
+            if !bundle.held.is_empty() {
+                start_children(shared, bundle.table, &batch, bundle.held)?;
+            }
+            Ok(batch)
+        }
+    }
+}
+
+/// `rows` copies of one id.
+pub fn repeat_id(id: [u8; 16], rows: usize) -> Result<FixedSizeBinaryArray, CoreError> {
+    let bytes: Vec<u8> = id.iter().copied().cycle().take(16 * rows).collect();
+    Ok(FixedSizeBinaryArray::try_new(16, bytes.into(), None)?)
+}
+
+/// Queues one task per row and child table of `table`, each with its parent row and id.
+pub fn start_children(
+    shared: &Arc<Shared>,
+    table: usize,
+    batch: &RecordBatch,
+    rows: Vec<(Arc<pyo3::Py<pyo3::PyAny>>, usize)>,
+) -> Result<(), CoreError> {
+    let ids = batch
+        .column_by_name(headwater_core::schema::CQ_ID)
+        .and_then(|ids| ids.as_any().downcast_ref::<FixedSizeBinaryArray>())
+        .ok_or_else(|| CoreError::InvalidArgument("the batch has no _cq_id column".into()))?;
+    let runtime = &shared.tables[table];
+    for (index, (row, client)) in rows.into_iter().enumerate() {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(ids.value(index));
+        for &child in &runtime.children {
+            let task = Task {
+                table: child,
+                depth: runtime.depth + 1,
+                payload: Payload {
+                    client,
+                    parent: Some(Parent {
+                        row: Arc::clone(&row),
+                        id,
+                    }),
+                },
+            };
+            super::worker::queue(shared, task);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! Worker threads: each takes a task from the scheduler, calls the table's resolver and steps
+//! what it returns, appending every row to the thread's accumulator of that table.
+//!
+//! The GIL is held only while Python runs: calling the resolver, advancing its generator and
+//! reading the rows. Waiting for a task, for room in the task queue or for room in the output
+//! buffer happens with the GIL released, and so does a resolver blocked in I/O, so hundreds of
+//! slow resolvers overlap. Workers are started on demand, up to the concurrency limit (plus
+//! one per task that waits for its children), and exit when the sync is over; the last one
+//! out flushes what is left and tells the finisher to close the output.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::Array;
+use headwater_core::ingest::{self, CqIds};
+use headwater_core::scheduler::{Next, Slot, Task};
+use headwater_core::CoreError;
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::PyRecordBatch;
+
+use super::accumulate::{submit_bundle, Local};
+use super::async_task::AsyncTask;
+use super::finisher::{repeat_id, start_children, Job, Work};
+use super::{lock, Counters, Parent, Payload, Shared};
+use crate::context::known;
+use crate::errors::{row_error_instance, to_py_err, IntoPyResult};
+use crate::rows::{append_one, RowProblem};
+
+/// One running task: which table, client and parent, and what it has produced so far.
+#[derive(Debug)]
+pub struct TaskContext {
+    /// Table index.
+    pub table: usize,
+    /// 0 for top-level tables.
+    pub depth: usize,
+    /// Client index.
+    pub client: usize,
+    /// The parent row of a child table's task.
+    pub parent: Option<Parent>,
+    /// Rows yielded so far (the index of the next one, for `RowError`s).
+    pub rows_seen: usize,
+    /// Rows stored so far.
+    pub rows_kept: usize,
+    /// When the task started.
+    pub started: Instant,
+}
+
+impl TaskContext {
+    fn new(task: Task<Payload>) -> Self {
+        TaskContext {
+            table: task.table,
+            depth: task.depth,
+            client: task.payload.client,
+            parent: task.payload.parent,
+            rows_seen: 0,
+            rows_kept: 0,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Queues a task, starting a worker thread if none is free to run it.
+pub fn queue(shared: &Arc<Shared>, task: Task<Payload>) {
+    match shared.scheduler.push(task) {
+        Ok(true) => spawn_worker(shared),
+        Ok(false) => {}
+        Err(err) => shared.fatal(format!("queueing a task failed: {err}")),
+    }
+}
+
+/// Starts one more worker thread.
+pub fn spawn_worker(shared: &Arc<Shared>) {
+    if shared.is_cancelled() {
+        return;
+    }
+    shared.scheduler.register_worker();
+    shared.live_workers.fetch_add(1, Ordering::SeqCst);
+    let worker = Arc::clone(shared);
+    if let Err(err) = shared.spawn("headwater-worker", move || worker_main(worker)) {
+        shared.scheduler.unregister_worker();
+        if shared.live_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            shared.fatal(format!("cannot start a worker thread: {err}"));
+        }
+    }
+}
+
+fn worker_main(shared: Arc<Shared>) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        Python::attach(|py| work(py, &shared));
+    }));
+    if let Err(panic) = outcome {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        shared.fatal(format!("a worker thread panicked: {message}"));
+    }
+    shared.scheduler.unregister_worker();
+    if shared.live_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+        finish_sync(&shared);
+    }
+}
+
+fn work(py: Python<'_>, shared: &Arc<Shared>) {
+    let mut local = Local::default();
+    loop {
+        let next = match shared.scheduler.try_next() {
+            Next::Wait => {
+                // Nothing to do right now: deliver what this thread holds before waiting.
+                if let Err(err) = local.flush(py, shared, false) {
+                    shared.fatal(format!("flushing rows failed: {err}"));
+                }
+                py.detach(|| shared.scheduler.next())
+            }
+            other => other,
+        };
+        match next {
+            Next::Run(task, slot) => run_task(py, shared, &mut local, task, slot),
+            Next::Wait => {}
+            Next::Done | Next::Cancelled => break,
+        }
+    }
+    if let Err(err) = local.flush(py, shared, false) {
+        shared.fatal(format!("flushing rows failed: {err}"));
+    }
+}
+
+/// Called by the last worker thread to exit: flushes the rows left in any accumulator (the
+/// event loop thread's, say) and shuts the finisher down, which closes the output.
+pub fn finish_sync(shared: &Arc<Shared>) {
+    if shared.shutting_down.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    shared.stop_timer();
+    super::accumulate::flush_registered(shared, true);
+    // The finisher is gone only if it panicked, which already cancelled the sync.
+    let _ = shared.send(Job::Shutdown);
+}
+
+fn run_task(
+    py: Python<'_>,
+    shared: &Arc<Shared>,
+    local: &mut Local,
+    task: Task<Payload>,
+    slot: Slot,
+) {
+    let mut cx = TaskContext::new(task);
+    let runtime = &shared.tables[cx.table];
+    if cx.depth == 0 {
+        shared.event(
+            py,
+            "started",
+            (
+                runtime.plan.table.as_str(),
+                shared.client_ids[cx.client].as_str(),
+            ),
+        );
+    }
+    let parent = match &cx.parent {
+        Some(parent) => parent.row.bind(py).clone(),
+        None => py.None().into_bound(py),
+    };
+    let client = shared.clients[cx.client].bind(py);
+    match runtime.invoke.bind(py).call1((client, parent)) {
+        Ok(result) if is_async(&result) => {
+            // The event loop runs it; the task handle owns the slot from here on.
+            AsyncTask::start(py, shared, cx, slot, result);
+            return;
+        }
+        Ok(result) => {
+            if let Err(err) = drive_result(py, shared, local, &mut cx, &slot, &result) {
+                shared.report_failure(py, cx.table, Some(cx.client), err);
+            }
+        }
+        Err(err) => shared.report_failure(py, cx.table, Some(cx.client), err),
+    }
+    end_task(py, shared, local, &cx, slot);
+}
+
+/// Ends a task: its parent rows go to the finisher (so their children can start), then the
+/// slot is given back.
+pub fn end_task(py: Python<'_>, shared: &Shared, local: &Local, cx: &TaskContext, slot: Slot) {
+    if let Err(err) = local.flush(py, shared, true) {
+        shared.report_failure(py, cx.table, Some(cx.client), err);
+    }
+    if cx.depth == 0 {
+        let runtime = &shared.tables[cx.table];
+        shared.event(
+            py,
+            "finished",
+            (
+                runtime.plan.table.as_str(),
+                shared.client_ids[cx.client].as_str(),
+                cx.rows_kept,
+                cx.started.elapsed().as_secs_f64(),
+            ),
+        );
+    }
+    shared.scheduler.finish(slot);
+}
+
+fn is_async(result: &Bound<'_, PyAny>) -> bool {
+    let kind = result.get_type();
+    let py = result.py();
+    kind.hasattr(intern!(py, "__anext__")).unwrap_or(false)
+        || kind.hasattr(intern!(py, "__aiter__")).unwrap_or(false)
+        || kind.hasattr(intern!(py, "__await__")).unwrap_or(false)
+}
+
+fn is_arrow(kind: &Bound<'_, PyType>) -> bool {
+    let py = kind.py();
+    kind.hasattr(intern!(py, "__arrow_c_stream__"))
+        .unwrap_or(false)
+        || kind
+            .hasattr(intern!(py, "__arrow_c_array__"))
+            .unwrap_or(false)
+}
+
+/// Steps what a resolver returned: a generator or any iterable of items, one item (a dict, a
+/// model, Arrow data), or `None` for no rows.
+fn drive_result(
+    py: Python<'_>,
+    shared: &Arc<Shared>,
+    local: &mut Local,
+    cx: &mut TaskContext,
+    slot: &Slot,
+    result: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if result.is_none() {
+        return Ok(());
+    }
+    if result.cast::<PyString>().is_ok() || result.cast::<PyBytes>().is_ok() {
+        return Err(PyTypeError::new_err(format!(
+            "the resolver of table {:?} returned a {}: a resolver yields (or returns) rows - \
+             dicts, objects, tuples, lists of them - or Arrow data",
+            shared.tables[cx.table].plan.table,
+            result.get_type().qualname()?
+        )));
+    }
+    if is_one_item(result)? {
+        return drive(py, shared, local, cx, Some(slot), result);
+    }
+    let mut items = result.try_iter()?;
+    let has_children = !shared.tables[cx.table].children.is_empty();
+    let outcome = loop {
+        if shared.is_cancelled() {
+            break Ok(());
+        }
+        if has_children
+            && !shared.scheduler.has_room()
+            && !py.detach(|| shared.scheduler.wait_for_room(slot))
+        {
+            break Ok(());
+        }
+        match items.next() {
+            None => break Ok(()),
+            // A generator that raised is finished already.
+            Some(Err(err)) => return Err(err),
+            Some(Ok(item)) => {
+                if let Err(err) = drive(py, shared, local, cx, Some(slot), &item) {
+                    break Err(err);
+                }
+            }
+        }
+    };
+    // Stopped early (cancelled, or a row failed the task): run the generator's cleanup.
+    if let Ok(close) = items.getattr(intern!(py, "close")) {
+        if let Err(err) = close.call0() {
+            err.write_unraisable(py, Some(&close));
+        }
+    }
+    outcome
+}
+
+/// Whether a resolver's return value is one item rather than an iterable of items.
+fn is_one_item(result: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = result.py();
+    if result.cast::<PyDict>().is_ok() || is_arrow(&result.get_type()) {
+        return Ok(true);
+    }
+    // pydantic models iterate over (field, value) pairs, but are rows.
+    if let Some(model) = &known(py)?.pydantic_model {
+        if result.is_instance(model.bind(py))? {
+            return Ok(true);
+        }
+    }
+    Ok(!result.get_type().hasattr(intern!(py, "__iter__"))?)
+}
+
+/// Handles one item a resolver yielded: a row, a page (list) of rows, or Arrow data.
+/// `slot` is the task's slot when it may wait for room in the task queue (not on the event
+/// loop).
+pub fn drive(
+    py: Python<'_>,
+    shared: &Arc<Shared>,
+    local: &mut Local,
+    cx: &mut TaskContext,
+    slot: Option<&Slot>,
+    item: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if item.cast_exact::<PyDict>().is_ok() || item.cast_exact::<PyTuple>().is_ok() {
+        return append_rows(py, shared, local, cx, std::iter::once(item.clone()));
+    }
+    if let Ok(page) = item.cast_exact::<PyList>() {
+        return append_rows(py, shared, local, cx, page.iter());
+    }
+    if is_arrow(&item.get_type()) {
+        return append_arrow(py, shared, cx, slot, item);
+    }
+    append_rows(py, shared, local, cx, std::iter::once(item.clone()))
+}
+
+fn append_rows<'py>(
+    py: Python<'py>,
+    shared: &Arc<Shared>,
+    local: &mut Local,
+    cx: &mut TaskContext,
+    rows: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let runtime = &shared.tables[cx.table];
+    let target = runtime.plan.target();
+    let conversion = runtime.plan.context(known(py)?);
+    let keep_rows = !runtime.children.is_empty();
+    let parent_id = cx.parent.as_ref().map(|p| p.id);
+    let accumulator = Arc::clone(local.get(shared, cx.table).into_py_result()?);
+    let mut guard = lock(&accumulator);
+    for row in rows {
+        let index = cx.rows_seen;
+        cx.rows_seen += 1;
+        match append_one(&row, &mut guard.builders, &target, conversion, index) {
+            Ok(()) => {
+                cx.rows_kept += 1;
+                let held = keep_rows.then(|| (Arc::new(row.unbind()), cx.client));
+                if guard.appended(shared, parent_id, held) {
+                    let bundle = guard.take(shared);
+                    drop(guard);
+                    submit_bundle(py, shared, bundle)?;
+                    guard = lock(&accumulator);
+                }
+            }
+            Err(RowProblem::Bad(fault)) => {
+                if shared.options.fail_on_row_error {
+                    return Err(to_py_err(CoreError::Row(fault)));
+                }
+                Counters::add(&runtime.counters.skipped, 1);
+                drop(guard);
+                let error = row_error_instance(py, &fault)?;
+                shared.event(
+                    py,
+                    "skipped",
+                    (
+                        runtime.plan.table.as_str(),
+                        shared.client_ids[cx.client].as_str(),
+                        error,
+                    ),
+                );
+                guard = lock(&accumulator);
+            }
+            Err(RowProblem::Raised(err)) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Arrow data: conformed to the table here (a mismatch fails the task with a clear error),
+/// finished by the finisher; a parent table's data is finished here, since its children need
+/// the rows and their ids.
+fn append_arrow(
+    py: Python<'_>,
+    shared: &Arc<Shared>,
+    cx: &mut TaskContext,
+    slot: Option<&Slot>,
+    item: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let data: AnyRecordBatch = item.extract()?;
+    let runtime = &shared.tables[cx.table];
+    let schema = Arc::clone(&runtime.plan.schema);
+    let (columns, rows) = py.detach(|| -> PyResult<_> {
+        let batches = data
+            .into_reader()?
+            .collect::<Result<Vec<_>, _>>()
+            .into_py_result()?;
+        ingest::conform_batches(&batches, &schema).into_py_result()
+    })?;
+    cx.rows_seen += rows;
+    cx.rows_kept += rows;
+    if rows == 0 {
+        return Ok(());
+    }
+    let table = cx.table;
+    let parent_id = cx.parent.as_ref().map(|p| p.id);
+    if runtime.children.is_empty() {
+        let bytes = columns
+            .iter()
+            .map(|c| c.get_array_memory_size())
+            .sum::<usize>()
+            + 32 * rows;
+        let work = Work::Columns {
+            table,
+            columns,
+            rows,
+            parent_id,
+        };
+        if let Some(refused) = py.detach(|| shared.submit(work, bytes)) {
+            refused.abandon(shared);
+        }
+        return Ok(());
+    }
+    let batch = py
+        .detach(|| {
+            let parent_ids = parent_id.map(|id| repeat_id(id, rows)).transpose()?;
+            ingest::finish_batch(&schema, columns, parent_ids, rows, CqIds::Deterministic)
+        })
+        .into_py_result()?;
+    let as_dicts = PyRecordBatch::new(batch.clone())
+        .into_pyarrow(py)?
+        .call_method0(intern!(py, "to_pylist"))?;
+    let held = as_dicts
+        .cast_into::<PyList>()?
+        .iter()
+        .map(|row| (Arc::new(row.unbind()), cx.client))
+        .collect();
+    if let Some(slot) = slot {
+        if !shared.scheduler.has_room() && !py.detach(|| shared.scheduler.wait_for_room(slot)) {
+            return Ok(());
+        }
+    }
+    start_children(shared, table, &batch, held).into_py_result()?;
+    let bytes = batch.get_array_memory_size();
+    if let Some(refused) = py.detach(|| shared.submit(Work::Finished { table, batch }, bytes)) {
+        refused.abandon(shared);
+    }
+    Ok(())
+}
