@@ -7,7 +7,15 @@ everything headwater itself reports. Exceptions raised by your own code (a resol
 
 from __future__ import annotations
 
-__all__ = ["HeadwaterError", "IpcError", "RowError", "SchemaError"]
+__all__ = [
+    "HeadwaterError",
+    "IpcError",
+    "PluginError",
+    "RowError",
+    "SchemaError",
+    "SpecError",
+    "TableSelectionError",
+]
 
 
 class HeadwaterError(Exception):
@@ -16,6 +24,33 @@ class HeadwaterError(Exception):
 
 class SchemaError(HeadwaterError, ValueError):
     """A table, column or Arrow schema is invalid, or data does not fit the table's schema."""
+
+
+class PluginError(HeadwaterError, ValueError):
+    """A plugin is defined wrongly.
+
+    For example a table without a resolver, a duplicate table name, or a child table listed
+    among the top-level ones.
+    """
+
+
+class SpecError(HeadwaterError, ValueError):
+    """A plugin spec failed validation.
+
+    The message lists every field error. Values of secret fields (``SecretStr``) and of
+    unknown fields never appear in it.
+
+    Attributes:
+        errors: One line per field error, as in the message.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = list(errors or [])
+        super().__init__(message)
+
+
+class TableSelectionError(HeadwaterError, ValueError):
+    """A table pattern (``tables`` or ``skip_tables``) matches no table of the plugin."""
 
 
 class IpcError(HeadwaterError):

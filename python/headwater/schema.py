@@ -14,16 +14,29 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
+from typing import Any
 
 import pyarrow as pa
 
 from headwater import types
 from headwater.errors import SchemaError
 
-__all__ = ["Column", "Table", "validate_arrow_type"]
+__all__ = ["Column", "ColumnResolver", "Resolver", "RowHook", "Table", "validate_arrow_type"]
+
+#: A table resolver: ``resolver(client)`` for a top-level table (or ``resolver()``), and
+#: ``resolver(client, parent_row)`` for a child table. It yields (or returns) rows, pages of
+#: rows, or Arrow data; it may be a generator, an async generator, or a function returning an
+#: iterable.
+Resolver = Callable[..., Any]
+#: ``resolver(client, row) -> value``: computes a column's value from the row a table's
+#: resolver yielded.
+ColumnResolver = Callable[[Any, Any], Any]
+#: ``hook(client, row) -> row | None``: runs for every row; may return a replacement row.
+RowHook = Callable[[Any, Any], Any]
 
 # PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes.
 _MAX_NAME_LENGTH = 63
@@ -180,6 +193,9 @@ class Column:
         not_null: Values are never null; the Arrow field is then not nullable.
         incremental_key: The column is a cursor of incremental syncs.
         description: Free text for documentation; stored as ``headwater:description``.
+        resolver: Computes the column from each row in a sync: ``resolver(client, row)``,
+            where ``row`` is what the table's resolver yielded. Its result replaces whatever
+            the row holds for this column. Not part of the schema.
     """
 
     name: str
@@ -190,6 +206,7 @@ class Column:
     not_null: bool = False
     incremental_key: bool = False
     description: str = ""
+    resolver: ColumnResolver | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(
@@ -216,6 +233,11 @@ class Column:
                 f"{where}: description must be a str, "
                 f"got {type(self.description).__name__} {self.description!r}"
             )
+        if self.resolver is not None and not callable(self.resolver):
+            raise SchemaError(
+                f"{where}: resolver must be callable as resolver(client, row), "
+                f"got {type(self.resolver).__name__} {self.resolver!r}"
+            )
 
     def __repr__(self) -> str:
         options = [
@@ -225,6 +247,8 @@ class Column:
         ]
         if self.description:
             options.append(f"description={self.description!r}")
+        if self.resolver is not None:
+            options.append(f"resolver={_callable_name(self.resolver)}")
         type_label = types.extension_name(self.type) or str(self.type)
         return f"Column({', '.join([repr(self.name), type_label, *options])})"
 
@@ -284,6 +308,15 @@ class Table:
         description: Free text for documentation; ``""`` when omitted.
         parent: The parent table of a child (relation) table; the new table is appended to
             ``parent.children``.
+        resolver: Fetches the table's rows in a sync (see :data:`Resolver`); usually set with
+            the :func:`headwater.table` decorator or :meth:`child`.
+        clients: ``clients(client) -> iterable of clients``: runs a top-level table once per
+            client (accounts, regions), overriding the plugin's ``clients``.
+        pre_row: ``pre_row(client, row)`` runs on every row before the column resolvers; a
+            non-``None`` result replaces the row.
+        post_row: ``post_row(client, row)`` runs on every row after the column resolvers,
+            with the row as a dict of column values when there are column resolvers; a
+            non-``None`` result replaces the row.
 
     Attributes:
         children: Child tables, in the order they were created with ``parent=self``.
@@ -301,6 +334,10 @@ class Table:
         title: str | None = None,
         description: str | None = None,
         parent: Table | None = None,
+        resolver: Resolver | None = None,
+        clients: Callable[[Any], Iterable[Any]] | None = None,
+        pre_row: RowHook | None = None,
+        post_row: RowHook | None = None,
     ) -> None:
         _check_name(
             name,
@@ -319,6 +356,30 @@ class Table:
             raise SchemaError(
                 f"{where}: parent must be a Table, got {type(parent).__name__} {parent!r}"
             )
+        for option, function in (
+            ("clients", clients),
+            ("pre_row", pre_row),
+            ("post_row", post_row),
+        ):
+            if function is not None and not callable(function):
+                raise SchemaError(
+                    f"{where}: {option} must be callable, got {type(function).__name__} "
+                    f"{function!r}"
+                )
+        if clients is not None and parent is not None:
+            raise SchemaError(
+                f"{where}: clients applies to top-level tables; a child table runs with its "
+                "parent row's client"
+            )
+        self._resolver_arity = (
+            _resolver_arity(resolver, child=parent is not None, where=where)
+            if resolver is not None
+            else 0
+        )
+        self.resolver = resolver
+        self.clients = clients
+        self.pre_row = pre_row
+        self.post_row = post_row
         self._name = name
         self._title = title or ""
         self._description = description or ""
@@ -461,6 +522,73 @@ class Table:
         table._parent_name = metadata.get(_TABLE_DEPENDS_ON_KEY) or None
         return table
 
+    @property
+    def resolver_arity(self) -> int:
+        """How many arguments the resolver is called with.
+
+        0 or 1 (the client) for a top-level table, 2 (client, parent row) for a child table.
+        """
+        return self._resolver_arity
+
+    @property
+    def column_resolvers(self) -> tuple[Column, ...]:
+        """The columns that have a :attr:`Column.resolver`."""
+        return tuple(column for column in self._columns if column.resolver is not None)
+
+    def walk(self) -> Iterable[Table]:
+        """This table and all its descendants, parents before children."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def child(
+        self,
+        name: str,
+        columns: Iterable[Column] | None = None,
+        *,
+        model: type[Any] | None = None,
+        primary_keys: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        pre_row: RowHook | None = None,
+        post_row: RowHook | None = None,
+    ) -> Callable[[Resolver], Table]:
+        """Decorator: make the decorated function the resolver of a new child table.
+
+        The resolver is called once per row of this table, as ``resolver(client, row)``,
+        with the row as this table's resolver yielded it (after its row hooks); the child
+        rows get that row's ``_cq_id`` as ``_cq_parent_id``.
+
+        Args:
+            name: The child table's name.
+            columns: Its columns; or give ``model`` instead.
+            model: A pydantic model or dataclass to derive the columns from
+                (:func:`headwater.columns_from`).
+            primary_keys: With ``model``: extra primary-key field names.
+            title: Human-readable title.
+            description: Free text for documentation.
+            pre_row: See :class:`Table`.
+            post_row: See :class:`Table`.
+
+        Returns:
+            A decorator that returns the new :class:`Table`.
+        """
+        columns = table_columns(name, columns, model, primary_keys)
+
+        def decorate(resolver: Resolver) -> Table:
+            return Table(
+                name,
+                columns,
+                title=title,
+                description=description,
+                parent=self,
+                resolver=resolver,
+                pre_row=pre_row,
+                post_row=post_row,
+            )
+
+        return decorate
+
     def __repr__(self) -> str:
         parent = f", parent={self._parent_name!r}" if self._parent_name else ""
         return f"Table({self._name!r}, {list(self._columns)!r}{parent})"
@@ -488,3 +616,60 @@ def _check_columns(columns: Iterable[Column], *, where: str) -> tuple[Column, ..
             )
         positions[column.name] = index
     return checked
+
+
+def table_columns(
+    name: str,
+    columns: Iterable[Column] | None,
+    model: type[Any] | None,
+    primary_keys: Iterable[str],
+) -> list[Column]:
+    """The columns of a table declared with either ``columns`` or a ``model``."""
+    if (columns is None) == (model is None):
+        raise SchemaError(
+            f"table {name!r}: pass either columns=[...] or model=SomeModel, "
+            + ("not both" if model is not None else "got neither")
+        )
+    if model is not None:
+        from headwater.columns import columns_from
+
+        return columns_from(model, primary_keys=primary_keys)
+    primary_keys = list(primary_keys)
+    if primary_keys:
+        raise SchemaError(
+            f"table {name!r}: primary_keys={primary_keys!r} applies to model=; mark columns "
+            "with Column(..., primary_key=True)"
+        )
+    assert columns is not None
+    return list(columns)
+
+
+def _callable_name(function: Callable[..., Any]) -> str:
+    return getattr(function, "__qualname__", None) or type(function).__name__
+
+
+def _resolver_arity(resolver: object, *, child: bool, where: str) -> int:
+    """How many positional arguments to call a resolver with, checked against its signature."""
+    if not callable(resolver):
+        raise SchemaError(
+            f"{where}: resolver must be callable, got {type(resolver).__name__} {resolver!r}"
+        )
+    expected = "resolver(client, parent_row)" if child else "resolver(client) or resolver()"
+    try:
+        signature = inspect.signature(resolver)
+    except (TypeError, ValueError):
+        return 2 if child else 1  # a builtin or C callable: trust it
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in positional if p.default is p.empty]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    wanted = 2 if child else (1 if positional or variadic else 0)
+    if len(required) > wanted or (len(positional) < wanted and not variadic):
+        raise SchemaError(
+            f"{where}: the resolver {_callable_name(resolver)}{signature} cannot be called as "
+            f"{expected}"
+        )
+    return wanted

@@ -1,0 +1,376 @@
+"""Plugins: tables with resolvers, a spec, a client, and :meth:`Plugin.sync`.
+
+Example:
+    >>> import pyarrow as pa
+    >>> import headwater as hw
+    >>> @hw.table("demo_numbers", columns=[hw.Column("n", pa.int64(), primary_key=True)])
+    ... def numbers(client):
+    ...     yield from ({"n": n} for n in range(3))
+    >>> plugin = hw.Plugin(name="demo", version="0.1.0", tables=[numbers])
+    >>> run = plugin.sync()
+    >>> [type(m).__name__ for m in run]
+    ['MigrateTable', 'Insert']
+    >>> run.summary.rows
+    {'demo_numbers': 3}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import pydantic
+
+from headwater.errors import PluginError
+from headwater.schema import Column, Resolver, RowHook, Table, table_columns
+from headwater.spec import spec_schema, validate_spec
+from headwater.sync import SyncRun, _EventLoop, make_engine, select_tables
+
+__all__ = ["Plugin", "table"]
+
+_PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+#: Defaults of :meth:`Plugin.sync`.
+DEFAULT_CONCURRENCY = 64
+DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
+DEFAULT_BATCH_MAX_ROWS = 10_000
+DEFAULT_BATCH_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_BATCH_MAX_LATENCY = 1.0
+
+
+def table(
+    name: str,
+    columns: Iterable[Column] | None = None,
+    *,
+    model: type[Any] | None = None,
+    primary_keys: Iterable[str] = (),
+    title: str | None = None,
+    description: str | None = None,
+    clients: Callable[[Any], Iterable[Any]] | None = None,
+    pre_row: RowHook | None = None,
+    post_row: RowHook | None = None,
+) -> Callable[[Resolver], Table]:
+    """Decorator: make the decorated function the resolver of a new top-level table.
+
+    The resolver is called as ``resolver(client)`` (or ``resolver()``) once per client. It
+    may be a generator, an async generator, or a function (sync or async) returning an
+    iterable; it yields rows (dicts, objects, dataclasses, pydantic models, tuples), pages of
+    rows (lists), or Arrow data (a pyarrow batch or table, or anything with
+    ``__arrow_c_stream__``/``__arrow_c_array__``). Add child tables with
+    :meth:`Table.child`.
+
+    Args:
+        name: Table name.
+        columns: The columns; or give ``model`` instead.
+        model: A pydantic model or dataclass to derive the columns from
+            (:func:`headwater.columns_from`).
+        primary_keys: With ``model``: extra primary-key field names.
+        title: Human-readable title.
+        description: Free text for documentation.
+        clients: ``clients(client)``: run the table once per returned client, overriding the
+            plugin's ``clients``.
+        pre_row: ``pre_row(client, row)``, run on every row first; may return a replacement.
+        post_row: ``post_row(client, row)``, run on every row last; may return a replacement.
+
+    Returns:
+        A decorator returning the :class:`Table`.
+    """
+    table_cols = table_columns(name, columns, model, primary_keys)
+
+    def decorate(resolver: Resolver) -> Table:
+        return Table(
+            name,
+            table_cols,
+            title=title,
+            description=description,
+            resolver=resolver,
+            clients=clients,
+            pre_row=pre_row,
+            post_row=post_row,
+        )
+
+    return decorate
+
+
+class Plugin:
+    """A source plugin: its tables, its spec, and how to connect and run them.
+
+    Args:
+        name: Plugin name: lowercase letters, digits, ``-`` and ``_``.
+        version: Plugin version, e.g. ``"1.2.0"``.
+        tables: The top-level tables (their children come along).
+        spec: The spec model, a subclass of :class:`headwater.Spec` (any pydantic model
+            works); ``None`` for a plugin without settings.
+        connect: ``connect(spec) -> client``: makes the client object resolvers receive,
+            from the validated spec. Without it, resolvers receive the spec itself.
+        clients: ``clients(client) -> iterable of clients``: runs every top-level table once
+            per client (accounts, regions); tables may override it.
+        test_connection: ``test_connection(client)``: checks credentials and reachability;
+            raise to report a failure.
+        title: Human-readable title.
+        description: What the plugin syncs.
+        team: The CloudQuery team publishing it.
+
+    Raises:
+        PluginError: An argument is invalid: the message says which and why.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        tables: Iterable[Table],
+        *,
+        spec: type[pydantic.BaseModel] | None = None,
+        connect: Callable[[Any], Any] | None = None,
+        clients: Callable[[Any], Iterable[Any]] | None = None,
+        test_connection: Callable[[Any], Any] | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        team: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _PLUGIN_NAME.fullmatch(name):
+            raise PluginError(
+                f"plugin name must be lowercase letters, digits, '-' and '_', got {name!r}"
+            )
+        if not isinstance(version, str) or not version.strip():
+            raise PluginError(f"plugin {name!r}: version must be a non-empty str, got {version!r}")
+        if spec is not None and not (
+            isinstance(spec, type) and issubclass(spec, pydantic.BaseModel)
+        ):
+            raise PluginError(
+                f"plugin {name!r}: spec must be a pydantic model class (a subclass of "
+                f"headwater.Spec), got {spec!r}"
+            )
+        for option, function in (
+            ("connect", connect),
+            ("clients", clients),
+            ("test_connection", test_connection),
+        ):
+            if function is not None and not callable(function):
+                raise PluginError(f"plugin {name!r}: {option} must be callable, got {function!r}")
+        self.name = name
+        self.version = version
+        self.tables = _check_tables(name, tables)
+        self.spec = spec
+        self.connect = connect
+        self.clients = clients
+        self.test_connection = test_connection
+        self.title = title or name
+        self.description = description or ""
+        self.team = team or ""
+
+    def __repr__(self) -> str:
+        return f"Plugin({self.name!r}, {self.version!r}, tables={[t.name for t in self.tables]})"
+
+    def flat_tables(self) -> list[Table]:
+        """Every table, children included, parents before children."""
+        return [t for top in self.tables for t in top.walk()]
+
+    def get_table(self, name: str) -> Table:
+        """The table called ``name``, at any depth.
+
+        Raises:
+            KeyError: No such table; the message lists the tables.
+        """
+        for candidate in self.flat_tables():
+            if candidate.name == name:
+                return candidate
+        names = ", ".join(t.name for t in self.flat_tables())
+        raise KeyError(f"plugin {self.name!r} has no table {name!r}; its tables are {names}")
+
+    def spec_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the spec (what CloudQuery's ``GetSpecSchema`` returns)."""
+        return spec_schema(self.spec)
+
+    def validate_spec(self, spec: object = None) -> Any:
+        """Validate a spec (a mapping, JSON text or a spec instance).
+
+        Raises:
+            SpecError: It is invalid; every field error is listed, secrets left out.
+        """
+        return validate_spec(self.spec, spec)
+
+    def select_tables(
+        self,
+        tables: Iterable[str] = ("*",),
+        skip_tables: Iterable[str] = (),
+        skip_dependent_tables: bool = False,
+    ) -> list[Table]:
+        """The tables a sync with these options resolves (see :func:`headwater.select_tables`)."""
+        return select_tables(self.tables, tables, skip_tables, skip_dependent_tables)
+
+    def client(self, spec: object = None) -> Any:
+        """Validate ``spec`` and make the client resolvers receive (``connect(spec)``)."""
+        validated = self.validate_spec(spec)
+        return self.connect(validated) if self.connect is not None else validated
+
+    def sync(
+        self,
+        spec: object = None,
+        *,
+        tables: Iterable[str] = ("*",),
+        skip_tables: Iterable[str] = (),
+        skip_dependent_tables: bool = False,
+        deterministic_cq_id: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        table_concurrency: int | None = None,
+        depth_concurrency: Sequence[int] | None = None,
+        strategy: Literal["dfs", "round-robin", "shuffle"] = "dfs",
+        shuffle_seed: int | None = None,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS,
+        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
+        batch_max_latency: float = DEFAULT_BATCH_MAX_LATENCY,
+        on_row_error: Literal["skip", "fail"] = "skip",
+        logger: logging.Logger | None = None,
+    ) -> SyncRun:
+        """Sync the selected tables; iterate the result for messages.
+
+        The sync starts on the first ``next()``: a :class:`~headwater.MigrateTable` for every
+        selected table, then :class:`~headwater.Insert` and :class:`~headwater.SyncError`
+        messages as resolvers produce them. Resolvers run on worker threads (async ones on an
+        event loop), holding the GIL only while Python runs.
+
+        Args:
+            spec: The plugin spec (a mapping, JSON text, or a spec instance).
+            tables: Table name patterns to sync (fnmatch globs); a parent is synced with any
+                selected child.
+            skip_tables: Patterns of tables to leave out, with their children.
+            skip_dependent_tables: Leave out children of selected tables unless they are
+                selected themselves.
+            deterministic_cq_id: Accepted for CloudQuery compatibility. headwater always
+                derives ``_cq_id`` from the primary key when a table has one (as the Go SDK
+                does with this flag set); tables without a primary key get random ids either
+                way.
+            concurrency: Resolver invocations running at once, over all tables. Each running
+                sync resolver holds a thread; async ones share the event loop.
+            table_concurrency: Invocations of one table running at once (default:
+                ``concurrency``).
+            depth_concurrency: Invocations at each depth running at once (index 0: top-level
+                tables); default: ``concurrency`` halved at every depth, as in the Go SDK.
+            strategy: Order of the top-level ``(table, client)`` tasks: ``dfs`` (table by
+                table), ``round-robin`` (clients interleaved) or ``shuffle`` (round-robin
+                order shuffled with a fixed seed).
+            shuffle_seed: Seed of ``shuffle``; by default derived from the table names, so
+                runs repeat.
+            max_buffer_bytes: Bytes of finished batches held for a slow consumer; resolvers
+                block beyond it (backpressure).
+            batch_max_rows: A table's rows become a batch at this many rows...
+            batch_max_bytes: ...or this many bytes...
+            batch_max_latency: ...or when the oldest has waited this many seconds.
+            on_row_error: ``skip`` leaves a row that does not fit its table out (logged and
+                counted in the summary); ``fail`` ends its resolver with a
+                :class:`~headwater.SyncError`.
+            logger: Where sync events are logged (default ``headwater.sync``).
+
+        Returns:
+            The :class:`~headwater.SyncRun` iterator.
+
+        Raises:
+            SpecError: The spec is invalid.
+            TableSelectionError: A table pattern matches no table.
+            ValueError: An option is out of range.
+        """
+        del deterministic_cq_id  # see the docstring: ids are always derived from the key
+        if on_row_error not in ("skip", "fail"):
+            raise ValueError(f"on_row_error must be 'skip' or 'fail', not {on_row_error!r}")
+        selected = self.select_tables(tables, skip_tables, skip_dependent_tables)
+        client = self.client(spec)
+        clients: list[Any] = []
+        positions: dict[int, int] = {}
+        roots: list[tuple[int, list[int]]] = []
+        for index, selected_table in enumerate(selected):
+            if selected_table.parent is not None:
+                continue
+            table_clients = []
+            for each in self._clients_of(selected_table, client):
+                if id(each) not in positions:
+                    positions[id(each)] = len(clients)
+                    clients.append(each)
+                table_clients.append(positions[id(each)])
+            roots.append((index, table_clients))
+        if shuffle_seed is None:
+            shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
+        log = logger or logging.getLogger("headwater.sync")
+        loop = _EventLoop()
+        engine = make_engine(
+            selected,
+            roots,
+            clients,
+            [_client_id(c, i) for i, c in enumerate(clients)],
+            loop,
+            log,
+            strategy=strategy,
+            shuffle_seed=shuffle_seed,
+            concurrency=concurrency,
+            table_concurrency=table_concurrency,
+            depth_concurrency=list(depth_concurrency) if depth_concurrency is not None else None,
+            max_buffer_bytes=max_buffer_bytes,
+            max_rows=batch_max_rows,
+            max_bytes=batch_max_bytes,
+            max_latency=batch_max_latency,
+            fail_on_row_error=on_row_error == "fail",
+        )
+        return SyncRun(selected, engine, loop, log)
+
+    def _clients_of(self, top: Table, client: Any) -> list[Any]:
+        multiplex = top.clients or self.clients
+        if multiplex is None:
+            return [client]
+        result = multiplex(client)
+        if result is None or isinstance(result, (str, bytes, dict)):
+            raise PluginError(
+                f"table {top.name!r}: clients(client) must return an iterable of clients, "
+                f"got {type(result).__name__}"
+            )
+        return list(result)
+
+
+def _client_id(client: Any, index: int) -> str:
+    """A client's id for messages and logs.
+
+    Its ``id`` attribute, or itself if a str, or its type and position: never its repr,
+    which may hold secrets.
+    """
+    if client is None:
+        return "default"
+    if isinstance(client, str):
+        return client
+    ident = getattr(client, "id", None)
+    if isinstance(ident, (str, int)) and not isinstance(ident, bool):
+        return str(ident)
+    return f"{type(client).__name__}#{index}"
+
+
+def _check_tables(plugin: str, tables: Iterable[Table]) -> tuple[Table, ...]:
+    if isinstance(tables, Table) or not isinstance(tables, Iterable):
+        raise PluginError(f"plugin {plugin!r}: tables must be a list of Table, got {tables!r}")
+    checked = tuple(tables)
+    seen: dict[str, Table] = {}
+    for index, top in enumerate(checked):
+        if not isinstance(top, Table):
+            raise PluginError(
+                f"plugin {plugin!r}: tables[{index}] must be a Table (made with "
+                f"@headwater.table), got {type(top).__name__} {top!r}"
+            )
+        if top.parent is not None:
+            raise PluginError(
+                f"plugin {plugin!r}: table {top.name!r} is a child of {top.parent.name!r}; "
+                "list only top-level tables, their children come along"
+            )
+        for each in top.walk():
+            if each.name in seen and seen[each.name] is not each:
+                raise PluginError(f"plugin {plugin!r}: two tables are called {each.name!r}")
+            if each.name in seen:
+                raise PluginError(f"plugin {plugin!r}: table {each.name!r} is listed twice")
+            seen[each.name] = each
+            if each.resolver is None:
+                raise PluginError(
+                    f"plugin {plugin!r}: table {each.name!r} has no resolver; declare it with "
+                    "@headwater.table (or @parent.child), or pass resolver= to Table"
+                )
+    return checked

@@ -1,0 +1,595 @@
+"""Running a sync: the messages it yields, its summary, and the iterator over the Rust engine.
+
+:meth:`headwater.Plugin.sync` returns a :class:`SyncRun`. Iterating it yields a
+:class:`MigrateTable` for every selected table first, then :class:`Insert` messages (one
+``pyarrow.RecordBatch`` each) and :class:`SyncError` messages (a resolver that failed; the rest
+of the sync goes on) as the engine produces them. When it is exhausted, :attr:`SyncRun.summary`
+holds the rows and errors per table. Breaking out of the loop and calling
+:meth:`SyncRun.close` (or leaving a ``with`` block, or pressing Ctrl-C) cancels the sync
+cleanly: generators are closed and every thread is joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import dataclasses
+import fnmatch
+import logging
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pydantic
+
+from headwater import _core
+from headwater.errors import TableSelectionError
+from headwater.schema import Table
+
+__all__ = [
+    "Insert",
+    "MigrateTable",
+    "SyncError",
+    "SyncMessage",
+    "SyncRun",
+    "SyncSummary",
+    "select_tables",
+]
+
+logger = logging.getLogger("headwater.sync")
+
+#: Skipped rows logged per table; the rest are only counted.
+_LOGGED_SKIPS = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MigrateTable:
+    """A table the sync will write: create or migrate it before its first :class:`Insert`.
+
+    Attributes:
+        table: The table.
+        schema: Its CloudQuery Arrow schema (``table.arrow_schema``).
+    """
+
+    table: Table
+    schema: pa.Schema
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Insert:
+    """A batch of rows of one table.
+
+    Attributes:
+        table_name: The table's name.
+        batch: The rows, with the table's full schema (``_cq_id`` and ``_cq_parent_id``
+            included).
+    """
+
+    table_name: str
+    batch: pa.RecordBatch
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncError:
+    """A resolver invocation failed (for one client or parent row); the sync goes on.
+
+    Attributes:
+        table_name: The table whose resolver failed.
+        error: The exception it raised (or a description of an engine failure).
+        client_id: The client it ran with, when the failure belongs to one.
+    """
+
+    table_name: str
+    error: BaseException | str
+    client_id: str | None = None
+
+    @property
+    def message(self) -> str:
+        """A one-line description: table, client and error."""
+        client = f" (client {self.client_id})" if self.client_id is not None else ""
+        error = self.error
+        text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+        return f"table {self.table_name!r}{client}: {text}"
+
+
+#: What iterating a :class:`SyncRun` yields.
+SyncMessage = MigrateTable | Insert | SyncError
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncSummary:
+    """What a sync did, per table.
+
+    Attributes:
+        rows: Rows delivered per table.
+        errors: Failed resolver invocations per table.
+        skipped_rows: Rows left out per table because they did not fit it (each logged, up
+            to ten per table).
+        duration: Seconds from the start of the sync to its end (or to now, while running).
+        complete: The sync ran to its end (it was not cancelled).
+    """
+
+    rows: dict[str, int]
+    errors: dict[str, int]
+    skipped_rows: dict[str, int]
+    duration: float
+    complete: bool
+
+    @property
+    def total_rows(self) -> int:
+        """Rows delivered in all."""
+        return sum(self.rows.values())
+
+    @property
+    def total_errors(self) -> int:
+        """Failed resolver invocations and skipped rows, in all."""
+        return sum(self.errors.values()) + sum(self.skipped_rows.values())
+
+    @property
+    def failed_tables(self) -> list[str]:
+        """Tables with at least one failed resolver invocation."""
+        return [name for name, count in self.errors.items() if count]
+
+
+def select_tables(
+    tables: Sequence[Table],
+    include: Iterable[str] = ("*",),
+    skip: Iterable[str] = (),
+    skip_dependent_tables: bool = False,
+) -> list[Table]:
+    """The tables a sync resolves, as the CloudQuery Go SDK selects them.
+
+    A table is selected if a pattern of ``include`` matches it, or its parent is selected
+    (unless ``skip_dependent_tables``); a parent is selected with any selected child, since a
+    child is resolved once per parent row; a table matching ``skip`` is dropped with all its
+    children. Patterns are :mod:`fnmatch` globs (``*``, ``?``, ``[...]``).
+
+    Args:
+        tables: The plugin's top-level tables.
+        include: Patterns of tables to sync.
+        skip: Patterns of tables not to sync.
+        skip_dependent_tables: Do not sync children of selected tables unless they match
+            ``include`` themselves.
+
+    Returns:
+        The selected tables, parents before their children.
+
+    Raises:
+        TableSelectionError: A pattern matches no table; the message lists the tables.
+        TypeError: A pattern is not a str.
+    """
+    include = _patterns(include, "tables")
+    skip = _patterns(skip, "skip_tables")
+    every = [t for top in tables for t in top.walk()]
+    names = [t.name for t in every]
+    for option, patterns in (("tables", include), ("skip_tables", skip)):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                raise TableSelectionError(
+                    f"{option} pattern {pattern!r} matches no table; the plugin's tables are "
+                    f"{', '.join(names) or '(none)'}"
+                )
+
+    def matches(table: Table, patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(table.name, p) for p in patterns)
+
+    def visit(table: Table, parent_selected: bool) -> list[Table]:
+        if matches(table, skip):
+            return []
+        selected = matches(table, include) or (parent_selected and not skip_dependent_tables)
+        below = [t for child in table.children for t in visit(child, selected)]
+        return [table, *below] if selected or below else []
+
+    return [t for top in tables for t in visit(top, False)]
+
+
+def _patterns(patterns: Iterable[str], option: str) -> list[str]:
+    if isinstance(patterns, str):
+        return [patterns]
+    checked = list(patterns)
+    for pattern in checked:
+        if not isinstance(pattern, str):
+            raise TypeError(
+                f"{option} must be a list of table name patterns (str), "
+                f"got {type(pattern).__name__} {pattern!r}"
+            )
+    return checked
+
+
+class _Events:
+    """The engine's logging hooks, called from its threads with the GIL held."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._skipped: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def started(self, table: str, client: str) -> None:
+        self._log.debug("table sync started", extra={"table": table, "client": client})
+
+    def finished(self, table: str, client: str, rows: int, seconds: float) -> None:
+        self._log.info(
+            "table sync finished",
+            extra={"table": table, "client": client, "rows": rows, "duration": round(seconds, 3)},
+        )
+
+    def failed(self, table: str, client: str | None, error: BaseException) -> None:
+        self._log.error(
+            "table resolver failed: %s: %s",
+            type(error).__name__,
+            error,
+            exc_info=(type(error), error, error.__traceback__),
+            extra={"table": table, "client": client},
+        )
+
+    def skipped(self, table: str, client: str, error: BaseException) -> None:
+        with self._lock:
+            self._skipped[table] += 1
+            count = self._skipped[table]
+        if count <= _LOGGED_SKIPS:
+            more = (
+                "; further skipped rows are counted, not logged" if count == _LOGGED_SKIPS else ""
+            )
+            self._log.warning(
+                "row skipped: %s%s", error, more, extra={"table": table, "client": client}
+            )
+
+
+async def _drive(result: Any, task: _core.AsyncTask) -> None:
+    """Steps an async resolver's result on the event loop, feeding its items to the engine."""
+    error: BaseException | None = None
+    try:
+        if not hasattr(type(result), "__aiter__"):
+            result = await result
+        if hasattr(type(result), "__aiter__"):
+            await _drive_async_iterable(result, task)
+        elif result is not None:
+            for item in _items_of(result):
+                if not task.push(item):
+                    break
+    except BaseException as exc:
+        error = exc
+    task.finish(error)
+
+
+async def _drive_async_iterable(items: Any, task: _core.AsyncTask) -> None:
+    iterator = items.__aiter__()
+    try:
+        async for item in iterator:
+            if not task.push(item):
+                break
+            if task.needs_room():
+                # Its children are behind: wait for them without blocking the loop, and
+                # without holding a concurrency slot meanwhile.
+                task.suspend()
+                while not task.try_resume():
+                    await asyncio.sleep(0.005)
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _items_of(result: Any) -> Iterable[Any]:
+    """The items of what a coroutine resolver returned: one item, or each of an iterable."""
+    kind = type(result)
+    single = (
+        isinstance(result, (dict, list, pydantic.BaseModel))
+        or hasattr(kind, "__arrow_c_stream__")
+        or hasattr(kind, "__arrow_c_array__")
+        or not hasattr(kind, "__iter__")
+    )
+    return (result,) if single else result
+
+
+class _EventLoop:
+    """An asyncio loop on its own thread, started on the first async resolver of a sync."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, result: Any, task: _core.AsyncTask) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the sync is closed")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="headwater-asyncio", daemon=True
+                )
+                self._thread.start()
+            asyncio.run_coroutine_threadsafe(_drive(result, task), self._loop)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Cancels the resolvers still running (their generators are closed) and stops."""
+        with self._lock:
+            self._closed = True
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            if not thread.is_alive():
+                loop.close()
+
+
+async def _cancel_all() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def invoker(table: Table) -> Callable[[Any, Any], Any]:
+    """The function the engine calls to run a table's resolver: ``invoke(client, parent_row)``.
+
+    It passes the resolver the arguments its signature takes, and applies the table's row
+    hooks and column resolvers to what it yields.
+    """
+    resolver = table.resolver
+    if resolver is None:
+        raise ValueError(f"table {table.name!r} has no resolver")
+    call: Callable[[Any, Any], Any]
+    if table.resolver_arity == 0:
+
+        def call(client: Any, parent: Any) -> Any:
+            return resolver()
+
+    elif table.resolver_arity == 1:
+
+        def call(client: Any, parent: Any) -> Any:
+            return resolver(client)
+
+    else:
+        call = resolver
+    if not (table.pre_row or table.post_row or table.column_resolvers):
+        return call
+    hooks = _RowHooks(table)
+
+    def invoke(client: Any, parent: Any) -> Any:
+        return hooks.apply(client, call(client, parent))
+
+    return invoke
+
+
+class _RowHooks:
+    """A table's ``pre_row``, column resolvers and ``post_row``, applied to each row."""
+
+    def __init__(self, table: Table) -> None:
+        self._pre = table.pre_row
+        self._post = table.post_row
+        self._resolvers = table.column_resolvers
+        self._names = [column.name for column in table.columns]
+
+    def apply(self, client: Any, result: Any) -> Any:
+        if result is None:
+            return None
+        kind = type(result)
+        if hasattr(kind, "__aiter__"):
+            return self._async_items(client, result)
+        if hasattr(kind, "__await__"):
+            return self._awaited(client, result)
+        items = _items_of(result)
+        if items is not result:
+            return self._item(client, result)
+        return self._items(client, items)
+
+    def _items(self, client: Any, items: Iterable[Any]) -> Iterator[Any]:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                yield self._item(client, item)
+        finally:
+            # Closing this wrapper (a cancelled sync) must close the resolver's generator.
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    async def _awaited(self, client: Any, result: Awaitable[Any]) -> Any:
+        return self.apply(client, await result)
+
+    async def _async_items(self, client: Any, items: Any) -> AsyncIterator[Any]:
+        iterator = items.__aiter__()
+        try:
+            async for item in iterator:
+                yield self._item(client, item)
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+    def _item(self, client: Any, item: Any) -> Any:
+        if type(item) is list:
+            return [self._row(client, row) for row in item]
+        kind = type(item)
+        if hasattr(kind, "__arrow_c_stream__") or hasattr(kind, "__arrow_c_array__"):
+            return item  # Arrow data is taken as it is
+        return self._row(client, item)
+
+    def _row(self, client: Any, row: Any) -> Any:
+        if self._pre is not None:
+            replaced = self._pre(client, row)
+            if replaced is not None:
+                row = replaced
+        if self._resolvers:
+            values = self._values(row)
+            if values is not None:
+                for column in self._resolvers:
+                    assert column.resolver is not None
+                    values[column.name] = column.resolver(client, row)
+                row = values
+        if self._post is not None:
+            replaced = self._post(client, row)
+            if replaced is not None:
+                row = replaced
+        return row
+
+    def _values(self, row: Any) -> dict[str, Any] | None:
+        """The row as a dict of column values; ``None`` if it is no row.
+
+        The engine then reports the row as it is.
+        """
+        if isinstance(row, dict):
+            return dict(row)
+        if isinstance(row, (tuple, list)):
+            if len(row) != len(self._names):
+                return None
+            return dict(zip(self._names, row, strict=True))
+        if row is None or isinstance(row, (str, bytes, int, float)):
+            return None
+        return {name: getattr(row, name, None) for name in self._names}
+
+
+_live_runs: weakref.WeakSet[SyncRun] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_runs() -> None:
+    # Engine threads must not outlive the interpreter.
+    for run in list(_live_runs):
+        run.close()
+
+
+class SyncRun(Iterator[SyncMessage]):
+    """A sync in progress: iterate it for messages; made by :meth:`headwater.Plugin.sync`.
+
+    The engine starts on the first ``next()``. Use it as a context manager, or call
+    :meth:`close`, to cancel a sync you stop reading early.
+    """
+
+    def __init__(
+        self, tables: list[Table], engine: _core.SyncEngine, loop: _EventLoop, log: logging.Logger
+    ) -> None:
+        self._migrations = collections.deque(MigrateTable(t, t.arrow_schema) for t in tables)
+        self._engine = engine
+        self._loop = loop
+        self._log = log
+        self._state = "new"
+        self._started = 0.0
+        self._duration: float | None = None
+
+    def __iter__(self) -> SyncRun:
+        return self
+
+    def __next__(self) -> SyncMessage:
+        if self._state == "new":
+            self._state = "running"
+            self._started = time.perf_counter()
+            _live_runs.add(self)
+            self._engine.start()
+        if self._migrations:
+            return self._migrations.popleft()
+        if self._state != "running":
+            raise StopIteration
+        try:
+            message: SyncMessage = next(self._engine)
+        except StopIteration:
+            self._end(complete=True)
+            raise
+        except BaseException:
+            self.close()
+            raise
+        return message
+
+    def close(self) -> None:
+        """Cancel the sync if it is still running, and wait for its threads to exit."""
+        if self._state != "running":
+            self._state = "closed" if self._state == "new" else self._state
+            return
+        self._engine.cancel()
+        self._end(complete=False)
+
+    def _end(self, *, complete: bool) -> None:
+        try:
+            self._loop.close()
+        finally:
+            self._engine.close()
+        self._duration = time.perf_counter() - self._started
+        self._state = "done" if complete else "closed"
+        _live_runs.discard(self)
+        summary = self.summary
+        self._log.info(
+            "sync finished" if complete else "sync cancelled",
+            extra={
+                "rows": summary.total_rows,
+                "errors": sum(summary.errors.values()),
+                "skipped_rows": sum(summary.skipped_rows.values()),
+                "duration": round(summary.duration, 3),
+            },
+        )
+
+    @property
+    def summary(self) -> SyncSummary:
+        """Rows and errors per table so far, and the duration; final once exhausted."""
+        rows, errors, skipped = {}, {}, {}
+        for name, table_rows, table_errors, table_skipped in self._engine.stats():
+            rows[name], errors[name], skipped[name] = table_rows, table_errors, table_skipped
+        if self._duration is not None:
+            duration = self._duration
+        else:
+            duration = time.perf_counter() - self._started if self._started else 0.0
+        return SyncSummary(
+            rows=rows,
+            errors=errors,
+            skipped_rows=skipped,
+            duration=duration,
+            complete=self._state == "done",
+        )
+
+    @property
+    def peak_buffer_bytes(self) -> int:
+        """The most bytes of batches buffered at once, against ``max_buffer_bytes``."""
+        return self._engine.peak_buffer_bytes
+
+    def __enter__(self) -> SyncRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) == "running":
+            self.close()
+
+
+def make_engine(
+    tables: list[Table],
+    roots: list[tuple[int, list[int]]],
+    clients: list[Any],
+    client_ids: list[str],
+    loop: _EventLoop,
+    log: logging.Logger,
+    **options: Any,
+) -> _core.SyncEngine:
+    """The Rust engine for ``tables`` (selected, parents first), with its callbacks."""
+    index = {id(table): i for i, table in enumerate(tables)}
+    specs = [
+        (
+            table.arrow_schema,
+            invoker(table),
+            index[id(table.parent)] if table.parent is not None else None,
+        )
+        for table in tables
+    ]
+    return _core.SyncEngine(
+        specs,
+        roots,
+        clients,
+        client_ids,
+        insert_type=Insert,
+        error_type=SyncError,
+        events=_Events(log),
+        async_runner=loop,
+        **options,
+    )
