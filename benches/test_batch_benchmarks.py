@@ -14,35 +14,16 @@ Targets (issue #2):
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 import headwater as hw
-from headwater import types
-
-TEN_COLUMNS = hw.Table(
-    "bench_items",
-    [
-        hw.Column("id", pa.int64(), primary_key=True),
-        hw.Column("count", pa.int64()),
-        hw.Column("name", pa.string()),
-        hw.Column("description", pa.string()),
-        hw.Column("score", pa.float64()),
-        hw.Column("active", pa.bool_()),
-        hw.Column("updated_at", pa.timestamp("us", tz="UTC")),
-        hw.Column("tags", pa.list_(pa.string())),
-        hw.Column("attributes", types.json()),
-        hw.Column("external_id", types.uuid()),
-    ],
-)
+from shapes import TEN_COLUMNS, best_of, make_rows, timed
 
 TWO_KEYS = hw.Table(
     "bench_accounts",
@@ -51,25 +32,6 @@ TWO_KEYS = hw.Table(
         hw.Column("id", pa.int64(), primary_key=True),
     ],
 )
-
-
-def make_rows(n: int) -> list[dict[str, Any]]:
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
-    return [
-        {
-            "id": i,
-            "count": i * 7,
-            "name": f"item-{i}",
-            "description": "a short description of the item",
-            "score": i / 3,
-            "active": i % 2 == 0,
-            "updated_at": start + dt.timedelta(seconds=i),
-            "tags": ["alpha", "beta", f"t{i % 10}"],
-            "attributes": {"size": i % 100, "labels": {"env": "prod", "tier": [1, 2]}},
-            "external_id": uuid.UUID(int=i * 7919 + 1),
-        }
-        for i in range(n)
-    ]
 
 
 def pyarrow_ready(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -94,20 +56,6 @@ def plain_schema(table: hw.Table) -> pa.Schema:
             for c in table.columns
         ]
     )
-
-
-def best_of(fn: Callable[[], object], rounds: int) -> float:
-    """Fastest of `rounds` runs of `fn`, in seconds."""
-    fastest = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        fastest = min(fastest, time.perf_counter() - start)
-    return fastest
-
-
-def timed(benchmark: Any) -> bool:
-    return not getattr(benchmark, "disabled", False)
 
 
 @pytest.fixture(scope="module")
