@@ -1,24 +1,26 @@
 """A small example plugin, synced into DuckDB: repositories and their issues.
 
-Run it with ``python examples/demo_plugin.py [headwater.duckdb]``. It shows the pieces a plugin
-is made of today:
+Run it with ``python examples/demo_plugin.py [headwater.duckdb]``. It shows what a plugin is
+made of:
 
-- tables declared with :class:`headwater.Column` lists, or derived from a pydantic model with
-  :func:`headwater.columns_from`, a child table linked to its parent;
-- resolvers: plain generators yielding dicts or model instances;
-- :func:`headwater.build_batch` turning what they yield into Arrow record batches with
-  CloudQuery ``_cq_id``/``_cq_parent_id`` columns, in Rust;
-- the batches loaded into the embedded DuckDB file through Arrow, without a row-by-row path.
-
-The sync engine (scheduling, ``headwater sync``) will drive the same tables and resolvers.
+- a spec (a pydantic model; secrets would be ``hw.SecretStr``) and a client made from it;
+- a top-level table declared with ``@hw.table`` and :class:`headwater.Column` lists, whose
+  resolver is a plain generator yielding dicts;
+- a child table declared with ``@repos.child`` from a pydantic model, whose resolver is an
+  async generator called once per repository (the engine runs it on an event loop);
+- :meth:`headwater.Plugin.sync`, which runs the resolvers on Rust worker threads and yields
+  ``MigrateTable`` and ``Insert`` messages: Arrow record batches with CloudQuery
+  ``_cq_id``/``_cq_parent_id`` columns, loaded here into the embedded DuckDB file through
+  Arrow, without a row-by-row path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,27 @@ import pydantic
 import headwater as hw
 from headwater import types
 
-REPOS = hw.Table(
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class Spec(hw.Spec):
+    """What a user configures: which organisation, and how many repositories to fetch."""
+
+    org: str = "demo"
+    repositories: int = pydantic.Field(default=5, ge=1)
+
+
+class Client:
+    """Made once per sync from the spec; every resolver receives it."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.id = spec.org
+        self.spec = spec
+
+
+@hw.table(
     "demo_repos",
-    [
+    columns=[
         hw.Column("id", pa.int64(), primary_key=True),
         hw.Column("full_name", pa.string(), not_null=True),
         hw.Column("stars", pa.int64()),
@@ -41,6 +61,16 @@ REPOS = hw.Table(
     title="Demo repositories",
     description="Repositories of the demo organisation.",
 )
+def repos(client: Client) -> Iterator[dict[str, Any]]:
+    """Yields one dict per repository."""
+    for i in range(1, client.spec.repositories + 1):
+        yield {
+            "id": i,
+            "full_name": f"{client.spec.org}/project-{i}",
+            "stars": i * 42,
+            "topics": ["python", "rust"][: i % 3],
+            "created_at": EPOCH + dt.timedelta(days=30 * i),
+        }
 
 
 class Issue(pydantic.BaseModel):
@@ -57,30 +87,10 @@ class Issue(pydantic.BaseModel):
     closed_at: dt.datetime | None = None
 
 
-ISSUES = hw.Table(
-    "demo_issues",
-    hw.columns_from(Issue),
-    parent=REPOS,
-    description="Issues of each repository.",
-)
-
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def fetch_repos() -> Iterator[dict[str, Any]]:
-    """Resolver of ``demo_repos``: yields one dict per repository."""
-    for i in range(1, 6):
-        yield {
-            "id": i,
-            "full_name": f"demo/project-{i}",
-            "stars": i * 42,
-            "topics": ["python", "rust"][: i % 3],
-            "created_at": EPOCH + dt.timedelta(days=30 * i),
-        }
-
-
-def fetch_issues(repo: dict[str, Any]) -> Iterator[Issue]:
-    """Resolver of ``demo_issues``: yields the issues of one repository as models."""
+@repos.child("demo_issues", model=Issue, description="Issues of each repository.")
+async def issues(client: Client, repo: dict[str, Any]) -> AsyncIterator[Issue]:
+    """Yields the issues of one repository (the row ``repos`` yielded) as models."""
+    await asyncio.sleep(0.01)  # an API call's latency: the other repositories go meanwhile
     for number in range(1, 4 + repo["id"]):
         opened = repo["created_at"] + dt.timedelta(hours=number)
         yield Issue(
@@ -94,6 +104,16 @@ def fetch_issues(repo: dict[str, Any]) -> Iterator[Issue]:
             reactions={"+1": number},
             closed_at=opened + dt.timedelta(days=2) if number % 3 == 0 else None,
         )
+
+
+plugin = hw.Plugin(
+    name="demo",
+    version="0.1.0",
+    tables=[repos],
+    spec=Spec,
+    connect=Client,
+    description="Repositories and issues of an imaginary code host.",
+)
 
 
 def duckdb_ready(batch: pa.RecordBatch) -> pa.Table:
@@ -111,39 +131,44 @@ def duckdb_ready(batch: pa.RecordBatch) -> pa.Table:
 SQL_TYPES = {"uuid": "UUID", "json": "JSON"}
 
 
-def load(con: duckdb.DuckDBPyConnection, table: hw.Table, batch: pa.RecordBatch) -> None:
-    """Append ``batch`` to ``table`` in DuckDB, creating it with proper SQL types first."""
-    data = duckdb_ready(batch)
-    select = ", ".join(
+def select_list(schema: pa.Schema) -> str:
+    """The columns of ``schema``, extension columns cast to their SQL types."""
+    return ", ".join(
         f'CAST("{f.name}" AS {SQL_TYPES[types.extension_name(f.type) or ""]}) AS "{f.name}"'
         if types.extension_name(f.type) in SQL_TYPES
         else f'"{f.name}"'
-        for f in batch.schema
+        for f in schema
     )
-    con.register("incoming", data)
-    con.execute(
-        f'CREATE TABLE IF NOT EXISTS "{table.name}" AS SELECT {select} FROM incoming LIMIT 0'
-    )
-    con.execute(f'INSERT INTO "{table.name}" SELECT {select} FROM incoming')
-    con.unregister("incoming")
 
 
-def sync(path: Path) -> dict[str, int]:
-    """Sync both tables into the DuckDB file at ``path``; returns rows per table."""
+def sync(path: Path, spec: dict[str, Any] | None = None) -> dict[str, int]:
+    """Sync every table into the DuckDB file at ``path`` (replacing earlier data).
+
+    Returns:
+        Rows per table.
+    """
     con = duckdb.connect(str(path))
     try:
-        for table in (ISSUES, REPOS):
-            con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
-        repos = list(fetch_repos())
-        repo_batch = hw.build_batch(REPOS, repos)
-        load(con, REPOS, repo_batch)
-        counts = {REPOS.name: repo_batch.num_rows, ISSUES.name: 0}
-        # Each child batch carries its parent row's _cq_id in _cq_parent_id.
-        for repo, repo_cq_id in zip(repos, repo_batch.column("_cq_id").to_pylist(), strict=True):
-            issue_batch = hw.build_batch(ISSUES, fetch_issues(repo), parent_cq_ids=repo_cq_id)
-            load(con, ISSUES, issue_batch)
-            counts[ISSUES.name] += issue_batch.num_rows
-        return counts
+        run = plugin.sync(spec)
+        for message in run:
+            if isinstance(message, hw.MigrateTable):
+                empty = pa.RecordBatch.from_pylist([], schema=message.schema)
+                con.register("incoming", duckdb_ready(empty))
+                con.execute(f'DROP TABLE IF EXISTS "{message.table.name}"')
+                con.execute(
+                    f'CREATE TABLE "{message.table.name}" AS '
+                    f"SELECT {select_list(message.schema)} FROM incoming"
+                )
+            elif isinstance(message, hw.Insert):
+                con.register("incoming", duckdb_ready(message.batch))
+                con.execute(
+                    f'INSERT INTO "{message.table_name}" '
+                    f"SELECT {select_list(message.batch.schema)} FROM incoming"
+                )
+            else:
+                print(f"error: {message.message}", file=sys.stderr)
+            con.unregister("incoming")
+        return run.summary.rows
     finally:
         con.close()
 

@@ -69,7 +69,15 @@ def test_readme_starts_with_the_two_commands_and_its_example_runs(tmp_path: Path
     commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
     assert commands == ["scripts/demo.sh", "scripts/test.sh"]
     assert (ROOT / ".ci" / "run").read_text().count("scripts/test.sh") == 1
-    example = re.search(r"## A short example\n\n```python\n(.*?)```", readme, re.S)
+    plugin_example = re.search(r"## A short example\n\n```python\n(.*?)```", readme, re.S)
+    assert plugin_example is not None
+    script = tmp_path / "readme_plugin.py"
+    script.write_text(plugin_example.group(1))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines() == ["{'demo_repos': 6, 'demo_issues': 12}"]
+    example = re.search(r"## Batches without a sync\n\n```python\n(.*?)```", readme, re.S)
     assert example is not None
     script = tmp_path / "readme_example.py"
     script.write_text(example.group(1) + "\nprint(batch.num_rows, len(children), len(messages))\n")

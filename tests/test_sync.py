@@ -493,3 +493,18 @@ def test_batches_are_cut_at_max_rows() -> None:
     run = hw.Plugin(name="m", version="1", tables=[many]).sync(batch_max_rows=1000)
     sizes = [m.batch.num_rows for m in run if isinstance(m, hw.Insert)]
     assert sorted(sizes) == [500, 1000, 1000]
+
+
+def test_batches_are_cut_at_max_bytes() -> None:
+    text = "x" * 1000
+
+    @hw.table("wide", columns=[ID, hw.Column("text", pa.string())])
+    def wide(client: Any) -> Iterator[dict[str, Any]]:
+        yield from ({"id": i, "text": text} for i in range(1000))
+
+    run = hw.Plugin(name="w", version="1", tables=[wide]).sync(batch_max_bytes=100_000)
+    sizes = [m.batch.num_rows for m in run if isinstance(m, hw.Insert)]
+    assert sum(sizes) == 1000
+    # About 100 rows of 1 kB make 100 kB; the size is checked every 64 rows.
+    assert max(sizes) <= 128
+    assert len(sizes) >= 8

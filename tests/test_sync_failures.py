@@ -393,3 +393,40 @@ def test_engine_threads_do_not_leak_across_many_syncs() -> None:
         run_all(plugin.sync())
     assert thread_count() <= before
     assert os.getpid() > 0
+
+
+def test_a_cancelled_sync_releases_every_row_and_generator() -> None:
+    import weakref
+
+    class Row:
+        def __init__(self, i: int) -> None:
+            self.id = i
+
+    alive: weakref.WeakSet[Row] = weakref.WeakSet()
+
+    @hw.table("objects", columns=[ID])
+    def objects(client: Any) -> Iterator[Row]:
+        i = 0
+        while True:
+            row = Row(i)
+            alive.add(row)
+            yield row
+            i += 1
+
+    @objects.child("details", columns=[ID])
+    def details(client: Any, row: Row) -> Iterator[dict[str, int]]:
+        time.sleep(0.001)
+        yield {"id": row.id}
+
+    run = hw.Plugin(name="c", version="1", tables=[objects]).sync(concurrency=4)
+    with run:
+        seen = 0
+        for message in run:
+            if isinstance(message, hw.Insert) and message.table_name == "details":
+                seen += message.batch.num_rows
+                if seen >= 50:
+                    break
+    del run, message
+    gc.collect()
+    # Parent rows held for their children's tasks are all released with the engine.
+    wait_for(lambda: (gc.collect(), len(alive))[1] == 0, "every row to be released")

@@ -364,8 +364,14 @@ impl SyncEngine {
     /// Joins every engine thread, with the GIL released so they can finish their Python work.
     fn join(&self, py: Python<'_>) {
         let shared = &self.shared;
+        let current = std::thread::current().id();
         loop {
-            let threads: Vec<_> = lock(&shared.threads).drain(..).collect();
+            // An engine thread never joins itself: that could only happen if Python's garbage
+            // collector freed the last reference to the sync on one of its worker threads.
+            let threads: Vec<_> = lock(&shared.threads)
+                .drain(..)
+                .filter(|t| t.thread().id() != current)
+                .collect();
             if threads.is_empty() {
                 break;
             }
