@@ -35,6 +35,7 @@ def test_every_native_symbol_has_a_python_wrapper() -> None:
         "encode_data_ipc": "headwater.batch.encode_ipc",
         "SyncEngine": "headwater.Plugin.sync",
         "AsyncTask": "headwater.sync._drive",
+        "TaskState": "headwater.Plugin.sync (a resolver's state argument)",
         "__version__": "headwater.__version__",
     }
     native = {name for name in dir(_core) if not name.startswith("__") or name == "__version__"}

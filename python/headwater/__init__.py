@@ -26,6 +26,8 @@ from headwater.spec import SecretStr, Spec
 from headwater.sync import (
     Insert,
     MigrateTable,
+    State,
+    StateUpdate,
     SyncError,
     SyncMessage,
     SyncRun,
@@ -47,6 +49,8 @@ __all__ = [
     "SecretStr",
     "Spec",
     "SpecError",
+    "State",
+    "StateUpdate",
     "SyncError",
     "SyncMessage",
     "SyncRun",

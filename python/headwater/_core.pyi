@@ -9,6 +9,7 @@ __all__ = [
     "AsyncTask",
     "BatchBuilder",
     "SyncEngine",
+    "TaskState",
     "__version__",
     "encode_data_ipc",
     "encode_schema_ipc",
@@ -45,15 +46,17 @@ def encode_data_ipc(data: Any, max_message_bytes: int) -> list[bytes]: ...
 class SyncEngine:
     def __new__(
         cls,
-        tables: Sequence[tuple[Any, Any, int | None]],
+        tables: Sequence[tuple[Any, Any, int | None, bool]],
         roots: Sequence[tuple[int, Sequence[int]]],
         clients: Sequence[Any],
         client_ids: Sequence[str],
         *,
         insert_type: Any,
         error_type: Any,
+        state_type: Any,
         events: Any,
         async_runner: Any,
+        state: dict[str, str] | None = None,
         strategy: str = "dfs",
         shuffle_seed: int = 0,
         concurrency: int = 64,
@@ -80,6 +83,16 @@ class SyncEngine:
     def max_buffer_bytes(self) -> int: ...
     @property
     def workers(self) -> int: ...
+    def state(self) -> dict[str, str]: ...
+
+@final
+class TaskState:
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+    def set(self, key: str, value: str) -> None: ...
+    @property
+    def table_name(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
 
 @final
 class AsyncTask:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import pydantic
@@ -226,6 +226,7 @@ class Plugin:
         batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
         batch_max_latency: float = DEFAULT_BATCH_MAX_LATENCY,
         on_row_error: Literal["skip", "fail"] = "skip",
+        state: Mapping[str, str] | None = None,
         logger: logging.Logger | None = None,
     ) -> SyncRun:
         """Sync the selected tables; iterate the result for messages.
@@ -265,6 +266,11 @@ class Plugin:
             on_row_error: ``skip`` leaves a row that does not fit its table out (logged and
                 counted in the summary); ``fail`` ends its resolver with a
                 :class:`~headwater.SyncError`.
+            state: The incremental state to start from (string keys and values), as stored by
+                the destination or the CloudQuery state backend. Resolvers that take a
+                ``state`` argument read it with ``state.get(key)`` and update it with
+                ``state.set(key, value)``; each update is yielded as a
+                :class:`~headwater.StateUpdate` after the rows before it.
             logger: Where sync events are logged (default ``headwater.sync``).
 
         Returns:
@@ -278,6 +284,7 @@ class Plugin:
         del deterministic_cq_id  # see the docstring: ids are always derived from the key
         if on_row_error not in ("skip", "fail"):
             raise ValueError(f"on_row_error must be 'skip' or 'fail', not {on_row_error!r}")
+        initial_state = _check_state(state)
         selected = self.select_tables(tables, skip_tables, skip_dependent_tables)
         client = self.client(spec)
         clients: list[Any] = []
@@ -314,6 +321,7 @@ class Plugin:
             max_bytes=batch_max_bytes,
             max_latency=batch_max_latency,
             fail_on_row_error=on_row_error == "fail",
+            state=initial_state,
         )
         return SyncRun(selected, engine, loop, log)
 
@@ -328,6 +336,20 @@ class Plugin:
                 f"got {type(result).__name__}"
             )
         return list(result)
+
+
+def _check_state(state: Mapping[str, str] | None) -> dict[str, str]:
+    if state is None:
+        return {}
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a mapping of str to str, not {type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"state keys and values are str; got {type(key).__name__} {key!r}: "
+                f"{type(value).__name__}"
+            )
+    return dict(state)
 
 
 def _client_id(client: Any, index: int) -> str:

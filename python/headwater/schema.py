@@ -371,10 +371,10 @@ class Table:
                 f"{where}: clients applies to top-level tables; a child table runs with its "
                 "parent row's client"
             )
-        self._resolver_arity = (
+        self._resolver_arity, self._resolver_wants_state = (
             _resolver_arity(resolver, child=parent is not None, where=where)
             if resolver is not None
-            else 0
+            else (0, False)
         )
         self.resolver = resolver
         self.clients = clients
@@ -531,6 +531,11 @@ class Table:
         return self._resolver_arity
 
     @property
+    def resolver_wants_state(self) -> bool:
+        """Whether the resolver takes a ``state`` argument (incremental state, by keyword)."""
+        return self._resolver_wants_state
+
+    @property
     def column_resolvers(self) -> tuple[Column, ...]:
         """The columns that have a :attr:`Column.resolver`."""
         return tuple(column for column in self._columns if column.resolver is not None)
@@ -648,8 +653,12 @@ def _callable_name(function: Callable[..., Any]) -> str:
     return getattr(function, "__qualname__", None) or type(function).__name__
 
 
-def _resolver_arity(resolver: object, *, child: bool, where: str) -> int:
-    """How many positional arguments to call a resolver with, checked against its signature."""
+def _resolver_arity(resolver: object, *, child: bool, where: str) -> tuple[int, bool]:
+    """How to call a resolver, checked against its signature.
+
+    Returns:
+        How many positional arguments it takes, and whether it takes ``state``.
+    """
     if not callable(resolver):
         raise SchemaError(
             f"{where}: resolver must be callable, got {type(resolver).__name__} {resolver!r}"
@@ -658,11 +667,15 @@ def _resolver_arity(resolver: object, *, child: bool, where: str) -> int:
     try:
         signature = inspect.signature(resolver)
     except (TypeError, ValueError):
-        return 2 if child else 1  # a builtin or C callable: trust it
+        return (2 if child else 1), False  # a builtin or C callable: trust it
+    wants_state = "state" in signature.parameters and signature.parameters["state"].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
     positional = [
         p
         for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "state"
     ]
     required = [p for p in positional if p.default is p.empty]
     variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
@@ -672,4 +685,4 @@ def _resolver_arity(resolver: object, *, child: bool, where: str) -> int:
             f"{where}: the resolver {_callable_name(resolver)}{signature} cannot be called as "
             f"{expected}"
         )
-    return wanted
+    return wanted, wants_state

@@ -33,6 +33,8 @@ from headwater.schema import Table
 __all__ = [
     "Insert",
     "MigrateTable",
+    "State",
+    "StateUpdate",
     "SyncError",
     "SyncMessage",
     "SyncRun",
@@ -96,8 +98,31 @@ class SyncError:
         return f"table {self.table_name!r}{client}: {text}"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """A resolver set an incremental state key (a cursor): store it with the data.
+
+    Every row the resolver yielded before setting the key is in an earlier :class:`Insert`,
+    so a destination that stores the update in the same transaction as the rows before it
+    never advances a cursor past data it does not hold.
+
+    Attributes:
+        table_name: The table whose resolver set it.
+        key: The state key.
+        value: Its new value.
+    """
+
+    table_name: str
+    key: str
+    value: str
+
+
+#: The ``state`` argument a resolver receives: ``state.get(key, default=None)`` and
+#: ``state.set(key, value)`` on string keys and values, plus ``table_name`` and ``client_id``.
+State = _core.TaskState
+
 #: What iterating a :class:`SyncRun` yields.
-SyncMessage = MigrateTable | Insert | SyncError
+SyncMessage = MigrateTable | Insert | SyncError | StateUpdate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,17 +356,34 @@ async def _cancel_all() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def invoker(table: Table) -> Callable[[Any, Any], Any]:
-    """The function the engine calls to run a table's resolver: ``invoke(client, parent_row)``.
+def invoker(table: Table) -> Callable[..., Any]:
+    """The function the engine calls to run a table's resolver.
 
-    It passes the resolver the arguments its signature takes, and applies the table's row
-    hooks and column resolvers to what it yields.
+    ``invoke(client, parent_row)``, or ``invoke(client, parent_row, state)`` when the resolver
+    takes ``state``: it passes the resolver the arguments its signature takes, and applies the
+    table's row hooks and column resolvers to what it yields.
     """
     resolver = table.resolver
     if resolver is None:
         raise ValueError(f"table {table.name!r} has no resolver")
-    call: Callable[[Any, Any], Any]
-    if table.resolver_arity == 0:
+    call: Callable[..., Any]
+    if table.resolver_wants_state:
+        if table.resolver_arity == 0:
+
+            def call(client: Any, parent: Any, state: Any) -> Any:
+                return resolver(state=state)
+
+        elif table.resolver_arity == 1:
+
+            def call(client: Any, parent: Any, state: Any) -> Any:
+                return resolver(client, state=state)
+
+        else:
+
+            def call(client: Any, parent: Any, state: Any) -> Any:
+                return resolver(client, parent, state=state)
+
+    elif table.resolver_arity == 0:
 
         def call(client: Any, parent: Any) -> Any:
             return resolver()
@@ -357,8 +399,8 @@ def invoker(table: Table) -> Callable[[Any, Any], Any]:
         return call
     hooks = _RowHooks(table)
 
-    def invoke(client: Any, parent: Any) -> Any:
-        return hooks.apply(client, call(client, parent))
+    def invoke(client: Any, *args: Any) -> Any:
+        return hooks.apply(client, call(client, *args))
 
     return invoke
 
@@ -548,6 +590,11 @@ class SyncRun(Iterator[SyncMessage]):
         )
 
     @property
+    def state(self) -> dict[str, str]:
+        """The incremental state: what the sync started with, and every update since."""
+        return self._engine.state()
+
+    @property
     def peak_buffer_bytes(self) -> int:
         """The most bytes of batches buffered at once, against ``max_buffer_bytes``."""
         return self._engine.peak_buffer_bytes
@@ -579,6 +626,7 @@ def make_engine(
             table.arrow_schema,
             invoker(table),
             index[id(table.parent)] if table.parent is not None else None,
+            table.resolver_wants_state,
         )
         for table in tables
     ]
@@ -589,6 +637,7 @@ def make_engine(
         client_ids,
         insert_type=Insert,
         error_type=SyncError,
+        state_type=StateUpdate,
         events=_Events(log),
         async_runner=loop,
         **options,

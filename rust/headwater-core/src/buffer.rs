@@ -115,6 +115,20 @@ impl<T> OutputBuffer<T> {
         self.not_empty.notify_one();
     }
 
+    /// Queues an item that holds (next to) no memory, such as an error or a state update,
+    /// without a reservation: it never blocks.
+    pub fn push_free(&self, item: T) {
+        let mut state = self.lock();
+        if state.cancelled {
+            drop(state);
+            drop(item);
+            return;
+        }
+        state.items.push_back((item, 0));
+        drop(state);
+        self.not_empty.notify_one();
+    }
+
     /// Gives back a reservation whose item will never be pushed.
     pub fn cancel_reservation(&self, reservation: Reservation) {
         let mut state = self.lock();
@@ -250,6 +264,20 @@ mod tests {
         assert!(producer.join().unwrap());
         assert!(start.elapsed() < Duration::from_secs(5));
         assert_eq!(b.used(), 0);
+        assert_eq!(b.pop(Duration::ZERO), Pop::Closed);
+    }
+
+    #[test]
+    fn free_items_never_block_and_keep_their_place() {
+        let b = OutputBuffer::new(10);
+        let r = b.reserve(100).unwrap();
+        b.push("big", 100, r);
+        b.push_free("marker");
+        assert_eq!(b.used(), 100);
+        assert_eq!(b.pop(Duration::ZERO), Pop::Item("big"));
+        assert_eq!(b.pop(Duration::ZERO), Pop::Item("marker"));
+        b.cancel();
+        b.push_free("dropped");
         assert_eq!(b.pop(Duration::ZERO), Pop::Closed);
     }
 

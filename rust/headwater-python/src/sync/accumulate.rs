@@ -3,26 +3,48 @@
 //! Every thread that converts rows (each worker, and the event loop thread) owns one
 //! [`Accumulator`] per table it has seen, so appending a row never contends with another
 //! thread. The accumulators are also registered in [`Shared`] so the timer thread can flush a
-//! table whose rows have waited too long, and the final flush finds every leftover row.
+//! table whose rows have waited too long, the final flush finds every leftover row, and a
+//! state update can be queued behind the rows it covers.
+//!
+//! Ordering is the point of [`flush`]: output budget is reserved first, without holding the
+//! accumulator's lock (that wait can be long), then the accumulator is emptied *and* its
+//! contents sent to the finisher under the lock. Whoever flushes (the owner thread, the
+//! timer, a state update), what leaves one accumulator reaches the finisher in the order it
+//! was appended, so a state update is always emitted after the rows before it.
 //!
 //! A table with child tables keeps, next to its rows, the Python row objects and their
 //! clients: the finisher starts one child task per row and child table once the batch (and so
 //! each row's `_cq_id`) is finished.
 
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Instant;
 
+use headwater_core::buffer::Reservation;
 use headwater_core::builder::{builders_for, ColumnBuilder};
 use headwater_core::CoreError;
 use pyo3::prelude::*;
 
-use super::finisher::Work;
+use super::finisher::{Job, Work};
 use super::{lock, Shared};
 
 /// Rows appended between two checks of an accumulator's byte size.
 const BYTES_CHECK_ROWS: usize = 64;
 
-/// The rows of one table gathered by one thread since the last flush.
+/// The thread an accumulator belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// A worker thread.
+    Thread(ThreadId),
+    /// The event loop thread of async resolvers.
+    Loop,
+}
+
+/// A state update waiting behind the rows appended before it.
+pub type StateUpdate = (String, String);
+
+/// The rows of one table gathered by one thread since the last flush, and the state updates
+/// that follow them.
 #[derive(Debug)]
 pub struct Accumulator {
     table: usize,
@@ -33,24 +55,27 @@ pub struct Accumulator {
     parent_ids: Vec<[u8; 16]>,
     /// Each row as yielded and its client, for tables with children.
     held: Vec<(Arc<Py<PyAny>>, usize)>,
+    /// State updates made after these rows were appended.
+    states: Vec<StateUpdate>,
     since: Option<Instant>,
 }
 
-/// A flushed accumulator: the rows of one batch, not yet finished.
+/// A flushed accumulator: the rows of one batch, not yet finished, and the state updates to
+/// emit after it.
 #[derive(Debug)]
 pub struct Bundle {
     /// Table index.
     pub table: usize,
     /// The filled builders.
     pub builders: Vec<ColumnBuilder>,
-    /// Number of rows.
+    /// Number of rows (0 for state updates alone).
     pub rows: usize,
     /// `_cq_parent_id` per row (child tables), else empty.
     pub parent_ids: Vec<[u8; 16]>,
     /// Rows and clients kept for starting child tasks.
     pub held: Vec<(Arc<Py<PyAny>>, usize)>,
-    /// An upper bound of the finished batch's memory, reserved in the output buffer.
-    pub bytes: usize,
+    /// State updates, emitted after the batch.
+    pub states: Vec<StateUpdate>,
 }
 
 impl Accumulator {
@@ -61,6 +86,7 @@ impl Accumulator {
             rows: 0,
             parent_ids: Vec::new(),
             held: Vec::new(),
+            states: Vec::new(),
             since: None,
         })
     }
@@ -86,6 +112,11 @@ impl Accumulator {
             || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= shared.options.max_bytes)
     }
 
+    /// Queues a state update behind the rows appended so far.
+    pub fn push_state(&mut self, update: StateUpdate) {
+        self.states.push(update);
+    }
+
     fn bytes(&self) -> usize {
         self.builders
             .iter()
@@ -94,47 +125,82 @@ impl Accumulator {
             + 16 * self.parent_ids.len()
     }
 
-    /// Whether the oldest row has waited at least the maximum latency.
-    pub fn is_stale(&self, shared: &Shared) -> bool {
-        self.since
-            .is_some_and(|since| since.elapsed() >= shared.options.max_latency)
+    /// An upper bound of the finished batch's memory, to reserve in the output buffer:
+    /// builders grow by doubling, so their buffers hold up to twice the bytes appended, and
+    /// `_cq_id` and `_cq_parent_id` add 16 bytes a row each.
+    fn reservation(&self) -> usize {
+        2 * self.bytes() + 32 * self.rows
     }
 
-    /// Takes the rows out as a [`Bundle`], leaving fresh builders; `None` when empty. Rows kept
-    /// for child tasks put a hold on the scheduler, so the sync cannot end before the
-    /// finisher has started those tasks.
-    pub fn take(&mut self, shared: &Shared) -> Result<Option<Bundle>, CoreError> {
-        if self.rows == 0 {
+    fn is_empty(&self) -> bool {
+        self.rows == 0 && self.states.is_empty()
+    }
+
+    /// Whether the oldest row has waited at least the maximum latency.
+    fn is_stale(&self, shared: &Shared) -> bool {
+        !self.states.is_empty()
+            || self
+                .since
+                .is_some_and(|since| since.elapsed() >= shared.options.max_latency)
+    }
+
+    /// Takes the rows and state updates out as a [`Bundle`], leaving fresh builders; `None`
+    /// when empty. Rows kept for child tasks put a hold on the scheduler, so the sync cannot
+    /// end before the finisher has started those tasks.
+    fn take(&mut self, shared: &Shared) -> Result<Option<Bundle>, CoreError> {
+        if self.is_empty() {
             return Ok(None);
         }
-        let fresh = builders_for(&shared.tables[self.table].plan.data_fields)?;
-        // Builders grow by doubling, so their buffers hold up to twice the bytes appended;
-        // `_cq_id` and `_cq_parent_id` add 16 bytes a row each.
-        let bytes = 2 * self.bytes() + 32 * self.rows;
+        let builders = if self.rows == 0 {
+            Vec::new()
+        } else {
+            let fresh = builders_for(&shared.tables[self.table].plan.data_fields)?;
+            std::mem::replace(&mut self.builders, fresh)
+        };
         let held = std::mem::take(&mut self.held);
         if !held.is_empty() {
             shared.scheduler.hold();
         }
-        let bundle = Bundle {
+        self.since = None;
+        Ok(Some(Bundle {
             table: self.table,
-            builders: std::mem::replace(&mut self.builders, fresh),
+            builders,
             rows: std::mem::take(&mut self.rows),
             parent_ids: std::mem::take(&mut self.parent_ids),
             held,
-            bytes,
-        };
-        self.since = None;
-        Ok(Some(bundle))
+            states: std::mem::take(&mut self.states),
+        }))
     }
 }
 
+/// An accumulator as registered in [`Shared`], with its owner and table readable without
+/// its lock.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The thread that appends to it.
+    pub owner: Owner,
+    /// Its table.
+    pub table: usize,
+    /// The accumulator.
+    pub accumulator: Arc<Mutex<Accumulator>>,
+}
+
 /// One thread's accumulators, by table index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Local {
+    owner: Owner,
     accumulators: Vec<Option<Arc<Mutex<Accumulator>>>>,
 }
 
 impl Local {
+    /// The (still empty) accumulators of the thread `owner`.
+    pub fn new(owner: Owner) -> Self {
+        Local {
+            owner,
+            accumulators: Vec::new(),
+        }
+    }
+
     /// The accumulator of `table`, made and registered on first use.
     pub fn get(
         &mut self,
@@ -147,41 +213,101 @@ impl Local {
         let slot = &mut self.accumulators[table];
         if slot.is_none() {
             let accumulator = Arc::new(Mutex::new(Accumulator::new(shared, table)?));
-            lock(&shared.accumulators).push(Arc::clone(&accumulator));
+            lock(&shared.accumulators).push(Registered {
+                owner: self.owner,
+                table,
+                accumulator: Arc::clone(&accumulator),
+            });
             *slot = Some(accumulator);
         }
         Ok(slot.as_ref().expect("just made"))
     }
 
     /// Flushes this thread's accumulators (only those of tables with children when
-    /// `parents_only`), submitting their rows to the finisher. Blocks without the GIL while
-    /// the output buffer is full.
+    /// `parents_only`) to the finisher. Blocks without the GIL while the output buffer is
+    /// full.
     pub fn flush(&self, py: Python<'_>, shared: &Shared, parents_only: bool) -> PyResult<()> {
-        for accumulator in self.accumulators.iter().flatten() {
-            let table = lock(accumulator).table;
+        for (table, accumulator) in self.accumulators.iter().enumerate() {
+            let Some(accumulator) = accumulator else {
+                continue;
+            };
             if parents_only && shared.tables[table].children.is_empty() {
                 continue;
             }
-            let bundle = lock(accumulator).take(shared);
-            submit_bundle(py, shared, bundle)?;
+            flush_holding_gil(py, shared, accumulator)?;
         }
         Ok(())
     }
 }
 
-/// Submits a taken bundle (if any) to the finisher with the GIL released; a bundle refused
-/// because the sync was cancelled is dropped here, with the GIL held.
-pub fn submit_bundle(
+/// What [`flush`] did.
+#[derive(Debug)]
+pub enum Flushed {
+    /// Sent to the finisher, or nothing to send (or the sync is cancelled).
+    Done,
+    /// The finisher is gone (the sync was cancelled): the caller drops this, with the GIL.
+    Refused(Work),
+}
+
+/// Flushes `accumulator` to the finisher, in order with everything flushed from it before.
+///
+/// `reserve(bytes)` reserves output budget and may block; it is called without the
+/// accumulator's lock held (and must release the GIL if the caller holds it). With
+/// `skip_busy`, an accumulator in use, or not stale yet, is left alone (the timer's mode).
+pub fn flush(
+    shared: &Shared,
+    accumulator: &Mutex<Accumulator>,
+    reserve: impl FnOnce(usize) -> Option<Reservation>,
+    skip_busy: bool,
+) -> Result<Flushed, CoreError> {
+    let estimate = {
+        let guard = if skip_busy {
+            match accumulator.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(Flushed::Done),
+            }
+        } else {
+            lock(accumulator)
+        };
+        if guard.is_empty() || (skip_busy && !guard.is_stale(shared)) {
+            return Ok(Flushed::Done);
+        }
+        guard.reservation()
+    };
+    let Some(reservation) = reserve(estimate) else {
+        return Ok(Flushed::Done);
+    };
+    let mut guard = lock(accumulator);
+    let Some(bundle) = guard.take(shared)? else {
+        // Someone else flushed it meanwhile.
+        shared.output.cancel_reservation(reservation);
+        return Ok(Flushed::Done);
+    };
+    match shared.send(Job::Finish(Work::Rows(bundle), reservation)) {
+        Ok(()) => Ok(Flushed::Done),
+        Err(Job::Finish(work, reservation)) => {
+            shared.output.cancel_reservation(reservation);
+            Ok(Flushed::Refused(work))
+        }
+        Err(Job::Shutdown) => Ok(Flushed::Done),
+    }
+}
+
+/// [`flush`] from a thread holding the GIL: the reservation waits with the GIL released, and
+/// refused work is dropped with it held.
+pub fn flush_holding_gil(
     py: Python<'_>,
     shared: &Shared,
-    bundle: Result<Option<Bundle>, CoreError>,
+    accumulator: &Mutex<Accumulator>,
 ) -> PyResult<()> {
-    let Some(bundle) = bundle.map_err(crate::errors::to_py_err)? else {
-        return Ok(());
-    };
-    let bytes = bundle.bytes;
-    let refused = py.detach(|| shared.submit(Work::Rows(bundle), bytes));
-    if let Some(work) = refused {
+    let flushed = flush(
+        shared,
+        accumulator,
+        |bytes| py.detach(|| shared.output.reserve(bytes)),
+        false,
+    )
+    .map_err(crate::errors::to_py_err)?;
+    if let Flushed::Refused(work) = flushed {
         work.abandon(shared);
     }
     Ok(())
@@ -191,30 +317,16 @@ pub fn submit_bundle(
 /// every non-empty one when `all`), from a thread without the GIL. Accumulators in use by
 /// their thread are skipped unless `all`.
 pub fn flush_registered(shared: &Shared, all: bool) {
-    let accumulators: Vec<_> = lock(&shared.accumulators).clone();
-    for accumulator in accumulators {
-        let bundle = {
-            let mut guard = if all {
-                lock(&accumulator)
-            } else {
-                match accumulator.try_lock() {
-                    Ok(guard) => guard,
-                    Err(_) => continue,
-                }
-            };
-            if !(all || guard.is_stale(shared)) {
-                continue;
-            }
-            guard.take(shared)
-        };
-        match bundle {
-            Ok(Some(bundle)) => {
-                let bytes = bundle.bytes;
-                if let Some(work) = shared.submit(Work::Rows(bundle), bytes) {
-                    work.abandon(shared);
-                }
-            }
-            Ok(None) => {}
+    let registered: Vec<Registered> = lock(&shared.accumulators).clone();
+    for entry in registered {
+        match flush(
+            shared,
+            &entry.accumulator,
+            |bytes| shared.output.reserve(bytes),
+            !all,
+        ) {
+            Ok(Flushed::Done) => {}
+            Ok(Flushed::Refused(work)) => work.abandon(shared),
             Err(err) => shared.fatal(format!("flushing rows failed: {err}")),
         }
     }

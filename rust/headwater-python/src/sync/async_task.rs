@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use headwater_core::scheduler::Slot;
 use pyo3::prelude::*;
 
+use super::accumulate::Owner;
 use super::worker::{drive, end_task, TaskContext};
 use super::{lock, Shared};
 
@@ -42,6 +43,10 @@ impl AsyncTask {
         slot: Slot,
         result: Bound<'_, PyAny>,
     ) {
+        if let Some(state) = &cx.state {
+            // Its rows will be read on the event loop thread.
+            state.get().move_to(Owner::Loop);
+        }
         let task = AsyncTask {
             shared: Arc::clone(shared),
             state: Mutex::new(State {

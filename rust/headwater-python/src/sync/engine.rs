@@ -1,6 +1,7 @@
 //! `SyncEngine`: one sync, as Python sees it — an iterator over `Insert` and `SyncError`
 //! messages that starts the engine's threads, cancels them when closed, and always joins them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
-use super::accumulate::Local;
+use super::accumulate::{Local, Owner};
 use super::worker::{finish_sync, queue};
 use super::{
     finisher, lock, timer, Counters, Failure, Options, Output, Payload, PythonSide, Shared,
@@ -60,26 +61,29 @@ fn at_least_one(name: &str, value: usize) -> PyResult<usize> {
 
 #[pymethods]
 impl SyncEngine {
-    /// Prepares a sync of `tables` (`(schema, invoke, parent index)`, parents first), starting
-    /// from `roots` (`(top-level table index, client indices)`).
+    /// Prepares a sync of `tables` (`(schema, invoke, parent index, wants state)`, parents
+    /// first), starting from `roots` (`(top-level table index, client indices)`), with the
+    /// incremental `state` read from the destination or backend.
     #[new]
     #[pyo3(signature = (
-        tables, roots, clients, client_ids, *, insert_type, error_type, events, async_runner,
-        strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
+        tables, roots, clients, client_ids, *, insert_type, error_type, state_type, events,
+        async_runner, state=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
         depth_concurrency=None, max_queued=None, max_buffer_bytes=67_108_864,
         max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        tables: Vec<(PySchema, Py<PyAny>, Option<usize>)>,
+        tables: Vec<(PySchema, Py<PyAny>, Option<usize>, bool)>,
         roots: Vec<(usize, Vec<usize>)>,
         clients: Vec<Py<PyAny>>,
         client_ids: Vec<String>,
         insert_type: Py<PyAny>,
         error_type: Py<PyAny>,
+        state_type: Py<PyAny>,
         events: Py<PyAny>,
         async_runner: Py<PyAny>,
+        state: Option<HashMap<String, String>>,
         strategy: &str,
         shuffle_seed: u64,
         concurrency: usize,
@@ -112,7 +116,7 @@ impl SyncEngine {
             fail_on_row_error,
         };
         let mut runtimes: Vec<TableRuntime> = Vec::with_capacity(tables.len());
-        for (index, (schema, invoke, parent)) in tables.into_iter().enumerate() {
+        for (index, (schema, invoke, parent, wants_state)) in tables.into_iter().enumerate() {
             let depth = match parent {
                 None => 0,
                 Some(p) if p < index => runtimes[p].depth + 1,
@@ -128,6 +132,7 @@ impl SyncEngine {
             runtimes.push(TableRuntime {
                 plan: TablePlan::new(py, schema.into_inner())?,
                 invoke,
+                wants_state,
                 children: Vec::new(),
                 depth,
                 counters: Counters::default(),
@@ -187,16 +192,18 @@ impl SyncEngine {
             output: OutputBuffer::new(at_least_one("max_buffer_bytes", max_buffer_bytes)?),
             jobs,
             accumulators: Mutex::new(Vec::new()),
-            loop_local: Mutex::new(Local::default()),
+            loop_local: Mutex::new(Local::new(Owner::Loop)),
             options,
             clients,
             client_ids,
             python: PythonSide {
                 insert_type,
                 error_type,
+                state_type,
                 events,
                 async_runner,
             },
+            state: Mutex::new(state.unwrap_or_default()),
             cancelled: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -334,6 +341,11 @@ impl SyncEngine {
     fn workers(&self) -> usize {
         self.shared.scheduler.workers()
     }
+
+    /// The incremental state: the values given at the start, with every update since.
+    fn state(&self) -> HashMap<String, String> {
+        lock(&self.shared.state).clone()
+    }
 }
 
 impl SyncEngine {
@@ -344,6 +356,10 @@ impl SyncEngine {
                 let name = self.shared.tables[table].plan.table.as_str();
                 let batch = PyRecordBatch::new(batch).into_pyarrow(py)?;
                 python.insert_type.bind(py).call1((name, batch))
+            }
+            Output::State { table, key, value } => {
+                let name = self.shared.tables[table].plan.table.as_str();
+                python.state_type.bind(py).call1((name, key, value))
             }
             Output::Error {
                 table,
@@ -396,5 +412,6 @@ impl Drop for SyncEngine {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SyncEngine>()?;
     m.add_class::<super::AsyncTask>()?;
+    m.add_class::<super::TaskState>()?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use headwater_core::ingest::{self, CqIds};
 use headwater_core::scheduler::Task;
 use headwater_core::CoreError;
 
-use super::accumulate::Bundle;
+use super::accumulate::{Bundle, StateUpdate};
 use super::{Counters, Failure, Output, Parent, Payload, Shared};
 
 /// Something to finish.
@@ -40,9 +40,26 @@ pub enum Work {
         /// The batch.
         batch: RecordBatch,
     },
+    /// A state update with no rows waiting before it.
+    State {
+        /// Table index.
+        table: usize,
+        /// The key and its new value.
+        update: StateUpdate,
+    },
 }
 
 impl Work {
+    /// The table it belongs to.
+    pub fn table(&self) -> usize {
+        match self {
+            Work::Rows(bundle) => bundle.table,
+            Work::Columns { table, .. }
+            | Work::Finished { table, .. }
+            | Work::State { table, .. } => *table,
+        }
+    }
+
     /// Drops work that will never be finished (the sync was cancelled), releasing the hold
     /// its rows put on the scheduler.
     pub fn abandon(self, shared: &Shared) {
@@ -76,43 +93,58 @@ pub fn run(shared: &Arc<Shared>, jobs: mpsc::Receiver<Job>) {
 }
 
 fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
-    let (table, held) = match &work {
-        Work::Rows(bundle) => (bundle.table, !bundle.held.is_empty()),
-        Work::Columns { table, .. } | Work::Finished { table, .. } => (*table, false),
+    let table = work.table();
+    let (states, held, to_build) = match work {
+        Work::State { update, .. } => (vec![update], false, None),
+        Work::Rows(mut bundle) => {
+            let states = std::mem::take(&mut bundle.states);
+            let held = !bundle.held.is_empty();
+            let rows = bundle.rows > 0;
+            (states, held, rows.then_some(Work::Rows(bundle)))
+        }
+        other => (Vec::new(), false, Some(other)),
     };
-    match build(shared, work) {
-        Ok(batch) => {
+    match to_build.map(|work| build(shared, work)) {
+        None => shared.output.cancel_reservation(reservation),
+        Some(Ok(batch)) => {
             Counters::add(&shared.tables[table].counters.rows, batch.num_rows());
             let bytes = batch.get_array_memory_size();
             shared
                 .output
                 .push(Output::Insert { table, batch }, bytes, reservation);
         }
-        Err(err) => {
+        Some(Err(err)) => {
+            shared.output.cancel_reservation(reservation);
             Counters::add(&shared.tables[table].counters.errors, 1);
-            let failure = Failure::Text(format!(
-                "building a batch of table {:?} failed: {err}",
-                shared.tables[table].plan.table
-            ));
-            shared.output.push(
-                Output::Error {
-                    table,
-                    client: None,
-                    failure,
-                },
-                0,
-                reservation,
-            );
+            shared.output.push_free(Output::Error {
+                table,
+                client: None,
+                failure: Failure::Text(format!(
+                    "building a batch of table {:?} failed: {err}",
+                    shared.tables[table].plan.table
+                )),
+            });
         }
     }
     if held {
         shared.scheduler.release_hold();
+    }
+    emit_states(shared, table, states);
+}
+
+/// Queues state updates, after the batch holding the rows before them.
+fn emit_states(shared: &Shared, table: usize, states: Vec<StateUpdate>) {
+    for (key, value) in states {
+        shared.output.push_free(Output::State { table, key, value });
     }
 }
 
 fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
     match work {
         Work::Finished { batch, .. } => Ok(batch),
+        Work::State { .. } => Err(CoreError::InvalidArgument(
+            "a state update has no batch".into(),
+        )),
         Work::Columns {
             table,
             columns,

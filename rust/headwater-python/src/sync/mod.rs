@@ -14,6 +14,9 @@
 //!   consumer is slow;
 //! - async resolvers run on an asyncio event loop owned by the Python side; an
 //!   [`async_task::AsyncTask`] handle feeds their items into the same accumulators;
+//! - a resolver's [`state::TaskState`] reads and writes incremental state (cursors); an update
+//!   is queued behind the rows the resolver yielded before it, so whoever consumes the output
+//!   stores it only once those rows are stored;
 //! - [`engine::SyncEngine`] is the Python-facing iterator over the output, and cancels and joins
 //!   everything when closed.
 
@@ -21,9 +24,11 @@ mod accumulate;
 mod async_task;
 mod engine;
 mod finisher;
+mod state;
 mod timer;
 mod worker;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -39,8 +44,9 @@ use crate::plan::TablePlan;
 
 pub use async_task::AsyncTask;
 pub use engine::register;
+pub use state::TaskState;
 
-use accumulate::Accumulator;
+use accumulate::Registered;
 use finisher::Job;
 
 /// Locks a mutex, ignoring poisoning: every structure behind these locks stays usable after a
@@ -84,9 +90,11 @@ impl Counters {
 pub struct TableRuntime {
     /// Conversion plan.
     pub plan: TablePlan,
-    /// `invoke(client, parent_row_or_None)`: calls the resolver (hooks applied) and returns
-    /// what it returns.
+    /// `invoke(client, parent_row_or_None[, state])`: calls the resolver (hooks applied) and
+    /// returns what it returns.
     pub invoke: Py<PyAny>,
+    /// Whether `invoke` takes the task's state as a third argument.
+    pub wants_state: bool,
     /// Indices of the selected child tables.
     pub children: Vec<usize>,
     /// 0 for top-level tables.
@@ -132,6 +140,15 @@ pub enum Output {
         /// The batch, with `_cq_id` and `_cq_parent_id`.
         batch: RecordBatch,
     },
+    /// A resolver set a state key; every row it yielded before is in an earlier `Insert`.
+    State {
+        /// Table index.
+        table: usize,
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
     /// A resolver invocation failed; the rest of the sync goes on.
     Error {
         /// Table index.
@@ -150,6 +167,8 @@ pub struct PythonSide {
     pub insert_type: Py<PyAny>,
     /// `SyncError(table_name, error, client_id)` message type.
     pub error_type: Py<PyAny>,
+    /// `StateUpdate(table_name, key, value)` message type.
+    pub state_type: Py<PyAny>,
     /// Logging hooks: `started`, `finished`, `failed`, `skipped`.
     pub events: Py<PyAny>,
     /// Runs async resolvers: `submit(result, task)`.
@@ -167,8 +186,8 @@ pub struct Shared {
     pub output: OutputBuffer<Output>,
     /// To the finisher thread.
     jobs: mpsc::Sender<Job>,
-    /// Every accumulator of every thread, for the timer and the final flush.
-    accumulators: Mutex<Vec<Arc<Mutex<Accumulator>>>>,
+    /// Every accumulator of every thread, for the timer, state updates and the final flush.
+    accumulators: Mutex<Vec<Registered>>,
     /// The event loop thread's accumulators (async resolvers).
     loop_local: Mutex<accumulate::Local>,
     /// Batching and error options.
@@ -179,6 +198,8 @@ pub struct Shared {
     pub client_ids: Vec<String>,
     /// Callbacks into Python.
     pub python: PythonSide,
+    /// Incremental state: the values given at the start, updated as resolvers set keys.
+    state: Mutex<HashMap<String, String>>,
     cancelled: AtomicBool,
     shutting_down: AtomicBool,
     /// An internal error (a panic) that ended the sync.
@@ -287,18 +308,10 @@ impl Shared {
                 error.bind(py),
             ),
         );
-        let output = Output::Error {
+        self.output.push_free(Output::Error {
             table,
             client,
             failure: Failure::Python(error),
-        };
-        let refused = py.detach(|| match self.output.reserve(0) {
-            Some(reservation) => {
-                self.output.push(output, 0, reservation);
-                None
-            }
-            None => Some(output),
         });
-        drop(refused);
     }
 }

@@ -8,6 +8,7 @@
 //! one per task that waits for its children), and exit when the sync is over; the last one
 //! out flushes what is left and tells the finisher to close the output.
 
+use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,9 +25,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
 
-use super::accumulate::{submit_bundle, Local};
+use super::accumulate::{flush_holding_gil, Local, Owner};
 use super::async_task::AsyncTask;
 use super::finisher::{repeat_id, start_children, Job, Work};
+use super::state::TaskState;
 use super::{lock, Counters, Parent, Payload, Shared};
 use crate::context::known;
 use crate::errors::{row_error_instance, to_py_err, IntoPyResult};
@@ -49,6 +51,8 @@ pub struct TaskContext {
     pub rows_kept: usize,
     /// When the task started.
     pub started: Instant,
+    /// The state handle given to the resolver, if it takes one.
+    pub state: Option<Py<TaskState>>,
 }
 
 impl TaskContext {
@@ -61,7 +65,35 @@ impl TaskContext {
             rows_seen: 0,
             rows_kept: 0,
             started: Instant::now(),
+            state: None,
         }
+    }
+}
+
+thread_local! {
+    static CONVERTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as reading rows into its accumulator (whose lock it holds), for
+/// as long as the guard lives.
+#[derive(Debug)]
+pub struct Converting(bool);
+
+impl Converting {
+    fn enter() -> Self {
+        Converting(CONVERTING.with(|c| c.replace(true)))
+    }
+
+    /// Whether the current thread is reading rows: code run from a row's properties must not
+    /// wait for that thread's accumulator.
+    pub fn active() -> bool {
+        CONVERTING.with(Cell::get)
+    }
+}
+
+impl Drop for Converting {
+    fn drop(&mut self) {
+        CONVERTING.with(|c| c.set(self.0));
     }
 }
 
@@ -109,7 +141,7 @@ fn worker_main(shared: Arc<Shared>) {
 }
 
 fn work(py: Python<'_>, shared: &Arc<Shared>) {
-    let mut local = Local::default();
+    let mut local = Local::new(Owner::Thread(std::thread::current().id()));
     loop {
         let next = match shared.scheduler.try_next() {
             Next::Wait => {
@@ -168,7 +200,17 @@ fn run_task(
         None => py.None().into_bound(py),
     };
     let client = shared.clients[cx.client].bind(py);
-    match runtime.invoke.bind(py).call1((client, parent)) {
+    let invoked = if runtime.wants_state {
+        let owner = Owner::Thread(std::thread::current().id());
+        Py::new(py, TaskState::new(shared, cx.table, cx.client, owner)).and_then(|state| {
+            let result = runtime.invoke.bind(py).call1((client, parent, &state));
+            cx.state = Some(state);
+            result
+        })
+    } else {
+        runtime.invoke.bind(py).call1((client, parent))
+    };
+    match invoked {
         Ok(result) if is_async(&result) => {
             // The event loop runs it; the task handle owns the slot from here on.
             AsyncTask::start(py, shared, cx, slot, result);
@@ -330,6 +372,7 @@ fn append_rows<'py>(
     let keep_rows = !runtime.children.is_empty();
     let parent_id = cx.parent.as_ref().map(|p| p.id);
     let accumulator = Arc::clone(local.get(shared, cx.table).into_py_result()?);
+    let _converting = Converting::enter();
     let mut guard = lock(&accumulator);
     for row in rows {
         let index = cx.rows_seen;
@@ -339,9 +382,8 @@ fn append_rows<'py>(
                 cx.rows_kept += 1;
                 let held = keep_rows.then(|| (Arc::new(row.unbind()), cx.client));
                 if guard.appended(shared, parent_id, held) {
-                    let bundle = guard.take(shared);
                     drop(guard);
-                    submit_bundle(py, shared, bundle)?;
+                    flush_holding_gil(py, shared, &accumulator)?;
                     guard = lock(&accumulator);
                 }
             }
