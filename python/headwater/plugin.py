@@ -166,6 +166,16 @@ class Plugin:
     def __repr__(self) -> str:
         return f"Plugin({self.name!r}, {self.version!r}, tables={[t.name for t in self.tables]})"
 
+    def main(self, argv: Sequence[str] | None = None) -> None:
+        """Run the plugin's command line (``python my_plugin.py COMMAND ...``) and exit.
+
+        The commands are those of ``headwater`` (see ``--help``), without the PLUGIN
+        argument.
+        """
+        from headwater import cli
+
+        raise SystemExit(cli.main(argv, plugin=self))
+
     def flat_tables(self) -> list[Table]:
         """Every table, children included, parents before children."""
         return [t for top in self.tables for t in top.walk()]

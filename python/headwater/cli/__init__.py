@@ -1,0 +1,134 @@
+"""The command line: ``headwater <command> PLUGIN ...`` and a plugin's own ``plugin.main()``.
+
+Each command lives in a module of this package that defines ``add_commands(subparsers,
+with_plugin_argument)``: it adds its sub-parsers and sets ``handler`` on each, a function
+``handler(args, plugin) -> int`` returning the exit code. ``headwater`` commands take the
+plugin as their first argument (``module:attr`` or ``path/to/file.py[:attr]``); under
+``plugin.main()`` the plugin is given, so they do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from headwater.errors import HeadwaterError
+
+if TYPE_CHECKING:
+    from headwater.plugin import Plugin
+
+__all__ = ["PluginLoadError", "load_plugin", "main"]
+
+#: The modules defining commands, in the order their commands are listed in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+class PluginLoadError(HeadwaterError, ValueError):
+    """``PLUGIN`` does not name a module, a file or a :class:`headwater.Plugin` in it."""
+
+
+def load_plugin(reference: str) -> Plugin:
+    """Import the plugin named by ``reference``.
+
+    Args:
+        reference: ``package.module:attribute``, ``path/to/file.py:attribute``, or either
+            without ``:attribute`` to take the module's only :class:`~headwater.Plugin`. A
+            file's directory goes first on ``sys.path``, as with ``python file.py``, so the
+            plugin can import its sibling modules.
+
+    Returns:
+        The plugin.
+
+    Raises:
+        PluginLoadError: No such module, file or attribute, or the attribute is not a
+            plugin; the message says which.
+    """
+    from headwater.plugin import Plugin
+
+    target, _, attribute = reference.partition(":")
+    if not target:
+        raise PluginLoadError(f"plugin reference {reference!r} names no module or file")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise PluginLoadError(f"plugin file {str(path)!r} does not exist")
+        directory = str(path.resolve().parent)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        name = path.stem
+        loaded = sys.modules.get(name)
+        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == (
+            path.resolve()
+        ):
+            module = loaded  # imported already, as `import` would find it
+        else:
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise PluginLoadError(f"cannot import plugin file {str(path)!r}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and target.startswith(exc.name):
+                raise PluginLoadError(
+                    f"no module named {target!r} (is the package installed, or did you mean "
+                    f"a file path like {target.replace('.', '/')}.py?)"
+                ) from None
+            raise
+    if attribute:
+        try:
+            plugin = getattr(module, attribute)
+        except AttributeError:
+            raise PluginLoadError(f"{target!r} has no attribute {attribute!r}") from None
+        if not isinstance(plugin, Plugin):
+            raise PluginLoadError(
+                f"{reference!r} is a {type(plugin).__name__}, not a headwater.Plugin"
+            )
+        return plugin
+    found = {name: value for name, value in vars(module).items() if isinstance(value, Plugin)}
+    if len(found) != 1:
+        which = f"plugins {', '.join(sorted(found))}" if found else "no headwater.Plugin"
+        raise PluginLoadError(f"{target!r} has {which}; name one as {target}:attribute")
+    return next(iter(found.values()))
+
+
+def build_parser(plugin: Plugin | None = None) -> argparse.ArgumentParser:
+    """The argument parser: one sub-command per command of :data:`COMMAND_MODULES`."""
+    parser = argparse.ArgumentParser(
+        prog=Path(sys.argv[0]).name if plugin is not None else "headwater",
+        description=(
+            f"{plugin.name} {plugin.version}: {plugin.description}"
+            if plugin is not None
+            else "Run headwater plugins: sync them locally, serve them to CloudQuery."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(subparsers, plugin is None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, plugin: Plugin | None = None) -> int:
+    """Run a command; returns its exit code.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+        plugin: The plugin, under ``plugin.main()``; ``None`` for the ``headwater`` command,
+            whose commands take the plugin as their first argument.
+    """
+    args = build_parser(plugin).parse_args(argv)
+    try:
+        target = plugin if plugin is not None else load_plugin(args.plugin)
+    except PluginLoadError as exc:
+        print(f"headwater: error: {exc}", file=sys.stderr)
+        return 2
+    exit_code: int = args.handler(args, target)
+    return exit_code
