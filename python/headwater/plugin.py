@@ -33,6 +33,9 @@ __all__ = ["Plugin", "table"]
 
 _PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
+#: ``Plugin.sync(client=...)``'s default: connect with the spec.
+_CONNECT: Any = object()
+
 #: Defaults of :meth:`Plugin.sync`.
 DEFAULT_CONCURRENCY = 64
 DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
@@ -237,6 +240,8 @@ class Plugin:
         batch_max_latency: float = DEFAULT_BATCH_MAX_LATENCY,
         on_row_error: Literal["skip", "fail"] = "skip",
         state: Mapping[str, str] | None = None,
+        shard: tuple[int, int] | None = None,
+        client: Any = _CONNECT,
         logger: logging.Logger | None = None,
     ) -> SyncRun:
         """Sync the selected tables; iterate the result for messages.
@@ -281,6 +286,11 @@ class Plugin:
                 ``state`` argument read it with ``state.get(key)`` and update it with
                 ``state.set(key, value)``; each update is yielded as a
                 :class:`~headwater.StateUpdate` after the rows before it.
+            shard: ``(num, total)``: sync only part ``num`` (from 1) of ``total`` disjoint
+                parts of the top-level ``(table, client)`` tasks; the parts of all shards
+                cover the sync exactly once.
+            client: A client made earlier with :meth:`client` (a server connects once, at
+                ``Init``); by default ``connect`` is called with the validated spec.
             logger: Where sync events are logged (default ``headwater.sync``).
 
         Returns:
@@ -296,7 +306,8 @@ class Plugin:
             raise ValueError(f"on_row_error must be 'skip' or 'fail', not {on_row_error!r}")
         initial_state = _check_state(state)
         selected = self.select_tables(tables, skip_tables, skip_dependent_tables)
-        client = self.client(spec)
+        if client is _CONNECT:
+            client = self.client(spec)
         clients: list[Any] = []
         positions: dict[int, int] = {}
         roots: list[tuple[int, list[int]]] = []
@@ -332,6 +343,7 @@ class Plugin:
             max_latency=batch_max_latency,
             fail_on_row_error=on_row_error == "fail",
             state=initial_state,
+            shard=_check_shard(shard),
         )
         return SyncRun(selected, engine, loop, log)
 
@@ -346,6 +358,18 @@ class Plugin:
                 f"got {type(result).__name__}"
             )
         return list(result)
+
+
+def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    if (
+        not isinstance(shard, tuple)
+        or len(shard) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+    ):
+        raise TypeError(f"shard must be a (num, total) tuple of ints, not {shard!r}")
+    return shard
 
 
 def _check_state(state: Mapping[str, str] | None) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -332,6 +333,20 @@ class _EventLoop:
                 self._thread.start()
             asyncio.run_coroutine_threadsafe(_drive(result, task), self._loop)
 
+    def cancel_all(self) -> None:
+        """Cancels the resolvers running on the loop, without waiting for them."""
+        with self._lock:
+            loop = self._loop
+        if loop is None:
+            return
+
+        def cancel() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(cancel)
+
     def close(self, timeout: float = 30.0) -> None:
         """Cancels the resolvers still running (their generators are closed) and stops."""
         with self._lock:
@@ -537,12 +552,23 @@ class SyncRun(Iterator[SyncMessage]):
         try:
             message: SyncMessage = next(self._engine)
         except StopIteration:
-            self._end(complete=True)
+            self._end(complete=not self._engine.cancelled)
             raise
         except BaseException:
             self.close()
             raise
         return message
+
+    def cancel(self) -> None:
+        """Ask the sync to stop, from any thread, without waiting.
+
+        Resolvers stop at their next item and buffered batches are dropped; the iterator
+        then ends (its :attr:`summary` says the sync is not complete). Call :meth:`close`
+        from the consuming thread to wait for every thread to exit.
+        """
+        if self._state == "running":
+            self._engine.cancel()
+            self._loop.cancel_all()
 
     def close(self) -> None:
         """Cancel the sync if it is still running, and wait for its threads to exit."""

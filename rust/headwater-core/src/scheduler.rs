@@ -38,19 +38,61 @@ pub enum Strategy {
     },
 }
 
-/// The top-level tasks of a sync as `(table, client)` index pairs, in the strategy's order.
+/// One of `total` disjoint parts of a sync (CloudQuery's `shard{num, total}`, `num` from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This part, from 1 to `total`.
+    pub num: usize,
+    /// How many parts.
+    pub total: usize,
+}
+
+impl Shard {
+    /// Checks `1 <= num <= total`.
+    pub fn new(num: usize, total: usize) -> Result<Self> {
+        if total == 0 || num == 0 || num > total {
+            return Err(CoreError::InvalidArgument(format!(
+                "shard {num} of {total}: the shard number must be between 1 and the total"
+            )));
+        }
+        Ok(Shard { num, total })
+    }
+
+    /// This shard's part of `items`: a contiguous run, the runs of all shards covering
+    /// `items` exactly once and differing in length by at most one.
+    fn part<T>(&self, mut items: Vec<T>) -> Vec<T> {
+        let start = (self.num - 1) * items.len() / self.total;
+        let end = self.num * items.len() / self.total;
+        items.truncate(end);
+        items.split_off(start)
+    }
+}
+
+/// The top-level tasks of a sync as `(table, client)` index pairs, in the strategy's order,
+/// and of them only `shard`'s part when given.
 ///
-/// `clients_per_table[t]` is the number of clients top-level table `t` runs with.
-pub fn order_roots(clients_per_table: &[usize], strategy: Strategy) -> Vec<(usize, usize)> {
+/// `clients_per_table[t]` is the number of clients top-level table `t` runs with. The shard
+/// is taken before shuffling (as the Go SDK does), so every shard agrees on the split.
+pub fn order_roots(
+    clients_per_table: &[usize],
+    strategy: Strategy,
+    shard: Option<Shard>,
+) -> Vec<(usize, usize)> {
+    let sharded = |roots: Vec<(usize, usize)>| match shard {
+        Some(shard) => shard.part(roots),
+        None => roots,
+    };
     match strategy {
-        Strategy::Dfs => clients_per_table
-            .iter()
-            .enumerate()
-            .flat_map(|(table, &clients)| (0..clients).map(move |client| (table, client)))
-            .collect(),
-        Strategy::RoundRobin => round_robin(clients_per_table),
+        Strategy::Dfs => sharded(
+            clients_per_table
+                .iter()
+                .enumerate()
+                .flat_map(|(table, &clients)| (0..clients).map(move |client| (table, client)))
+                .collect(),
+        ),
+        Strategy::RoundRobin => sharded(round_robin(clients_per_table)),
         Strategy::Shuffle { seed } => {
-            let mut roots = round_robin(clients_per_table);
+            let mut roots = sharded(round_robin(clients_per_table));
             let mut rng = SplitMix64(seed);
             // Fisher-Yates, from the back.
             for i in (1..roots.len()).rev() {
@@ -538,7 +580,7 @@ mod tests {
     #[test]
     fn dfs_goes_table_by_table() {
         assert_eq!(
-            order_roots(&[2, 1, 3], Strategy::Dfs),
+            order_roots(&[2, 1, 3], Strategy::Dfs, None),
             vec![(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (2, 2)]
         );
     }
@@ -546,7 +588,7 @@ mod tests {
     #[test]
     fn round_robin_interleaves_clients() {
         assert_eq!(
-            order_roots(&[2, 1, 3], Strategy::RoundRobin),
+            order_roots(&[2, 1, 3], Strategy::RoundRobin, None),
             vec![(0, 0), (1, 0), (2, 0), (0, 1), (2, 1), (2, 2)]
         );
     }
@@ -554,17 +596,45 @@ mod tests {
     #[test]
     fn shuffle_is_a_repeatable_permutation() {
         let counts = [5, 3, 7, 1];
-        let a = order_roots(&counts, Strategy::Shuffle { seed: 42 });
-        let b = order_roots(&counts, Strategy::Shuffle { seed: 42 });
-        let c = order_roots(&counts, Strategy::Shuffle { seed: 43 });
+        let a = order_roots(&counts, Strategy::Shuffle { seed: 42 }, None);
+        let b = order_roots(&counts, Strategy::Shuffle { seed: 42 }, None);
+        let c = order_roots(&counts, Strategy::Shuffle { seed: 43 }, None);
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut sorted = a.clone();
         sorted.sort_unstable();
-        let mut expected = order_roots(&counts, Strategy::Dfs);
+        let mut expected = order_roots(&counts, Strategy::Dfs, None);
         expected.sort_unstable();
         assert_eq!(sorted, expected);
-        assert_ne!(a, order_roots(&counts, Strategy::RoundRobin));
+        assert_ne!(a, order_roots(&counts, Strategy::RoundRobin, None));
+    }
+
+    #[test]
+    fn shards_partition_the_roots() {
+        let counts = [3, 4, 1, 5];
+        let all = order_roots(&counts, Strategy::Dfs, None);
+        for total in 1..=16 {
+            let mut union = Vec::new();
+            for num in 1..=total {
+                let shard = Shard::new(num, total).unwrap();
+                let part = order_roots(&counts, Strategy::Dfs, Some(shard));
+                assert!(part.len() <= all.len().div_ceil(total));
+                union.extend(part);
+            }
+            assert_eq!(union, all, "{total} shards");
+        }
+        for strategy in [Strategy::RoundRobin, Strategy::Shuffle { seed: 7 }] {
+            let mut union: Vec<_> = (1..=3)
+                .flat_map(|num| order_roots(&counts, strategy, Some(Shard::new(num, 3).unwrap())))
+                .collect();
+            union.sort_unstable();
+            let mut all = all.clone();
+            all.sort_unstable();
+            assert_eq!(union, all);
+        }
+        assert!(Shard::new(0, 3).is_err());
+        assert!(Shard::new(4, 3).is_err());
+        assert!(Shard::new(1, 0).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use headwater_core::buffer::{OutputBuffer, Pop};
-use headwater_core::scheduler::{order_roots, Limits, Scheduler, Strategy, Task};
+use headwater_core::scheduler::{order_roots, Limits, Scheduler, Shard, Strategy, Task};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema};
@@ -67,7 +67,7 @@ impl SyncEngine {
     #[new]
     #[pyo3(signature = (
         tables, roots, clients, client_ids, *, insert_type, error_type, state_type, events,
-        async_runner, state=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
+        async_runner, state=None, shard=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
         depth_concurrency=None, max_queued=None, max_buffer_bytes=67_108_864,
         max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false
     ))]
@@ -84,6 +84,7 @@ impl SyncEngine {
         events: Py<PyAny>,
         async_runner: Py<PyAny>,
         state: Option<HashMap<String, String>>,
+        shard: Option<(usize, usize)>,
         strategy: &str,
         shuffle_seed: u64,
         concurrency: usize,
@@ -97,6 +98,10 @@ impl SyncEngine {
         fail_on_row_error: bool,
     ) -> PyResult<Self> {
         let strategy = self::strategy(strategy, shuffle_seed)?;
+        let shard = shard
+            .map(|(num, total)| Shard::new(num, total))
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if client_ids.len() != clients.len() {
             return Err(PyValueError::new_err(format!(
                 "{} client ids for {} clients",
@@ -173,7 +178,7 @@ impl SyncEngine {
             root_clients.push(table_clients);
         }
         let counts: Vec<usize> = root_clients.iter().map(Vec::len).collect();
-        for (root, position) in order_roots(&counts, strategy) {
+        for (root, position) in order_roots(&counts, strategy, shard) {
             root_tasks.push(Task {
                 table: root_tables[root],
                 depth: 0,
@@ -297,6 +302,12 @@ impl SyncEngine {
             self.cancel();
         }
         self.join(py);
+    }
+
+    /// Whether the sync was cancelled (by `cancel()`, `close()`, or an internal error).
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.shared.is_cancelled()
     }
 
     /// Whether every thread has exited.
