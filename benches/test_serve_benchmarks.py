@@ -65,7 +65,8 @@ CLOUDQUERY_SERVER = textwrap.dedent(
         Column("score", pa.float64()),
         Column("active", pa.bool_()),
         Column("updated_at", pa.timestamp("us", tz="UTC")),
-        Column("tags", pa.list_(pa.string())),
+        # The SDK's List scalar does not convert to Arrow (0.1.56): tags go as JSON.
+        Column("tags", JSONType()),
         Column("attributes", JSONType()),
         Column("external_id", UUIDType()),
     ])
