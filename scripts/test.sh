@@ -33,8 +33,10 @@ if [ -z "${HEADWATER_SKIP_LINT:-}" ]; then
 fi
 
 step "cargo test"
-# headwater-python is the extension itself; pytest exercises it through Python.
-cargo test --workspace --exclude headwater-python
+# The whole workspace, so cargo unifies features as the extension build did and reuses its
+# compiled dependencies (testing headwater-core alone would rebuild arrow with other
+# features). headwater-python's own behaviour is tested by pytest, through Python.
+cargo test --workspace
 
 step "pytest"
 # Benchmarks run once each as plain tests here; time them with `pytest benches --benchmark-only`.
