@@ -187,12 +187,12 @@ def test_types_map_faithfully(url: str) -> None:
 
 def test_file_rotation_by_rows(tmp_path: Path) -> None:
     url = f"parquet://{tmp_path / 'out'}?max_file_rows=4&row_group_rows=2"
-    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=2)
+    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=2, coalesce_rows=1)
     files = sorted((tmp_path / "out" / "items").glob("*.parquet"))
     assert [pq.read_metadata(f).num_rows for f in files] == [4, 4, 2]
     assert pq.read_table(tmp_path / "out" / "items").num_rows == 10
     url = f"jsonl://{tmp_path / 'lines'}?max_file_rows=3"
-    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=3)
+    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=3, coalesce_rows=1)
     files = sorted((tmp_path / "lines" / "items").glob("*.jsonl"))
     assert [len(f.read_text().splitlines()) for f in files] == [3, 3, 3, 1]
 

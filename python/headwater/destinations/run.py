@@ -26,9 +26,17 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 import headwater.sync as hw_sync
 from headwater.destinations import DEFAULT_URL, open_destination
-from headwater.destinations.base import StateEntry, TablePlan, WriteMode, WriteOptions
+from headwater.destinations.base import (
+    Destination,
+    StateEntry,
+    TablePlan,
+    WriteMode,
+    WriteOptions,
+)
 from headwater.plugin import DEFAULT_CONCURRENCY, Plugin
 
 __all__ = ["DEFAULT_COMMIT_INTERVAL", "LocalSyncResult", "ProgressListener", "sync_to"]
@@ -37,6 +45,50 @@ logger = logging.getLogger("headwater.local")
 
 #: Seconds between commits of state (and the rows it covers) during a sync.
 DEFAULT_COMMIT_INTERVAL = 1.0
+#: Small batches are gathered up to this many rows (or 8 MiB) before they are written.
+DEFAULT_COALESCE_ROWS = 10_000
+_COALESCE_BYTES = 8 * 1024 * 1024
+
+
+class _Coalescer:
+    """Gathers a table's small batches into one write; flushed before every commit.
+
+    Every write costs the destination a statement or two whatever its size, and the engine
+    cuts a batch whenever a resolver sets state, so a resolver setting state every few rows
+    would otherwise make the destination the bottleneck.
+    """
+
+    def __init__(self, destination: Destination, rows: int) -> None:
+        self._destination = destination
+        self._limit = rows
+        self._pending: dict[str, list[pa.RecordBatch]] = {}
+        self._rows: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+
+    def write(self, table: str, batch: pa.RecordBatch) -> None:
+        waiting = self._pending.get(table)
+        if not waiting and batch.num_rows >= self._limit:
+            self._destination.write(table, batch)
+            return
+        self._pending.setdefault(table, []).append(batch)
+        self._rows[table] = self._rows.get(table, 0) + batch.num_rows
+        self._bytes[table] = self._bytes.get(table, 0) + batch.nbytes
+        if self._rows[table] >= self._limit or self._bytes[table] >= _COALESCE_BYTES:
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        waiting = self._pending.pop(table, [])
+        self._rows[table] = self._bytes[table] = 0
+        if len(waiting) == 1:
+            self._destination.write(table, waiting[0])
+        elif waiting:
+            combined = pa.Table.from_batches(waiting).combine_chunks()
+            self._destination.write(table, combined.to_batches()[0])
+
+    def flush(self) -> None:
+        """Write everything gathered."""
+        for table in list(self._pending):
+            self._flush(table)
 
 
 class ProgressListener(Protocol):
@@ -104,6 +156,7 @@ def sync_to(
     commit_interval: float = DEFAULT_COMMIT_INTERVAL,
     source_name: str | None = None,
     progress: ProgressListener | None = None,
+    coalesce_rows: int = DEFAULT_COALESCE_ROWS,
     **sync_options: Any,
 ) -> LocalSyncResult:
     """Sync ``plugin`` into the destination at ``to``.
@@ -123,6 +176,8 @@ def sync_to(
         commit_interval: Seconds between commits of incremental state with its rows.
         source_name: ``_cq_source_name`` and the state's owner (default: the plugin's name).
         progress: Told about rows and errors as they are written.
+        coalesce_rows: Batches smaller than this (a resolver that sets state often makes
+            small ones) are gathered up to this many rows before they are written.
         **sync_options: Passed on to :meth:`headwater.Plugin.sync`.
 
     Returns:
@@ -172,9 +227,10 @@ def sync_to(
             progress.started(names)
         pending: list[StateEntry] = []
         last_commit = time.monotonic()
+        batches = _Coalescer(destination, coalesce_rows)
         for message in run:
             if isinstance(message, hw_sync.Insert):
-                destination.write(message.table_name, message.batch)
+                batches.write(message.table_name, message.batch)
                 rows[message.table_name] += message.batch.num_rows
                 if progress is not None:
                     progress.wrote(message.table_name, message.batch.num_rows)
@@ -185,12 +241,14 @@ def sync_to(
                 if progress is not None:
                     progress.failed(message.table_name, message.message)
             if pending and time.monotonic() - last_commit >= commit_interval:
+                batches.flush()
                 destination.commit(pending)
                 logger.debug("committed", extra={"state_updates": len(pending)})
                 pending = []
                 last_commit = time.monotonic()
         summary = run.summary
         completed = [name for name in names if not summary.errors.get(name, 0)]
+        batches.flush()
         destination.finish(completed, pending)
         final_state = run.state
     except BaseException:
