@@ -1,4 +1,4 @@
-"""Shared fixtures: a throwaway PostgreSQL server on loopback for the destination tests."""
+"""Fixtures shared by tests and benches: a throwaway PostgreSQL server on loopback."""
 
 from __future__ import annotations
 
