@@ -117,6 +117,8 @@ class Destination(Protocol):
 
     #: The destination's URL, with any password left out; for messages.
     url: str
+    #: Rows per :meth:`write` the destination prefers: smaller batches are gathered first.
+    write_batch_rows: int
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and return the incremental state to sync from.

@@ -94,6 +94,7 @@ class DuckDBDestination:
 
     def __init__(self, path: str, url: str) -> None:
         self.url = url
+        self.write_batch_rows = 10_000
         self._path = path
         if path != ":memory:":
             parent = Path(path).expanduser().parent

@@ -217,6 +217,7 @@ class FileDestination:
 
     def __init__(self, root: str, format: str, query: dict[str, str], url: str) -> None:
         self.url = url
+        self.write_batch_rows = 10_000
         self.format = format
         try:
             self.file_options = FileOptions.model_validate(query)

@@ -66,6 +66,8 @@ class PostgresDestination:
 
     def __init__(self, uri: str, url: str) -> None:
         self.url = url
+        # Each COPY costs a catalog query and a round trip: fewer, larger ones go faster.
+        self.write_batch_rows = 100_000
         try:
             import adbc_driver_manager
             import adbc_driver_postgresql.dbapi as pg

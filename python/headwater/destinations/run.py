@@ -45,9 +45,8 @@ logger = logging.getLogger("headwater.local")
 
 #: Seconds between commits of state (and the rows it covers) during a sync.
 DEFAULT_COMMIT_INTERVAL = 1.0
-#: Small batches are gathered up to this many rows (or 8 MiB) before they are written.
-DEFAULT_COALESCE_ROWS = 10_000
-_COALESCE_BYTES = 8 * 1024 * 1024
+#: Batches are gathered up to this many bytes at most before they are written.
+_COALESCE_BYTES = 32 * 1024 * 1024
 
 
 class _Coalescer:
@@ -156,7 +155,7 @@ def sync_to(
     commit_interval: float = DEFAULT_COMMIT_INTERVAL,
     source_name: str | None = None,
     progress: ProgressListener | None = None,
-    coalesce_rows: int = DEFAULT_COALESCE_ROWS,
+    coalesce_rows: int | None = None,
     **sync_options: Any,
 ) -> LocalSyncResult:
     """Sync ``plugin`` into the destination at ``to``.
@@ -177,7 +176,8 @@ def sync_to(
         source_name: ``_cq_source_name`` and the state's owner (default: the plugin's name).
         progress: Told about rows and errors as they are written.
         coalesce_rows: Batches smaller than this (a resolver that sets state often makes
-            small ones) are gathered up to this many rows before they are written.
+            small ones) are gathered up to this many rows before they are written (default:
+            what the destination prefers, ``write_batch_rows``).
         **sync_options: Passed on to :meth:`headwater.Plugin.sync`.
 
     Returns:
@@ -227,7 +227,7 @@ def sync_to(
             progress.started(names)
         pending: list[StateEntry] = []
         last_commit = time.monotonic()
-        batches = _Coalescer(destination, coalesce_rows)
+        batches = _Coalescer(destination, coalesce_rows or destination.write_batch_rows)
         for message in run:
             if isinstance(message, hw_sync.Insert):
                 batches.write(message.table_name, message.batch)
