@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,28 @@ from headwater import cli
 from local_helpers import ids_of, items_plugin, read_rows, stored_state
 
 HEADWATER = [sys.executable, "-m", "headwater.cli"]
+
+
+class Lines:
+    """Reads a pipe's lines on a thread, so waiting for one can time out."""
+
+    def __init__(self, stream: Any) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+
+        def pump() -> None:
+            for line in stream:
+                self._queue.put(line)
+            self._queue.put("")
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def next(self, timeout: float = 60) -> str:
+        """The next line ("" at the end); fails after ``timeout`` seconds."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output for {timeout} s") from None
+
 
 PLUGIN_FILE = textwrap.dedent(
     """
@@ -222,6 +246,12 @@ def test_wrong_destinations(plugin_file: Path, tmp_path: Path) -> None:
     )
     assert unreachable.returncode == 1
     assert "cannot connect" in unreachable.stderr and ":pw@" not in unreachable.stderr
+    logged = headwater(
+        "sync", str(plugin_file), *spec, "--to", "mysql://u@h/db", "--log-format", "json"
+    )
+    assert logged.returncode == 1
+    error = json.loads(logged.stderr.strip().splitlines()[-1])
+    assert error["level"] == "error" and "unknown URL scheme" in error["message"]
     missing_dir = headwater(
         "sync", str(plugin_file), *spec, "--to", f"duckdb://{tmp_path}/no/such/dir.duckdb"
     )
@@ -242,7 +272,7 @@ def test_a_duckdb_file_locked_by_another_process(plugin_file: Path, tmp_path: Pa
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        assert holder.stdout is not None and Lines(holder.stdout).next().strip() == "ready"
         done = headwater(
             "sync", str(plugin_file), "--spec", '{"token": "x"}', "--to", f"duckdb://{path}"
         )
@@ -356,9 +386,10 @@ def test_kill_9_mid_sync_then_rerun_loses_nothing(
         commits = 0
         deadline = time.monotonic() + 120
         assert process.stderr is not None
+        lines = Lines(process.stderr)
         while commits < 3:  # a few commits are durable: kill it mid-way
             assert time.monotonic() < deadline, "timed out waiting for commits"
-            line = process.stderr.readline()
+            line = lines.next()
             assert line, f"the sync ended early: {process.wait(timeout=30)}"
             commits += " committed " in f" {line} "
         process.send_signal(signal.SIGKILL)

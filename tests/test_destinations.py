@@ -3,6 +3,7 @@ with pyarrow, and a real PostgreSQL server: modes, migrations, delete-stale, sta
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +192,10 @@ def test_file_rotation_by_rows(tmp_path: Path) -> None:
     files = sorted((tmp_path / "out" / "items").glob("*.parquet"))
     assert [pq.read_metadata(f).num_rows for f in files] == [4, 4, 2]
     assert pq.read_table(tmp_path / "out" / "items").num_rows == 10
+    url = f"parquet://{tmp_path / 'bytes'}?max_file_bytes=1&row_group_rows=5"
+    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=5, coalesce_rows=1)
+    files = sorted((tmp_path / "bytes" / "items").glob("*.parquet"))
+    assert [pq.read_metadata(f).num_rows for f in files] == [5, 5]
     url = f"jsonl://{tmp_path / 'lines'}?max_file_rows=3"
     sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=3, coalesce_rows=1)
     files = sorted((tmp_path / "lines" / "items").glob("*.jsonl"))
@@ -252,3 +257,46 @@ def test_postgres_table_locked_by_another_session(postgres_url: str) -> None:
         locker.rollback()
         locker.close()
     assert ids_of(postgres_url) == [0, 1]
+
+
+def test_nested_values(url: str) -> None:
+    point = pa.struct([("x", pa.int64()), ("owner", hw.types.uuid())])
+    columns = [
+        hw.Column("id", pa.int64(), primary_key=True),
+        hw.Column("point", point),
+        hw.Column("points", pa.list_(point)),
+        hw.Column("owners", pa.list_(hw.types.uuid())),
+        hw.Column("docs", pa.list_(hw.types.json())),
+    ]
+    owner = uuid.UUID(int=7)
+
+    @hw.table("shapes", columns=columns)
+    def shapes(client: Any) -> Iterator[dict[str, Any]]:
+        for i in range(3):
+            yield {
+                "id": i,
+                "point": {"x": i, "owner": owner},
+                "points": [{"x": i, "owner": owner}, {"x": -i, "owner": None}],
+                "owners": [owner, None],
+                "docs": [{"a": i}, [1, 2]],
+            }
+        yield {"id": 3, "point": None, "points": None, "owners": None, "docs": None}
+
+    sync_to(hw.Plugin(name="shapes", version="1", tables=[shapes]), url)
+    rows = read_rows(url, "shapes")
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert rows[3]["point"] is None and rows[3]["points"] is None
+    point_value = rows[1]["point"]
+    if isinstance(point_value, str):  # PostgreSQL: jsonb text
+        point_value = json.loads(point_value)
+    assert point_value["x"] == 1
+    assert point_value["owner"] in (owner, owner.bytes, str(owner))
+    if url.startswith("postgresql"):
+        found = column_types(url, "shapes")
+        assert found["point"] == "jsonb" and found["points"] == "jsonb"
+        assert found["owners"] == "jsonb" and found["docs"] == "jsonb"
+    elif url.startswith("duckdb"):
+        found = column_types(url, "shapes")
+        assert found["owners"] == "UUID[]"
+        assert found["docs"] == "JSON[]"
+        assert found["point"].startswith("STRUCT(x BIGINT") and "UUID" in found["point"]

@@ -131,8 +131,13 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _error(message: object) -> None:
-    print(f"headwater: error: {message}", file=sys.stderr)
+def _error(message: object, *, json_logs: bool = False) -> None:
+    if json_logs:
+        import logging
+
+        logging.getLogger("headwater.local").error("%s", message)
+    else:
+        print(f"headwater: error: {message}", file=sys.stderr)
 
 
 class _Stderr:
@@ -161,10 +166,11 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     except ValueError as exc:
         _error(exc)
         return EXIT_USAGE
+    json_logs = args.log_format == "json"
     try:
         spec = load_spec(args.spec)
     except SpecError as exc:
-        _error(exc)
+        _error(exc, json_logs=json_logs)
         return EXIT_USAGE
     show_progress = not args.no_progress and args.log_format == "text" and sys.stderr.isatty()
     console = Console(stderr=True)
@@ -188,16 +194,16 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
         else:
             result = sync_to(plugin, args.to, spec, **options)
     except (SpecError, TableSelectionError) as exc:
-        _error(exc)
+        _error(exc, json_logs=json_logs)
         return EXIT_USAGE
     except HeadwaterError as exc:
-        _error(exc)
+        _error(exc, json_logs=json_logs)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        _error("interrupted; what was not committed was rolled back")
+        _error("interrupted; what was not committed was rolled back", json_logs=json_logs)
         return 130
     log = logging.getLogger("headwater.local")
-    if args.log_format == "json":
+    if json_logs:
         log.info(
             "sync summary",
             extra={
@@ -213,7 +219,8 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     if result.failed_tables:
         _error(
             f"{len(result.failed_tables)} table(s) failed: {', '.join(result.failed_tables)} "
-            "(see the errors above); the rest was written"
+            "(see the errors above); the rest was written",
+            json_logs=json_logs,
         )
         return EXIT_FAILED
     return EXIT_OK

@@ -37,6 +37,8 @@ class LiveProgress:
         self._console = console
         self._rows: dict[str, int] = {}
         self._errors: dict[str, int] = {}
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
         self._started = time.perf_counter()
         self._live = Live(
             self, console=console, refresh_per_second=4, transient=True, redirect_stderr=True
@@ -58,6 +60,9 @@ class LiveProgress:
 
     def wrote(self, table: str, rows: int) -> None:
         """Count rows written."""
+        now = time.perf_counter()
+        self._first.setdefault(table, now)
+        self._last[table] = now
         self._rows[table] = self._rows.get(table, 0) + rows
 
     def failed(self, table: str, message: str) -> None:
@@ -67,15 +72,18 @@ class LiveProgress:
     def __rich__(self) -> RichTable:
         elapsed = time.perf_counter() - self._started
         table = RichTable(title=f"syncing ({elapsed:,.1f} s)", title_justify="left")
-        for column in ("table", "rows", "rows/s", "errors"):
+        for column in ("table", "rows", "rows/s", "errors", "elapsed"):
             table.add_column(column, justify="left" if column == "table" else "right")
         for name, rows in list(self._rows.items()):
             errors = self._errors.get(name, 0)
+            # A table's time runs from the sync's start to its latest rows.
+            seconds = self._last.get(name, self._started) - self._started
             table.add_row(
                 name,
                 f"{rows:,}",
-                _rate(rows, elapsed),
+                _rate(rows, seconds),
                 f"[red]{errors}[/red]" if errors else "0",
+                f"{seconds:,.1f} s",
             )
         return table
 

@@ -189,6 +189,11 @@ class SyncColumns:
         )
 
 
+def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of ``schema`` without rows (nested extension types included)."""
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+
 def state_of(
     rows: Sequence[tuple[str, str, str]], tables: Sequence[TablePlan], options: WriteOptions
 ) -> dict[str, str]:

@@ -25,6 +25,7 @@ from headwater.destinations.base import (
     StateEntry,
     TablePlan,
     WriteOptions,
+    empty_batch,
     latest,
     state_of,
 )
@@ -289,9 +290,7 @@ class DuckDBDestination:
     def _expected_types(self, plan: TablePlan) -> dict[str, str]:
         """The DuckDB column types of ``plan``, as DuckDB names them."""
         con = self._connection()
-        empty = batch_converter(plan.schema, "duckdb")(
-            pa.RecordBatch.from_pylist([], schema=plan.schema)
-        )
+        empty = batch_converter(plan.schema, "duckdb")(empty_batch(plan.schema))
         con.register(_BATCH_VIEW, empty)
         try:
             described = con.execute(

@@ -46,6 +46,7 @@ from headwater.destinations.base import (
     TablePlan,
     WriteOptions,
     check_modes,
+    empty_batch,
     latest,
     state_of,
 )
@@ -382,9 +383,7 @@ class FileDestination:
         return tables.setdefault(name, {"columns": {}, "files": []})  # type: ignore[no-any-return]
 
     def _columns(self, plan: TablePlan) -> dict[str, str]:
-        schema = batch_converter(plan.schema, "parquet")(
-            pa.RecordBatch.from_pylist([], schema=plan.schema)
-        ).schema
+        schema = batch_converter(plan.schema, "parquet")(empty_batch(plan.schema)).schema
         columns = {field.name: _type_name(field.type) for field in schema}
         columns[CQ_SYNC_TIME] = str(pa.timestamp("us", tz="UTC"))
         columns[CQ_SOURCE_NAME] = str(pa.string())
