@@ -221,6 +221,8 @@ def test_urls_and_passwords() -> None:
     assert parse_url("duckdb:///./x.duckdb").path == "./x.duckdb"
     assert parse_url("duckdb:///abs/x.duckdb").path == "/abs/x.duckdb"
     assert parse_url("duckdb://rel.duckdb").path == "rel.duckdb"
+    assert parse_url("duckdb:///:memory:").path == ":memory:"
+    assert sync_to(items_plugin(range(4)), "duckdb:///:memory:").rows["items"] == 4
     assert parse_url("parquet:///d?max_file_rows=5").query == {"max_file_rows": "5"}
     with pytest.raises(DestinationError, match="cannot connect") as info:
         sync_to(items_plugin(), "postgresql://me:s3cret@127.0.0.1:1/db")

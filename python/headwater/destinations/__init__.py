@@ -3,8 +3,8 @@
 A destination is named by a URL:
 
 - ``duckdb:///path/to/file.duckdb`` (absolute), ``duckdb:///./file.duckdb`` or
-  ``duckdb://file.duckdb`` (relative to the working directory); the default is
-  ``duckdb:///./headwater.duckdb``;
+  ``duckdb://file.duckdb`` (relative to the working directory), ``duckdb:///:memory:``; the
+  default is ``duckdb:///./headwater.duckdb``;
 - ``postgresql://user:password@host:port/database`` (any libpq connection URI; needs
   ``pip install 'headwater[postgres]'``);
 - ``parquet:///path/to/dir`` and ``jsonl:///path/to/dir``: one sub-directory of files per table,
@@ -98,6 +98,8 @@ def parse_url(url: str) -> DestinationURL:
         )
     location, _, query_text = rest.partition("?")
     path = urllib.parse.unquote(location)
+    if path in ("/:memory:", ":memory:") and scheme == "duckdb":
+        return DestinationURL(scheme, ":memory:", {})
     if path.startswith(("/./", "/../", "/~")) or path in ("/.", "/.."):
         path = path[1:]  # duckdb:///./file.duckdb: relative to the working directory
     if not path or path == "/":

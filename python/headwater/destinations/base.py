@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 import pyarrow as pa
 import pydantic
 
+from headwater.errors import DestinationError
 from headwater.schema import Table
 
 __all__ = [
@@ -90,11 +91,6 @@ class TablePlan:
     def name(self) -> str:
         """The table's name."""
         return self.table.name
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        """The columns upserts match on: the primary key, or ``_cq_id`` without one."""
-        return self.table.primary_keys or ("_cq_id",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +224,6 @@ def redact_url(url: str) -> str:
 
 def check_modes(options: WriteOptions, supported: Mapping[str, bool], url: str) -> None:
     """Raise if ``options.mode`` is not supported by the destination at ``url``."""
-    from headwater.errors import DestinationError
-
     if not supported.get(options.mode, False):
         modes = ", ".join(mode for mode, ok in supported.items() if ok)
         raise DestinationError(f"{url}: mode {options.mode!r} is not supported here; use {modes}")
