@@ -379,23 +379,23 @@ def test_kill_9_mid_sync_then_rerun_loses_nothing(
         "slow_events",
         "--no-progress",
     ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        commits = 0
-        deadline = time.monotonic() + 120
-        assert process.stderr is not None
-        lines = Lines(process.stderr)
-        while commits < 3:  # a few commits are durable: kill it mid-way
-            assert time.monotonic() < deadline, "timed out waiting for commits"
-            line = lines.next()
-            assert line, f"the sync ended early: {process.wait(timeout=30)}"
-            commits += " committed " in f" {line} "
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.communicate(timeout=60)
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            commits = 0
+            deadline = time.monotonic() + 120
+            assert process.stderr is not None
+            lines = Lines(process.stderr)
+            while commits < 3:  # a few commits are durable: kill it mid-way
+                assert time.monotonic() < deadline, "timed out waiting for commits"
+                line = lines.next()
+                assert line, f"the sync ended early: {process.wait(timeout=30)}"
+                commits += " committed " in f" {line} "
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
     # What survived is consistent: every row the stored cursor covers is there.
     cursor = int(stored_state(url, "events").get("cursor", "0"))
@@ -409,3 +409,39 @@ def test_kill_9_mid_sync_then_rerun_loses_nothing(
     if mode == "upsert":
         assert ids == list(range(400))  # and no duplicates
     assert stored_state(url, "events") == {"cursor": "400"}
+
+
+def test_ctrl_c_rolls_back_what_was_not_committed(plugin_file: Path, tmp_path: Path) -> None:
+    url = f"duckdb://{tmp_path / 'interrupted.duckdb'}"
+    with subprocess.Popen(
+        [
+            *HEADWATER,
+            "sync",
+            str(plugin_file),
+            "--spec",
+            '{"token": "x", "pause": 0.1}',
+            "--to",
+            url,
+            "--commit-interval",
+            "0.1",
+            "--log-level",
+            "debug",
+            "--no-progress",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        lines = Lines(process.stderr)
+        while " committed " not in f" {lines.next()} ":
+            pass
+        process.send_signal(signal.SIGINT)
+        rest = []
+        while line := lines.next():
+            rest.append(line)
+        assert process.wait(timeout=60) == 130
+    assert any("interrupted" in line for line in rest)
+    cursor = int(stored_state(url, "events").get("cursor", "0"))
+    assert 0 < cursor < 400
+    assert set(range(cursor)) <= set(ids_of(url, "slow_events"))
