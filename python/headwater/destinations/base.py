@@ -30,6 +30,8 @@ __all__ = [
     "TablePlan",
     "WriteMode",
     "WriteOptions",
+    "batches_of",
+    "one_batch",
 ]
 
 #: How a sync writes into existing tables.
@@ -125,8 +127,11 @@ class Destination(Protocol):
         """
         ...
 
-    def write(self, table: str, batch: pa.RecordBatch) -> None:
-        """Write one batch of ``table`` (its CloudQuery schema) within the open transaction."""
+    def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
+        """Write rows of ``table`` (its CloudQuery schema) within the open transaction.
+
+        ``data`` is one batch, or several gathered into a table (one write, no copy).
+        """
         ...
 
     def commit(self, state: Sequence[StateEntry]) -> None:
@@ -183,6 +188,19 @@ class SyncColumns:
         return pa.RecordBatch.from_arrays(
             [*batch.columns, times.slice(0, n), sources.slice(0, n)], schema=self._schema[1]
         )
+
+
+def batches_of(data: pa.RecordBatch | pa.Table) -> list[pa.RecordBatch]:
+    """The batches of what :meth:`Destination.write` received."""
+    return data.to_batches() if isinstance(data, pa.Table) else [data]
+
+
+def one_batch(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
+    """``data`` as a single batch (copied together only when it has several)."""
+    batches = batches_of(data)
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:

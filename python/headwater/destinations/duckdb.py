@@ -25,8 +25,10 @@ from headwater.destinations.base import (
     StateEntry,
     TablePlan,
     WriteOptions,
+    batches_of,
     empty_batch,
     latest,
+    one_batch,
     state_of,
 )
 from headwater.destinations.typemap import batch_converter
@@ -95,6 +97,8 @@ class DuckDBDestination:
 
     def __init__(self, path: str, url: str) -> None:
         self.url = url
+        # Measured: gathering more than the engine's batches makes DuckDB wait for rows it
+        # could be inserting already, which costs more than the larger INSERTs save.
         self.write_batch_rows = 10_000
         self._path = path
         if path != ":memory:":
@@ -148,10 +152,10 @@ class DuckDBDestination:
         self._begin()
         return state_of(rows, tables, options)
 
-    def write(self, table: str, batch: pa.RecordBatch) -> None:
-        """Insert ``batch`` (upsert: replace the rows with the same key) in the transaction."""
+    def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
+        """Insert ``data`` (upsert: replace the rows with the same key) in the transaction."""
         try:
-            self._writers[table](batch)
+            self._writers[table](data)
         except duckdb.Error as exc:
             raise _error(self.url, f"writing table {table!r}", exc) from exc
 
@@ -354,11 +358,13 @@ class DuckDBDestination:
             # matching on the primary key, with one never-null column.
             delete = f'DELETE FROM {table} WHERE "_cq_id" IN (SELECT "_cq_id" FROM {_BATCH_VIEW})'
 
-        def write(batch: pa.RecordBatch) -> None:
-            if delete is not None:
-                batch = dedupe_last(batch)
-            data: Any = convert(batch)
-            con.register(_BATCH_VIEW, data)
+        def write(data: pa.RecordBatch | pa.Table) -> None:
+            # One INSERT over several batches: DuckDB scans them on all its threads and writes
+            # whole row groups as it goes.
+            batches = [dedupe_last(one_batch(data))] if delete is not None else batches_of(data)
+            converted = [convert(batch) for batch in batches]
+            scan: Any = converted[0] if len(converted) == 1 else pa.Table.from_batches(converted)
+            con.register(_BATCH_VIEW, scan)
             try:
                 if delete is not None:
                     con.execute(delete)

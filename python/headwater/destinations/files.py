@@ -45,6 +45,7 @@ from headwater.destinations.base import (
     SyncColumns,
     TablePlan,
     WriteOptions,
+    batches_of,
     check_modes,
     empty_batch,
     latest,
@@ -283,10 +284,11 @@ class FileDestination:
         rows = [(entry["table"], key, entry["value"]) for key, entry in stored.items()]
         return state_of(rows, tables, options)
 
-    def write(self, table: str, batch: pa.RecordBatch) -> None:
-        """Append ``batch`` to the table's open (hidden) file."""
+    def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
+        """Append ``data`` to the table's open (hidden) file."""
         try:
-            self._writers[table].write(batch)
+            for batch in batches_of(data):
+                self._writers[table].write(batch)
         except OSError as exc:
             raise self._os_error(f"writing table {table!r}", exc) from None
 

@@ -27,7 +27,9 @@ from headwater.destinations.base import (
     SyncColumns,
     TablePlan,
     WriteOptions,
+    batches_of,
     latest,
+    one_batch,
     state_of,
 )
 from headwater.destinations.duckdb import dedupe_last, literal, quote, timestamp_literal
@@ -126,10 +128,10 @@ class PostgresDestination:
             raise
         return state_of([(r[0], r[1], r[2]) for r in rows], tables, options)
 
-    def write(self, table: str, batch: pa.RecordBatch) -> None:
-        """COPY ``batch`` into ``table`` (upsert: replacing rows with the same key)."""
+    def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
+        """COPY ``data`` into ``table`` (upsert: replacing rows with the same key)."""
         with self._errors(f"writing table {table!r}"):
-            self._writers[table](batch)
+            self._writers[table](data)
 
     def commit(self, state: Sequence[StateEntry]) -> None:
         """Commit the rows written so far with ``state``; ``overwrite`` keeps both for the end."""
@@ -306,12 +308,16 @@ class PostgresDestination:
         columns = [*(field.name for field in plan.schema), CQ_SYNC_TIME, CQ_SOURCE_NAME]
         upsert = options.mode == "upsert"
         cur = self._cur
+
+        def wire(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+            """The rows as COPY sends them, with the sync's two columns."""
+            batches = [constants.add(convert(batch)) for batch in batches_of(data)]
+            return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
+
         if not upsert and not any(casts.values()):
 
-            def copy(batch: pa.RecordBatch) -> None:
-                cur.adbc_ingest(
-                    plan.name, constants.add(convert(batch)), "append", db_schema_name=self._schema
-                )
+            def copy(data: pa.RecordBatch | pa.Table) -> None:
+                cur.adbc_ingest(plan.name, wire(data), "append", db_schema_name=self._schema)
 
             return copy
 
@@ -337,10 +343,10 @@ class PostgresDestination:
                 f'DELETE FROM {table} AS t USING {quote(stage)} AS s WHERE t."_cq_id" = s."_cq_id"',
             )
 
-        def staged(batch: pa.RecordBatch) -> None:
+        def staged(data: pa.RecordBatch | pa.Table) -> None:
             if upsert:
-                batch = dedupe_last(batch)
-            cur.adbc_ingest(stage, constants.add(convert(batch)), "append", temporary=True)
+                data = dedupe_last(one_batch(data))
+            cur.adbc_ingest(stage, wire(data), "append", temporary=True)
             for statement in statements:
                 cur.execute(statement)
 

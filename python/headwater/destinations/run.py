@@ -46,7 +46,7 @@ logger = logging.getLogger("headwater.local")
 #: Seconds between commits of state (and the rows it covers) during a sync.
 DEFAULT_COMMIT_INTERVAL = 1.0
 #: Batches are gathered up to this many bytes at most before they are written.
-_COALESCE_BYTES = 32 * 1024 * 1024
+_COALESCE_BYTES = 64 * 1024 * 1024
 
 
 class _Coalescer:
@@ -81,8 +81,7 @@ class _Coalescer:
         if len(waiting) == 1:
             self._destination.write(table, waiting[0])
         elif waiting:
-            combined = pa.Table.from_batches(waiting).combine_chunks()
-            self._destination.write(table, combined.to_batches()[0])
+            self._destination.write(table, pa.Table.from_batches(waiting))  # no copy
 
     def flush(self) -> None:
         """Write everything gathered."""
