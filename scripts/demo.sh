@@ -14,5 +14,5 @@ VENV="${HEADWATER_VENV:-.venv}"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet .
 DB="${1:-headwater.duckdb}"
-headwater sync examples/demo_plugin.py --to "duckdb:///./$DB" --mode overwrite --no-progress
+headwater sync examples/demo_plugin.py --to "duckdb://$DB" --mode overwrite --no-progress
 python examples/demo_plugin.py --show "$DB"
