@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["PluginLoadError", "load_plugin", "main"]
 
 #: The modules defining commands, in the order their commands are listed in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("headwater.cli.serve",)
+COMMAND_MODULES: tuple[str, ...] = ("headwater.cli.local", "headwater.cli.serve")
 
 
 class PluginLoadError(HeadwaterError, ValueError):
