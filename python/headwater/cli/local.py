@@ -140,16 +140,6 @@ def _error(message: object, *, json_logs: bool = False) -> None:
         print(f"headwater: error: {message}", file=sys.stderr)
 
 
-class _Stderr:
-    """Writes to whatever ``sys.stderr`` is now (rich's live display redirects it)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     import logging
 
@@ -162,7 +152,8 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     from headwater.plugin import DEFAULT_CONCURRENCY
 
     try:
-        configure_logging(args.log_level, args.log_format, stream=_Stderr())  # type: ignore[arg-type]
+        # Logs go to whatever sys.stderr is at each record: rich's live display redirects it.
+        configure_logging(args.log_level, args.log_format)
     except ValueError as exc:
         _error(exc)
         return EXIT_USAGE
