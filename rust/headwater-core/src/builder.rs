@@ -457,8 +457,14 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
     /// Appends a value.
     #[inline]
     pub fn push(&mut self, value: &[u8]) -> Result<()> {
+        // Checked before copying, so a value that does not fit leaves nothing behind.
+        let Some(end) = O::from_usize(self.data.len() + value.len()) else {
+            return Err(Self::too_many_bytes());
+        };
         self.data.extend_from_slice(value);
-        self.close_value()
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
     }
 
     /// Appends a value written straight into the data buffer by `write`, which must append
@@ -490,13 +496,19 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
             None => {
                 let start = self.offsets.last().map_or(0, |o| o.as_usize());
                 self.data.truncate(start);
-                Err(CoreError::InvalidArgument(format!(
-                    "a column holds more than {} bytes in one batch; \
-                     use large_string/large_binary or smaller batches",
-                    O::MAX_OFFSET
-                )))
+                Err(Self::too_many_bytes())
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_many_bytes() -> CoreError {
+        CoreError::InvalidArgument(format!(
+            "a column holds more than {} bytes in one batch; \
+             use large_string/large_binary or smaller batches",
+            O::MAX_OFFSET
+        ))
     }
 }
 
