@@ -7,13 +7,14 @@
 
 use headwater_core::builder::ColumnBuilder;
 use headwater_core::{CoreError, RowFault};
-use pyo3::exceptions::{PyAttributeError, PyKeyError};
+use pyo3::exceptions::{PyAttributeError, PyKeyError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::errors::{row_error_instance, to_py_err};
-use crate::values::{is_scalar, push_value, truncate_chars, Context, ConvError, Fault};
+use crate::ffi_read::{self, DictWalk, Entry, Step};
+use crate::values::{is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -133,12 +134,12 @@ fn append_row(
             return Ok(());
         }
         for (i, name) in target.names.iter().enumerate() {
-            match dict
-                .get_item(name.bind(py))
-                .map_err(|e| (Some(i), e.into()))?
-            {
-                Some(value) => push(builders, i, &value)?,
-                None => push(builders, i, &none)?,
+            let builder = &mut builders[i];
+            match ffi_read::lookup(dict, name, cx.known, builder, push_inert) {
+                Ok(Entry::Pushed) => {}
+                Ok(Entry::Slow(value)) => push(builders, i, &value)?,
+                Ok(Entry::Absent) => push(builders, i, &none)?,
+                Err(e) => return Err((Some(i), e.into())),
             }
         }
         return Ok(());
@@ -187,13 +188,20 @@ fn append_row(
         .ok()
         .and_then(|d| d.cast_into::<PyDict>().ok());
     for (i, name) in target.names.iter().enumerate() {
-        let name = name.bind(py);
-        let value = match attributes.as_ref().map(|d| d.get_item(name)).transpose() {
-            Ok(Some(Some(value))) => Some(value),
-            Ok(_) => lookup_attribute(row, name).map_err(|e| (Some(i), e.into()))?,
-            Err(e) => return Err((Some(i), e.into())),
+        let found = match &attributes {
+            Some(d) => ffi_read::lookup(d, name, cx.known, &mut builders[i], push_inert)
+                .map_err(|e| (Some(i), e.into()))?,
+            None => Entry::Absent,
         };
-        push(builders, i, value.as_ref().unwrap_or(&none))?;
+        match found {
+            Entry::Pushed => {}
+            Entry::Slow(value) => push(builders, i, &value)?,
+            Entry::Absent => {
+                let value =
+                    lookup_attribute(row, name.bind(py)).map_err(|e| (Some(i), e.into()))?;
+                push(builders, i, value.as_ref().unwrap_or(&none))?;
+            }
+        }
     }
     Ok(())
 }
@@ -208,18 +216,28 @@ fn walk_in_column_order(
     target: &Target<'_>,
     cx: Context<'_>,
 ) -> Result<bool, (Option<usize>, ConvError)> {
-    let py = dict.py();
     let start = builders.first().map_or(0, ColumnBuilder::len);
-    for (i, (key, value)) in dict.iter().enumerate() {
-        if !key.is(target.names[i].bind(py)) {
-            for builder in &mut builders[..i] {
-                builder.truncate(start);
+    let mut walk = DictWalk::new(dict, cx.known);
+    let mut from = 0;
+    loop {
+        match walk.read(target.names, builders, from, push_inert) {
+            Step::Done => return Ok(true),
+            Step::Slow(i, value) => {
+                push_value(&mut builders[i], &value, cx).map_err(|e| (Some(i), e))?;
+                from = i + 1;
             }
-            return Ok(false);
+            Step::Mismatch(i) => {
+                for builder in &mut builders[..i] {
+                    builder.truncate(start);
+                }
+                return Ok(false);
+            }
+            Step::Resized(i) => {
+                let err = PyRuntimeError::new_err("dictionary changed size during iteration");
+                return Err((Some(i), err.into()));
+            }
         }
-        push_value(&mut builders[i], &value, cx).map_err(|e| (Some(i), e))?;
     }
-    Ok(true)
 }
 
 /// `getattr(obj, name)`, with a missing attribute as `None` and any other exception raised.

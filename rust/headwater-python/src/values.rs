@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::OffsetSizeTrait;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
-use headwater_core::builder::{ColumnBuilder, Values};
+use headwater_core::builder::{ColumnBuilder, ListColumn, Values};
 use headwater_core::schema::type_label;
 use headwater_core::{decimal, json, net, temporal, CoreError};
 use pyo3::exceptions::PyOverflowError;
@@ -23,6 +24,7 @@ use pyo3::types::{
 };
 
 use crate::context::Known;
+use crate::ffi_read::Inert;
 use crate::pyjson::write_json;
 use crate::rows::lookup_attribute;
 
@@ -308,6 +310,144 @@ pub fn push_value(
         }
     }
     Ok(())
+}
+
+/// The fast path of [`push_value`] for values read in place ([`Inert`]): appends `v` and
+/// returns `true` when it is an exact built-in value that fits the column as it is, exactly as
+/// [`push_value`] would store it; returns `false`, having appended nothing, for anything else
+/// (other types, values out of range, faults, full columns), which [`push_value`] then
+/// converts or explains. A [`FastPush`](crate::ffi_read::FastPush).
+pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if v.is_none() {
+        if !builder.field().is_nullable() {
+            return false;
+        }
+        builder.push_null();
+        return true;
+    }
+    match &mut builder.values {
+        Values::Boolean(c) => v.as_bool().map(|b| c.push(b)).is_some(),
+        Values::Int8(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Int16(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Int32(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Int64(c) => v.as_i64().map(|x| c.push(x)).is_some(),
+        Values::UInt8(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::UInt16(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::UInt32(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::UInt64(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Float64(c) => inert_float(v, false).map(|x| c.push(x)).is_some(),
+        Values::Float32(c) => match inert_float(v, true) {
+            #[allow(clippy::cast_possible_truncation)] // range checked; rounding as push_value
+            Some(x) if !(x.is_finite() && x.abs() > f64::from(f32::MAX)) => {
+                c.push(x as f32);
+                true
+            }
+            _ => false,
+        },
+        Values::Utf8(c) => v.as_str().is_some_and(|s| c.push(s.as_bytes()).is_ok()),
+        Values::LargeUtf8(c) => v.as_str().is_some_and(|s| c.push(s.as_bytes()).is_ok()),
+        Values::Binary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
+        Values::LargeBinary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
+        Values::FixedSizeBinary(c) | Values::Uuid(c) => v
+            .as_bytes()
+            .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
+        Values::Json(c) => {
+            let text = match v.as_bytes() {
+                Some(b) => Some(b),
+                None => v.as_str().map(str::as_bytes),
+            };
+            text.is_some_and(|t| json::is_valid(t) && c.push(t).is_ok())
+        }
+        Values::Timestamp(c, unit) => {
+            let Some(dt) = v.as_utc_datetime() else {
+                return false;
+            };
+            let days = temporal::days_from_civil(dt.year, dt.month, dt.day);
+            let micros = (days * 86_400 + dt.seconds) * 1_000_000 + dt.micros;
+            let value = if *unit == TimeUnit::Microsecond {
+                micros
+            } else {
+                // The label only goes into a message, and a failure goes the general way.
+                match temporal::convert(micros, TimeUnit::Microsecond, *unit, "") {
+                    Ok(value) => value,
+                    Err(_) => return false,
+                }
+            };
+            c.push(value);
+            true
+        }
+        Values::Date32(c) => v
+            .as_date()
+            .and_then(|(y, m, d)| i32::try_from(temporal::days_from_civil(y, m, d)).ok())
+            .map(|days| c.push(days))
+            .is_some(),
+        Values::List(list) => push_inert_list(list, v),
+        Values::LargeList(list) => push_inert_list(list, v),
+        _ => false,
+    }
+}
+
+/// [`push_inert`] for an exact list or tuple: all of its items, or nothing.
+fn push_inert_list<O: OffsetSizeTrait>(list: &mut ListColumn<O>, v: Inert<'_>) -> bool {
+    let Some(items) = v.items() else {
+        return false;
+    };
+    let start = list.items().len();
+    for item in items {
+        if !push_inert(list.items(), item) {
+            list.items().truncate(start);
+            return false;
+        }
+    }
+    if list.close().is_err() {
+        list.items().truncate(start);
+        return false;
+    }
+    true
+}
+
+/// What [`float`] takes, read in place: an exact float, or an exact int a float holds exactly.
+fn inert_float(v: Inert<'_>, single: bool) -> Option<f64> {
+    if let Some(x) = v.as_f64() {
+        return Some(x);
+    }
+    let i = v.as_i64()?;
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // checked: exact
+    let exact = if single {
+        (i as f32) as i128 == i128::from(i)
+    } else {
+        (i as f64) as i128 == i128::from(i)
+    };
+    #[allow(clippy::cast_precision_loss)] // exact, checked above
+    exact.then_some(i as f64)
 }
 
 /// Appends item `k` of a list. Strings in string lists (tags, names, ids: the most common
