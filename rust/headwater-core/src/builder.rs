@@ -12,8 +12,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{make_array, ArrayRef, OffsetSizeTrait};
-use arrow_buffer::{ArrowNativeType, BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder};
+use arrow_array::{
+    make_array, ArrayRef, GenericBinaryArray, GenericListArray, GenericStringArray, OffsetSizeTrait,
+};
+use arrow_buffer::{
+    ArrowNativeType, BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder, OffsetBuffer,
+    ScalarBuffer,
+};
 use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 
@@ -299,6 +304,12 @@ fn finish_array(builder: ArrayDataBuilder) -> Result<ArrayRef> {
     Ok(make_array(builder.build()?))
 }
 
+/// Offsets as Arrow's checked offset buffer (non-negative, non-decreasing: true by
+/// construction here, and checked again by `OffsetBuffer::new`).
+fn offsets_buffer<O: ArrowNativeType>(offsets: Vec<O>) -> OffsetBuffer<O> {
+    OffsetBuffer::new(ScalarBuffer::from(offsets))
+}
+
 /// The validity of values `range` of `nulls`, as a buffer of its own.
 fn nulls_of(nulls: &NullBufferBuilder, range: &Range<usize>) -> Option<NullBuffer> {
     let bits = nulls.as_slice()?;
@@ -324,7 +335,7 @@ impl<T> Default for PrimitiveColumn<T> {
 
 impl<T: ArrowNativeType> PrimitiveColumn<T> {
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: T) {
         self.values.push(value);
         self.nulls.append_non_null();
@@ -392,7 +403,7 @@ impl Default for BoolColumn {
 
 impl BoolColumn {
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: bool) {
         // A validity bitmap builder is exactly a growable, truncatable bitmap.
         self.values.append(value);
@@ -455,7 +466,7 @@ impl<O: OffsetSizeTrait> Default for BytesColumn<O> {
 
 impl<O: OffsetSizeTrait> BytesColumn<O> {
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: &[u8]) -> Result<()> {
         // Checked before copying, so a value that does not fit leaves nothing behind.
         let Some(end) = O::from_usize(self.data.len() + value.len()) else {
@@ -559,14 +570,27 @@ impl<O: OffsetSizeTrait> Storage for BytesColumn<O> {
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
         let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
-        let data = std::mem::take(&mut self.data);
-        finish_array(
-            ArrayDataBuilder::new(data_type.clone())
-                .len(offsets.len() - 1)
-                .add_buffer(Buffer::from_vec(offsets))
-                .add_buffer(Buffer::from_vec(data))
-                .nulls(self.nulls.finish()),
-        )
+        let data = Buffer::from_vec(std::mem::take(&mut self.data));
+        let nulls = self.nulls.finish();
+        // The typed constructors check what ArrayData's generic validation checks, in one
+        // tight pass over the offsets instead of an iterator chain per value.
+        match data_type {
+            DataType::Utf8 | DataType::LargeUtf8 => Ok(Arc::new(GenericStringArray::<O>::try_new(
+                offsets_buffer(offsets),
+                data,
+                nulls,
+            )?)),
+            DataType::Binary | DataType::LargeBinary => Ok(Arc::new(
+                GenericBinaryArray::<O>::try_new(offsets_buffer(offsets), data, nulls)?,
+            )),
+            _ => finish_array(
+                ArrayDataBuilder::new(data_type.clone())
+                    .len(offsets.len() - 1)
+                    .add_buffer(Buffer::from_vec(offsets))
+                    .add_buffer(data)
+                    .nulls(nulls),
+            ),
+        }
     }
 }
 
@@ -593,18 +617,20 @@ impl FixedColumn {
     }
 
     /// Appends a value; it must be exactly [`FixedColumn::width`] bytes long.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: &[u8]) -> Result<()> {
         if value.len() != self.width {
-            return Err(CoreError::InvalidArgument(format!(
-                "expected {} bytes, got {}",
-                self.width,
-                value.len()
-            )));
+            return Err(self.wrong_width(value.len()));
         }
         self.values.extend_from_slice(value);
         self.nulls.append_non_null();
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wrong_width(&self, len: usize) -> CoreError {
+        CoreError::InvalidArgument(format!("expected {} bytes, got {len}", self.width))
     }
 }
 
@@ -772,8 +798,20 @@ impl<O: OffsetSizeTrait> Storage for ListColumn<O> {
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
-        let child = self.child.finish()?.to_data();
-        self.spans.finish(data_type, vec![child])
+        let child = self.child.finish()?;
+        match data_type {
+            DataType::List(item) | DataType::LargeList(item) => {
+                let offsets = std::mem::replace(&mut self.spans.offsets, vec![O::zero()]);
+                let nulls = self.spans.nulls.finish();
+                Ok(Arc::new(GenericListArray::<O>::try_new(
+                    Arc::clone(item),
+                    offsets_buffer(offsets),
+                    child,
+                    nulls,
+                )?))
+            }
+            _ => self.spans.finish(data_type, vec![child.to_data()]),
+        }
     }
 }
 
