@@ -75,22 +75,26 @@ impl<'a> Inert<'a> {
         }
     }
 
+    #[inline]
     fn as_ptr(self) -> *mut ffi::PyObject {
         self.ptr.as_ptr()
     }
 
+    #[inline]
     fn type_ptr(self) -> *mut ffi::PyTypeObject {
         // SAFETY: the object is alive for 'a (see `new`); reading its type is a field read.
         unsafe { ffi::Py_TYPE(self.as_ptr()) }
     }
 
     /// Whether the value is `None`.
+    #[inline]
     pub fn is_none(self) -> bool {
         // SAFETY: `Py_None` is the address of a static object.
         self.as_ptr() == unsafe { ffi::Py_None() }
     }
 
     /// `True` or `False`.
+    #[inline]
     pub fn as_bool(self) -> Option<bool> {
         // SAFETY: `Py_True` and `Py_False` are addresses of static objects.
         let (yes, no) = unsafe { (ffi::Py_True(), ffi::Py_False()) };
@@ -102,6 +106,7 @@ impl<'a> Inert<'a> {
     }
 
     /// An exact `int` that fits `i64`.
+    #[inline]
     pub fn as_i64(self) -> Option<i64> {
         if self.type_ptr() != &raw mut ffi::PyLong_Type {
             return None;
@@ -114,6 +119,7 @@ impl<'a> Inert<'a> {
     }
 
     /// An exact `float`.
+    #[inline]
     pub fn as_f64(self) -> Option<f64> {
         if self.type_ptr() != &raw mut ffi::PyFloat_Type {
             return None;
@@ -123,6 +129,7 @@ impl<'a> Inert<'a> {
     }
 
     /// An exact `bytes`.
+    #[inline]
     pub fn as_bytes(self) -> Option<&'a [u8]> {
         if self.type_ptr() != &raw mut ffi::PyBytes_Type {
             return None;
@@ -138,6 +145,7 @@ impl<'a> Inert<'a> {
 
     /// An exact `str` as UTF-8; `None` also for a str holding lone surrogates, which have no
     /// UTF-8 form (the general path says so).
+    #[inline]
     pub fn as_str(self) -> Option<&'a str> {
         if self.type_ptr() != &raw mut ffi::PyUnicode_Type {
             return None;
@@ -145,7 +153,7 @@ impl<'a> Inert<'a> {
         #[cfg(not(Py_3_14))]
         // SAFETY: an exact str. A compact ASCII str holds its `PyUnicode_GET_LENGTH` bytes of
         // ASCII (so UTF-8) inline, at `PyUnicode_DATA`, for as long as it lives. (Python 3.14
-        // no longer exposes the flags; there the call below does the same.)
+        // no longer exposes the flags; there `utf8` does the same.)
         unsafe {
             let s = self.as_ptr();
             if ffi::PyUnicode_IS_COMPACT_ASCII(s) != 0 {
@@ -154,6 +162,12 @@ impl<'a> Inert<'a> {
                 return Some(std::str::from_utf8_unchecked(data));
             }
         }
+        self.utf8()
+    }
+
+    /// [`Inert::as_str`] for any exact str, through CPython's UTF-8 cache.
+    #[inline(never)]
+    fn utf8(self) -> Option<&'a str> {
         if !self.encodable() {
             return None;
         }
@@ -207,6 +221,7 @@ impl<'a> Inert<'a> {
 
     /// An exact `datetime` that is naive or has `tzinfo=datetime.timezone.utc`; any other
     /// tzinfo needs its `utcoffset()` called, which is the general path's job.
+    #[inline]
     pub fn as_utc_datetime(self) -> Option<UtcFields> {
         if self.type_ptr().cast::<ffi::PyObject>() != self.known.datetime.as_ptr() {
             return None;
@@ -232,6 +247,7 @@ impl<'a> Inert<'a> {
     }
 
     /// An exact `date` (not a datetime) as (year, month, day).
+    #[inline]
     pub fn as_date(self) -> Option<(i32, u32, u32)> {
         if self.type_ptr().cast::<ffi::PyObject>() != self.known.date.as_ptr() {
             return None;
@@ -249,6 +265,7 @@ impl<'a> Inert<'a> {
 
     /// The items of an exact `tuple`, or of an exact `list` (not on free-threaded builds,
     /// where another thread may change a list under the reader).
+    #[inline]
     pub fn items(self) -> Option<Items<'a>> {
         let ty = self.type_ptr();
         let list = cfg!(not(Py_GIL_DISABLED)) && ty == &raw mut ffi::PyList_Type;
@@ -486,4 +503,131 @@ pub fn lookup<'py>(
             None => Entry::Absent,
         })
     }
+}
+
+/// Hints the processor to fetch the cache line at `address` ahead of its use.
+#[inline(always)]
+fn prefetch<T>(address: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and never changes memory, whatever
+    // the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above; `prfm` is a hint that never faults.
+    unsafe {
+        core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) address, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = address;
+}
+
+/// Prefetches the table of a dict: the object holding its keys and values (a few lines).
+///
+/// # Safety
+/// `dict` must be a live object.
+#[cfg(not(Py_GIL_DISABLED))]
+#[inline(always)]
+unsafe fn prefetch_table(dict: *mut ffi::PyObject) {
+    // SAFETY: a live object; its type is a field read, and for an exact dict `ma_keys` is a
+    // field of the dict object itself. The prefetches are hints (see `prefetch`).
+    unsafe {
+        if ffi::Py_TYPE(dict) != &raw mut ffi::PyDict_Type {
+            return;
+        }
+        let keys = (*dict.cast::<ffi::PyDictObject>()).ma_keys.cast::<u8>();
+        for line in 0..5 {
+            prefetch(keys.wrapping_add(64 * line));
+        }
+    }
+}
+
+/// Reads the value pointers of a dict row into `values` if it is an exact dict whose keys are
+/// `names` themselves, in order, prefetching each value.
+///
+/// # Safety
+/// `dict` must be a live object, and the pointers stored are borrowed: valid only until
+/// Python code next runs.
+#[cfg(not(Py_GIL_DISABLED))]
+unsafe fn gather(
+    dict: *mut ffi::PyObject,
+    names: &[Py<PyString>],
+    values: &mut [*mut ffi::PyObject],
+) -> bool {
+    // SAFETY: a live object; for an exact dict, `PyDict_Size` and `PyDict_Next` are reads.
+    unsafe {
+        if ffi::Py_TYPE(dict) != &raw mut ffi::PyDict_Type
+            || usize::try_from(ffi::PyDict_Size(dict)) != Ok(names.len())
+        {
+            return false;
+        }
+        let mut pos = 0;
+        for (name, value) in names.iter().zip(values.iter_mut()) {
+            let mut k = std::ptr::null_mut();
+            if ffi::PyDict_Next(dict, &mut pos, &mut k, value) == 0 || k != name.as_ptr() {
+                return false;
+            }
+            prefetch(*value);
+            prefetch((*value).cast::<u8>().wrapping_add(64));
+        }
+    }
+    true
+}
+
+/// Appends rows `rows` of `list` (clipped to its length) with the fast paths of `plan` (one
+/// per column) only, for as long as each is an exact dict with the column names as keys in
+/// order and the fast paths take every value; returns how many rows it appended. The row it stops at has nothing appended.
+///
+/// No Python code runs in here, so the rows, their entries and values stay as they are,
+/// and each row is read while the next ones are fetched from memory: the values of the next
+/// row, the table of the one after, the dict of the one after that.
+#[cfg(not(Py_GIL_DISABLED))]
+pub fn read_rows(
+    list: &Bound<'_, pyo3::types::PyList>,
+    rows: std::ops::Range<usize>,
+    names: &[Py<PyString>],
+    known: &Known,
+    builders: &mut [ColumnBuilder],
+    plan: &[FastPush],
+) -> usize {
+    let list = list.as_ptr();
+    // SAFETY: `list` is a live list (held by the caller), unchanged while this runs.
+    let len = usize::try_from(unsafe { ffi::PyList_GET_SIZE(list) }).unwrap_or(0);
+    let end = rows.end.min(len);
+    // SAFETY: as above; callers pass indices below `len`. The item is borrowed from the list.
+    let item = |i: usize| unsafe { ffi::PyList_GET_ITEM(list, i as ffi::Py_ssize_t) };
+    let start_len = builders.first().map_or(0, ColumnBuilder::len);
+    let mut current = vec![std::ptr::null_mut(); names.len()];
+    let mut next = vec![std::ptr::null_mut(); names.len()];
+    // SAFETY: a live item; nothing runs between gathering and reading the pointers.
+    let mut next_ok = rows.start < end && unsafe { gather(item(rows.start), names, &mut next) };
+    let mut done = 0;
+    for row in rows.start..end {
+        if !next_ok {
+            break;
+        }
+        std::mem::swap(&mut current, &mut next);
+        if row + 3 < len {
+            prefetch(item(row + 3));
+        }
+        if row + 2 < len {
+            // SAFETY: a live item.
+            unsafe { prefetch_table(item(row + 2)) };
+        }
+        // SAFETY: a live item.
+        next_ok = row + 1 < end && unsafe { gather(item(row + 1), names, &mut next) };
+        for ((builder, &value), fast) in builders.iter_mut().zip(&current).zip(plan) {
+            // SAFETY: gathered from a row of the list just now; no Python code has run since,
+            // and `fast` cannot run any.
+            if !fast(builder, unsafe { Inert::new(value, known) }) {
+                for builder in builders.iter_mut() {
+                    builder.truncate(start_len + done);
+                }
+                return done;
+            }
+        }
+        done += 1;
+    }
+    done
 }

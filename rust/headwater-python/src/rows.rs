@@ -13,8 +13,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::errors::{row_error_instance, to_py_err};
+#[cfg(not(Py_GIL_DISABLED))]
+use crate::ffi_read::FastPush;
 use crate::ffi_read::{self, DictWalk, Entry, Step};
-use crate::values::{is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault};
+use crate::values::{
+    fast_push_for, is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault,
+};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -64,29 +68,72 @@ pub fn append_rows(
             builder.reserve(list.len());
         }
     }
-    let mut done = Appended::default();
-    let mut each = |index: usize, row: &Bound<'_, PyAny>| -> PyResult<()> {
-        done.seen += 1;
-        match append_row(row, builders, target, cx) {
+    let mut reading = Reading {
+        builders,
+        target,
+        cx,
+        on_fault,
+        errors,
+        every_chunk,
+        done: Appended::default(),
+    };
+    if let Ok(list) = rows.cast::<PyList>() {
+        #[cfg(not(Py_GIL_DISABLED))]
+        let mut pipeline = Pipeline::new(reading.builders);
+        let mut index = 0;
+        while index < list.len() {
+            #[cfg(not(Py_GIL_DISABLED))]
+            if let Some(appended) = pipeline.read(list, index, &mut reading) {
+                index += appended;
+                continue;
+            }
+            reading.row(index, &list.get_item(index)?)?;
+            index += 1;
+        }
+    } else if rows.cast::<PyDict>().is_ok() || is_scalar(rows) || rows.is_none() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "rows must be an iterable of rows (dicts, objects, tuples) or Arrow data, not {}",
+            rows.get_type().qualname()?
+        )));
+    } else {
+        for (index, row) in rows.try_iter()?.enumerate() {
+            reading.row(index, &row?)?;
+        }
+    }
+    Ok(reading.done)
+}
+
+/// The state of one [`append_rows`].
+struct Reading<'r, 'py> {
+    builders: &'r mut [ColumnBuilder],
+    target: &'r Target<'r>,
+    cx: Context<'r>,
+    on_fault: OnFault,
+    errors: Option<&'r Bound<'py, PyList>>,
+    every_chunk: &'r mut dyn FnMut(&[ColumnBuilder]),
+    done: Appended,
+}
+
+impl Reading<'_, '_> {
+    /// Reads row `index`, or handles its fault.
+    fn row(&mut self, index: usize, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        match append_row(row, self.builders, self.target, self.cx) {
             Ok(()) => {
-                done.rows += 1;
-                done.kept.push(index);
-                if done.rows % CHUNK_ROWS == 0 {
-                    every_chunk(builders);
-                }
+                self.stored(index..index + 1);
                 Ok(())
             }
             Err((column, error)) => {
-                for builder in builders.iter_mut() {
-                    builder.truncate(done.rows);
+                self.done.seen += 1;
+                for builder in self.builders.iter_mut() {
+                    builder.truncate(self.done.rows);
                 }
                 match error {
                     ConvError::Fault(fault) => {
-                        let fault = describe(row.py(), target, column, index, *fault);
-                        match on_fault {
+                        let fault = describe(row.py(), self.target, column, index, *fault);
+                        match self.on_fault {
                             OnFault::Raise => Err(to_py_err(CoreError::Row(Box::new(fault)))),
                             OnFault::Skip => {
-                                if let Some(errors) = errors {
+                                if let Some(errors) = self.errors {
                                     errors.append(row_error_instance(row.py(), &fault)?)?;
                                 }
                                 Ok(())
@@ -98,22 +145,84 @@ pub fn append_rows(
                 }
             }
         }
-    };
-    if let Ok(list) = rows.cast::<PyList>() {
-        for (index, row) in list.iter().enumerate() {
-            each(index, &row)?;
+    }
+
+    /// Counts input rows `indices` as stored (they never cross a chunk boundary).
+    fn stored(&mut self, indices: std::ops::Range<usize>) {
+        if indices.is_empty() {
+            return;
         }
-    } else if rows.cast::<PyDict>().is_ok() || is_scalar(rows) || rows.is_none() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "rows must be an iterable of rows (dicts, objects, tuples) or Arrow data, not {}",
-            rows.get_type().qualname()?
-        )));
-    } else {
-        for (index, row) in rows.try_iter()?.enumerate() {
-            each(index, &row?)?;
+        self.done.seen += indices.len();
+        self.done.rows += indices.len();
+        self.done.kept.extend(indices);
+        if self.done.rows % CHUNK_ROWS == 0 {
+            (self.every_chunk)(self.builders);
         }
     }
-    Ok(done)
+}
+
+/// The fast path for lists of dict rows: [`ffi_read::read_rows`], which appends runs of rows
+/// whose values all take the fast path, reading ahead. A row it declines (a value that needs
+/// the general path) is read again the general way, so after one the next rows go the
+/// general way for a while, longer each time it happens again in a row: data that always
+/// declines pays for the attempt rarely.
+#[cfg(not(Py_GIL_DISABLED))]
+struct Pipeline {
+    plan: Vec<FastPush>,
+    /// Rows to read the general way before the next attempt.
+    pause: usize,
+    /// The pause after the next decline.
+    backoff: usize,
+}
+
+#[cfg(not(Py_GIL_DISABLED))]
+impl Pipeline {
+    const FIRST_BACKOFF: usize = 64;
+    const MAX_BACKOFF: usize = CHUNK_ROWS;
+
+    fn new(builders: &[ColumnBuilder]) -> Self {
+        Self {
+            plan: builders.iter().map(fast_push_for).collect(),
+            pause: 0,
+            backoff: Self::FIRST_BACKOFF,
+        }
+    }
+
+    /// Appends rows from `index` on, up to the next chunk boundary, and returns how many;
+    /// `None` when row `index` is to be read the general way.
+    fn read(
+        &mut self,
+        list: &Bound<'_, PyList>,
+        index: usize,
+        reading: &mut Reading<'_, '_>,
+    ) -> Option<usize> {
+        if self.pause > 0 {
+            self.pause -= 1;
+            return None;
+        }
+        let room = CHUNK_ROWS - reading.done.rows % CHUNK_ROWS;
+        let end = list.len().min(index + room);
+        let target = reading.target;
+        let appended = ffi_read::read_rows(
+            list,
+            index..end,
+            target.names,
+            reading.cx.known,
+            reading.builders,
+            &self.plan,
+        );
+        reading.stored(index..index + appended);
+        if index + appended < end {
+            // Declined at row `index + appended`, which the caller reads next.
+            self.backoff = if appended > 0 {
+                Self::FIRST_BACKOFF
+            } else {
+                (self.backoff * 2).min(Self::MAX_BACKOFF)
+            };
+            self.pause = self.backoff;
+        }
+        (appended > 0).then_some(appended)
+    }
 }
 
 type RowResult = Result<(), (Option<usize>, ConvError)>;

@@ -24,7 +24,7 @@ use pyo3::types::{
 };
 
 use crate::context::Known;
-use crate::ffi_read::Inert;
+use crate::ffi_read::{FastPush, Inert};
 use crate::pyjson::write_json;
 use crate::rows::lookup_attribute;
 
@@ -413,6 +413,107 @@ pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
         Values::LargeList(list) => push_inert_list(list, v),
         _ => false,
     }
+}
+
+/// The fast path for a column, chosen once per batch: a [`FastPush`] specialised for the
+/// column's storage and the value type it usually receives, which hands anything else to
+/// [`push_inert`]. Small enough to inline the push, unlike the general dispatch.
+pub fn fast_push_for(builder: &ColumnBuilder) -> FastPush {
+    match &builder.values {
+        Values::Int64(_) => fast_int64,
+        Values::Float64(_) => fast_float64,
+        Values::Boolean(_) => fast_bool,
+        Values::Utf8(_) => fast_utf8,
+        Values::Timestamp(_, TimeUnit::Microsecond) => fast_timestamp_us,
+        Values::Json(_) => fast_json,
+        Values::Uuid(_) => fast_uuid,
+        Values::List(_) => fast_list,
+        _ => push_inert,
+    }
+}
+
+fn fast_int64(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Int64(c), Some(x)) = (&mut builder.values, v.as_i64()) {
+        c.push(x);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_float64(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Float64(c), Some(x)) = (&mut builder.values, v.as_f64()) {
+        c.push(x);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_bool(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Boolean(c), Some(b)) = (&mut builder.values, v.as_bool()) {
+        c.push(b);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_utf8(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Utf8(c), Some(s)) = (&mut builder.values, v.as_str()) {
+        return c.push(s.as_bytes()).is_ok();
+    }
+    push_inert(builder, v)
+}
+
+fn fast_timestamp_us(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Timestamp(c, TimeUnit::Microsecond), Some(dt)) =
+        (&mut builder.values, v.as_utc_datetime())
+    {
+        let days = temporal::days_from_civil(dt.year, dt.month, dt.day);
+        c.push((days * 86_400 + dt.seconds) * 1_000_000 + dt.micros);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_json(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let Values::Json(c) = &mut builder.values {
+        if let Some(text) = v.as_bytes().or_else(|| v.as_str().map(str::as_bytes)) {
+            // Invalid text goes the general way, which explains it.
+            return json::is_valid(text) && c.push(text).is_ok();
+        }
+    }
+    push_inert(builder, v)
+}
+
+fn fast_uuid(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Uuid(c), Some(b)) = (&mut builder.values, v.as_bytes()) {
+        return b.len() == 16 && c.push(b).is_ok();
+    }
+    push_inert(builder, v)
+}
+
+/// Lists of strings (tags, names, ids: the most common nested values) item by item without
+/// the general dispatch; any other list as [`push_inert`] takes it.
+fn fast_list(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let Values::List(list) = &mut builder.values {
+        let start = list.items().len();
+        if let (Values::Utf8(strings), Some(items)) = (&mut list.items().values, v.items()) {
+            let mut all = true;
+            for item in items {
+                match item.as_str() {
+                    Some(s) if strings.push(s.as_bytes()).is_ok() => {}
+                    _ => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all && list.close().is_ok() {
+                return true;
+            }
+            list.items().truncate(start);
+        }
+    }
+    push_inert(builder, v)
 }
 
 /// [`push_inert`] for an exact list or tuple: all of its items, or nothing.
