@@ -506,6 +506,7 @@ pub fn lookup<'py>(
 }
 
 /// Hints the processor to fetch the cache line at `address` ahead of its use.
+#[cfg(not(Py_GIL_DISABLED))]
 #[inline(always)]
 fn prefetch<T>(address: *const T) {
     #[cfg(target_arch = "x86_64")]

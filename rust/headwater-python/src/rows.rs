@@ -16,9 +16,9 @@ use crate::errors::{row_error_instance, to_py_err};
 #[cfg(not(Py_GIL_DISABLED))]
 use crate::ffi_read::FastPush;
 use crate::ffi_read::{self, DictWalk, Entry, Step};
-use crate::values::{
-    fast_push_for, is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault,
-};
+#[cfg(not(Py_GIL_DISABLED))]
+use crate::values::fast_push_for;
+use crate::values::{is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -76,6 +76,7 @@ pub fn append_rows(
         errors,
         every_chunk,
         done: Appended::default(),
+        sizing: rows.cast::<PyList>().map_or(0, |list| list.len()),
     };
     if let Ok(list) = rows.cast::<PyList>() {
         #[cfg(not(Py_GIL_DISABLED))]
@@ -112,7 +113,13 @@ struct Reading<'r, 'py> {
     errors: Option<&'r Bound<'py, PyList>>,
     every_chunk: &'r mut dyn FnMut(&[ColumnBuilder]),
     done: Appended,
+    /// The number of input rows when known and the buffers are still to be sized after the
+    /// first [`SIZING_ROWS`] rows; 0 otherwise.
+    sizing: usize,
 }
+
+/// Rows read before the buffers are sized for the rest of a list from what they hold.
+const SIZING_ROWS: usize = 1024;
 
 impl Reading<'_, '_> {
     /// Reads row `index`, or handles its fault.
@@ -158,6 +165,25 @@ impl Reading<'_, '_> {
         if self.done.rows % CHUNK_ROWS == 0 {
             (self.every_chunk)(self.builders);
         }
+        if self.sizing > 0 && self.done.rows >= SIZING_ROWS {
+            let more = self.sizing.saturating_sub(self.done.seen);
+            for builder in self.builders.iter_mut() {
+                builder.reserve_like(more);
+            }
+            self.sizing = 0;
+        }
+    }
+
+    /// Where a run of rows stored at once must stop: at the next chunk boundary, or where the
+    /// buffers get sized.
+    #[cfg_attr(Py_GIL_DISABLED, allow(dead_code))] // only the read-ahead path stores runs
+    fn next_stop(&self) -> usize {
+        let chunk = CHUNK_ROWS - self.done.rows % CHUNK_ROWS;
+        if self.sizing > 0 {
+            chunk.min(SIZING_ROWS.saturating_sub(self.done.rows).max(1))
+        } else {
+            chunk
+        }
     }
 }
 
@@ -200,8 +226,7 @@ impl Pipeline {
             self.pause -= 1;
             return None;
         }
-        let room = CHUNK_ROWS - reading.done.rows % CHUNK_ROWS;
-        let end = list.len().min(index + room);
+        let end = list.len().min(index + reading.next_stop());
         let target = reading.target;
         let appended = ffi_read::read_rows(
             list,

@@ -418,6 +418,7 @@ pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
 /// The fast path for a column, chosen once per batch: a [`FastPush`] specialised for the
 /// column's storage and the value type it usually receives, which hands anything else to
 /// [`push_inert`]. Small enough to inline the push, unlike the general dispatch.
+#[cfg_attr(Py_GIL_DISABLED, allow(dead_code))] // only the read-ahead path uses it
 pub fn fast_push_for(builder: &ColumnBuilder) -> FastPush {
     match &builder.values {
         Values::Int64(_) => fast_int64,
