@@ -400,14 +400,17 @@ impl<T: ArrowNativeType> Storage for PrimitiveColumn<T> {
 /// Booleans and their validity.
 #[derive(Debug)]
 pub struct BoolColumn {
-    values: NullBufferBuilder,
+    /// The values, eight to a byte, least significant bit first; bits past `len` are clear.
+    bits: Vec<u8>,
+    len: usize,
     nulls: NullBufferBuilder,
 }
 
 impl Default for BoolColumn {
     fn default() -> Self {
         Self {
-            values: NullBufferBuilder::new(0),
+            bits: Vec::new(),
+            len: 0,
             nulls: NullBufferBuilder::new(0),
         }
     }
@@ -417,42 +420,60 @@ impl BoolColumn {
     /// Appends a value.
     #[inline(always)]
     pub fn push(&mut self, value: bool) {
-        // A validity bitmap builder is exactly a growable, truncatable bitmap.
-        self.values.append(value);
+        self.push_bit(value);
         self.nulls.append_non_null();
+    }
+
+    #[inline(always)]
+    fn push_bit(&mut self, value: bool) {
+        let bit = self.len % 8;
+        if bit == 0 {
+            self.bits.push(0);
+        }
+        if let Some(last) = self.bits.last_mut() {
+            *last |= u8::from(value) << bit;
+        }
+        self.len += 1;
     }
 }
 
 impl Storage for BoolColumn {
+    fn reserve(&mut self, additional: usize) {
+        self.bits.reserve(additional.div_ceil(8));
+    }
+
     fn byte_size(&self) -> usize {
         self.len().div_ceil(8) * 2
     }
 
     fn push_null(&mut self) {
-        self.values.append(false);
+        self.push_bit(false);
         self.nulls.append_null();
     }
 
     fn len(&self) -> usize {
-        self.nulls.len()
+        self.len
     }
 
     fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
-        self.nulls.truncate(len);
+        if len < self.len {
+            self.bits.truncate(len.div_ceil(8));
+            if let Some(last) = self.bits.last_mut() {
+                if len % 8 != 0 {
+                    *last &= (1u8 << (len % 8)) - 1;
+                }
+            }
+            self.len = len;
+            self.nulls.truncate(len);
+        }
     }
 
     fn finish(&mut self, _data_type: &DataType) -> Result<ArrayRef> {
-        let len = self.len();
-        let bits = match self.values.finish() {
-            Some(bits) => bits.into_inner().into_inner(),
-            // Every bit set: the builder never materialised a bitmap.
-            None => arrow_buffer::BooleanBuffer::new_set(len).into_inner(),
-        };
+        let len = std::mem::take(&mut self.len);
         finish_array(
             ArrayDataBuilder::new(DataType::Boolean)
                 .len(len)
-                .add_buffer(bits)
+                .add_buffer(Buffer::from_vec(std::mem::take(&mut self.bits)))
                 .nulls(self.nulls.finish()),
         )
     }
@@ -787,6 +808,11 @@ impl<O: OffsetSizeTrait> ListColumn<O> {
         &mut self.child
     }
 
+    /// The number of items of the lists closed so far: where the next list's items start.
+    pub fn closed_items(&self) -> usize {
+        self.spans.offsets.last().map_or(0, |o| o.as_usize())
+    }
+
     /// Ends the list whose items were pushed since the previous list ended.
     pub fn close(&mut self) -> Result<()> {
         self.spans.close(self.child.len(), "list (use large_list)")
@@ -1082,6 +1108,35 @@ mod tests {
         let a = a.as_string::<i32>();
         assert_eq!(a.value(0), "ab");
         assert_eq!(a.value(1), "z");
+    }
+
+    #[test]
+    fn booleans_truncate_and_finish() {
+        use arrow_array::cast::AsArray;
+        let mut b = ColumnBuilder::new(field("b", DataType::Boolean)).unwrap();
+        let pattern = [
+            true, false, true, true, false, false, true, true, true, false, true,
+        ];
+        for &v in &pattern {
+            let Values::Boolean(c) = &mut b.values else {
+                panic!()
+            };
+            c.push(v);
+        }
+        b.push_null();
+        b.truncate(10); // into the second byte, dropping a set bit and the null
+        let Values::Boolean(c) = &mut b.values else {
+            panic!()
+        };
+        c.push(false);
+        c.push(true);
+        let a = b.finish().unwrap();
+        a.to_data().validate_full().unwrap();
+        let got: Vec<Option<bool>> = a.as_boolean().iter().collect();
+        let mut want: Vec<Option<bool>> = pattern[..10].iter().map(|&v| Some(v)).collect();
+        want.extend([Some(false), Some(true)]);
+        assert_eq!(got, want);
+        assert!(b.is_empty());
     }
 
     #[test]

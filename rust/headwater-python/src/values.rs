@@ -496,7 +496,7 @@ fn fast_uuid(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
 /// the general dispatch; any other list as [`push_inert`] takes it.
 fn fast_list(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
     if let Values::List(list) = &mut builder.values {
-        let start = list.items().len();
+        let start = list.closed_items();
         if let (Values::Utf8(strings), Some(items)) = (&mut list.items().values, v.items()) {
             let mut all = true;
             for item in items {
