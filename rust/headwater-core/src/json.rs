@@ -73,10 +73,13 @@ pub fn is_valid(text: &[u8]) -> bool {
             action::OPEN_OBJECT | action::OPEN_ARRAY if depth < u64::BITS => {
                 depth += 1;
                 path = path << 1 | u64::from(next == action::OPEN_OBJECT);
-                if next == action::OPEN_OBJECT {
-                    state::KEY_OR_END
-                } else {
+                if next == action::OPEN_ARRAY {
                     state::VALUE_OR_END
+                } else if let Some(end) = member(text, at) {
+                    at = end;
+                    state::VALUE
+                } else {
+                    state::KEY_OR_END
                 }
             }
             action::CLOSE_OBJECT | action::CLOSE_ARRAY
@@ -87,10 +90,13 @@ pub fn is_valid(text: &[u8]) -> bool {
                 state::AFTER
             }
             action::COMMA if depth > 0 => {
-                if path & 1 == 1 {
-                    state::KEY
-                } else {
+                if path & 1 == 0 {
                     state::VALUE
+                } else if let Some(end) = member(text, at) {
+                    at = end;
+                    state::VALUE
+                } else {
+                    state::KEY
                 }
             }
             action::STRING | action::KEY => match string_end(text, at) {
@@ -120,6 +126,30 @@ pub fn is_valid(text: &[u8]) -> bool {
         };
     }
     depth == 0 && state::COMPLETE.contains(&state)
+}
+
+/// The start of an object member from `at` (whitespace, the key, whitespace, `:` and
+/// whitespace): where its value starts. `None` if the text there is anything else, for the
+/// automaton to take it byte by byte: most often `}`, or an error it will find itself.
+#[inline(always)]
+fn member(text: &[u8], mut at: usize) -> Option<usize> {
+    at = skip_whitespace(text, at);
+    if text.get(at) != Some(&b'"') {
+        return None;
+    }
+    at = skip_whitespace(text, string_end(text, at + 1)?);
+    if text.get(at) != Some(&b':') {
+        return None;
+    }
+    Some(skip_whitespace(text, at + 1))
+}
+
+#[inline(always)]
+fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = text.get(at) {
+        at += 1;
+    }
+    at
 }
 
 /// States of [`is_valid`]'s automaton: what may come next. Each is a multiple of 16, so that

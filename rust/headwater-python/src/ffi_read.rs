@@ -272,10 +272,21 @@ impl<'a> Inert<'a> {
         if !list && ty != &raw mut ffi::PyTuple_Type {
             return None;
         }
+        let seq = self.as_ptr();
+        // SAFETY: an exact list or tuple; its size is a field read. It cannot change while
+        // `self` is alive (no Python code runs), so it holds for the whole iteration.
+        let len = unsafe {
+            if list {
+                ffi::PyList_GET_SIZE(seq)
+            } else {
+                ffi::PyTuple_GET_SIZE(seq)
+            }
+        };
         Some(Items {
             seq: self,
             list,
             next: 0,
+            len,
         })
     }
 }
@@ -285,33 +296,31 @@ pub struct Items<'a> {
     seq: Inert<'a>,
     list: bool,
     next: ffi::Py_ssize_t,
+    len: ffi::Py_ssize_t,
 }
 
 impl<'a> Iterator for Items<'a> {
     type Item = Inert<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Inert<'a>> {
+        if self.next >= self.len {
+            return None;
+        }
         let seq = self.seq.as_ptr();
-        // SAFETY: `seq` is an exact list or tuple, alive and unchanged for 'a (no Python code
-        // runs); the length is read afresh and the index checked against it, so the item read
-        // is one of its live items, which the sequence keeps alive for 'a.
-        unsafe {
-            let len = if self.list {
-                ffi::PyList_GET_SIZE(seq)
-            } else {
-                ffi::PyTuple_GET_SIZE(seq)
-            };
-            if self.next >= len {
-                return None;
-            }
-            let item = if self.list {
+        // SAFETY: `seq` is an exact list or tuple of `len` items, alive and unchanged for 'a
+        // (no Python code runs); the index is below `len`, so the item read is one of its
+        // live items, which the sequence keeps alive for 'a.
+        let item = unsafe {
+            if self.list {
                 ffi::PyList_GET_ITEM(seq, self.next)
             } else {
                 ffi::PyTuple_GET_ITEM(seq, self.next)
-            };
-            self.next += 1;
-            Some(Inert::new(item, self.seq.known))
-        }
+            }
+        };
+        self.next += 1;
+        // SAFETY: as above.
+        Some(unsafe { Inert::new(item, self.seq.known) })
     }
 }
 
@@ -556,10 +565,11 @@ unsafe fn gather(
     names: &[Py<PyString>],
     values: &mut [*mut ffi::PyObject],
 ) -> bool {
-    // SAFETY: a live object; for an exact dict, `PyDict_Size` and `PyDict_Next` are reads.
+    // SAFETY: a live object; for an exact dict, its size (`ma_used`, what `PyDict_Size`
+    // reads) is a field of the dict object, and `PyDict_Next` only reads.
     unsafe {
         if ffi::Py_TYPE(dict) != &raw mut ffi::PyDict_Type
-            || usize::try_from(ffi::PyDict_Size(dict)) != Ok(names.len())
+            || usize::try_from((*dict.cast::<ffi::PyDictObject>()).ma_used) != Ok(names.len())
         {
             return false;
         }
@@ -570,7 +580,6 @@ unsafe fn gather(
                 return false;
             }
             prefetch(*value);
-            prefetch((*value).cast::<u8>().wrapping_add(64));
         }
     }
     true
@@ -599,16 +608,23 @@ pub fn read_rows(
     // SAFETY: as above; callers pass indices below `len`. The item is borrowed from the list.
     let item = |i: usize| unsafe { ffi::PyList_GET_ITEM(list, i as ffi::Py_ssize_t) };
     let start_len = builders.first().map_or(0, ColumnBuilder::len);
-    let mut current = vec![std::ptr::null_mut(); names.len()];
-    let mut next = vec![std::ptr::null_mut(); names.len()];
+    let width = names.len();
+    // The values of two rows: the one being read and the next, alternating halves.
+    let mut values = vec![std::ptr::null_mut(); 2 * width];
     // SAFETY: a live item; nothing runs between gathering and reading the pointers.
-    let mut next_ok = rows.start < end && unsafe { gather(item(rows.start), names, &mut next) };
+    let mut next_ok =
+        rows.start < end && unsafe { gather(item(rows.start), names, &mut values[..width]) };
     let mut done = 0;
     for row in rows.start..end {
         if !next_ok {
             break;
         }
-        std::mem::swap(&mut current, &mut next);
+        let (first, second) = values.split_at_mut(width);
+        let (current, next) = if (row - rows.start) % 2 == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
         if row + 3 < len {
             prefetch(item(row + 3));
         }
@@ -617,8 +633,8 @@ pub fn read_rows(
             unsafe { prefetch_table(item(row + 2)) };
         }
         // SAFETY: a live item.
-        next_ok = row + 1 < end && unsafe { gather(item(row + 1), names, &mut next) };
-        for ((builder, &value), fast) in builders.iter_mut().zip(&current).zip(plan) {
+        next_ok = row + 1 < end && unsafe { gather(item(row + 1), names, next) };
+        for ((builder, &value), fast) in builders.iter_mut().zip(&*current).zip(plan) {
             // SAFETY: gathered from a row of the list just now; no Python code has run since,
             // and `fast` cannot run any.
             if !fast(builder, unsafe { Inert::new(value, known) }) {
