@@ -562,7 +562,7 @@ impl Validator<'_> {
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(bytes) {
         // The common case: nothing to escape, one copy.
         out.extend_from_slice(bytes);
         out.push(b'"');
@@ -592,6 +592,26 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether `bytes` holds a quote, a backslash or a control byte: anything [`write_str`] must
+/// escape. Eight bytes at a time, as the scanner reads strings.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let flags = (has_zero(word ^ splat(b'"'))
+            | has_zero(word ^ splat(b'\\'))
+            | (word.wrapping_sub(splat(0x20)) & !word))
+            & HIGH_BITS;
+        if flags != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Appends a finite float in its shortest round-trip form; NaN and infinities have no JSON
@@ -858,6 +878,17 @@ mod tests {
         #[test]
         fn validator_agrees_with_serde(text in "[ \\[\\]{}:,\"a\\\\u0-9eE.+-]{0,24}|(true|false|null|nul)") {
             proptest::prop_assert_eq!(validate(text.as_bytes()).is_ok(), serde_accepts(text.as_bytes()));
+        }
+
+        #[test]
+        fn escape_check_agrees_with_a_byte_loop(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![9 => 0x20u8..=0xff, 1 => proptest::prelude::any::<u8>()],
+                0..40,
+            )
+        ) {
+            let naive = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(needs_escape(&bytes), naive);
         }
 
         #[test]
