@@ -104,6 +104,14 @@ class Plus2(dt.tzinfo):
         return dt.timedelta(0)
 
 
+def deep_list(depth: int) -> list[Any]:
+    """A list nested `depth` levels below the outermost one."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 VALUES: dict[str, tuple[pa.DataType, list[Any]]] = {
     "int64": (
         pa.int64(),
@@ -185,6 +193,25 @@ VALUES: dict[str, tuple[pa.DataType, list[Any]]] = {
             MyStr("[1]"),
             MyBytes(b"[2]"),
             5,
+            -2.5,
+            True,
+            (1, "tuple"),
+            {"nested": {"deeper": [1, 2.5, None, True, False, "x", [], {}]}},
+            {"escapes": 'quote" backslash\\ newline\n tab\t \x01 é 😀', "long key " * 5: 1},
+            {1: "int key", -(2**63): "min"},
+            {2**70: "big int key"},
+            {True: "bool key"},
+            {(1,): "tuple key"},
+            {"\ud800": "surrogate key"},
+            {"big": 2**70},
+            {"nan": float("nan")},
+            {"inf": float("-inf")},
+            {"enum": Color.RED},
+            {"sub": MyStr("s"), "float sub": MyFloat(1.5)},
+            [MyList([1])],
+            {"set": {1}},
+            deep_list(256),
+            deep_list(257),
             None,
         ],
     ),

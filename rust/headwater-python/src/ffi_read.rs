@@ -263,6 +263,16 @@ impl<'a> Inert<'a> {
         }
     }
 
+    /// The entries of an exact `dict` (not on free-threaded builds, where another thread may
+    /// change a dict under the reader).
+    #[inline]
+    pub fn dict_entries(self) -> Option<DictEntries<'a>> {
+        if cfg!(Py_GIL_DISABLED) || self.type_ptr() != &raw mut ffi::PyDict_Type {
+            return None;
+        }
+        Some(DictEntries { dict: self, pos: 0 })
+    }
+
     /// The items of an exact `tuple`, or of an exact `list` (not on free-threaded builds,
     /// where another thread may change a list under the reader).
     #[inline]
@@ -288,6 +298,32 @@ impl<'a> Inert<'a> {
             next: 0,
             len,
         })
+    }
+}
+
+/// Iterator over the entries of an exact dict, as [`Inert`] key and value.
+pub struct DictEntries<'a> {
+    dict: Inert<'a>,
+    pos: ffi::Py_ssize_t,
+}
+
+impl<'a> Iterator for DictEntries<'a> {
+    type Item = (Inert<'a>, Inert<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Inert<'a>, Inert<'a>)> {
+        let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: `dict` is an exact dict, alive and unchanged for 'a (no Python code runs);
+        // `PyDict_Next` returns borrowed references to its live entries, which it keeps alive.
+        unsafe {
+            if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
+                return None;
+            }
+            Some((
+                Inert::new(key, self.dict.known),
+                Inert::new(value, self.dict.known),
+            ))
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::OffsetSizeTrait;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
-use headwater_core::builder::{ColumnBuilder, ListColumn, Values};
+use headwater_core::builder::{BytesColumn, ColumnBuilder, ListColumn, Values};
 use headwater_core::schema::type_label;
 use headwater_core::{decimal, json, net, temporal, CoreError};
 use pyo3::exceptions::PyOverflowError;
@@ -25,7 +25,7 @@ use pyo3::types::{
 
 use crate::context::Known;
 use crate::ffi_read::{FastPush, Inert};
-use crate::pyjson::write_json;
+use crate::pyjson::{self, write_json};
 use crate::rows::lookup_attribute;
 
 /// A value that does not fit its column.
@@ -379,13 +379,7 @@ pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
         Values::FixedSizeBinary(c) | Values::Uuid(c) => v
             .as_bytes()
             .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
-        Values::Json(c) => {
-            let text = match v.as_bytes() {
-                Some(b) => Some(b),
-                None => v.as_str().map(str::as_bytes),
-            };
-            text.is_some_and(|t| json::is_valid(t) && c.push(t).is_ok())
-        }
+        Values::Json(c) => push_json_inert(c, v),
         Values::Timestamp(c, unit) => {
             let Some(dt) = v.as_utc_datetime() else {
                 return false;
@@ -476,13 +470,84 @@ fn fast_timestamp_us(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
 }
 
 fn fast_json(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
-    if let Values::Json(c) = &mut builder.values {
-        if let Some(text) = v.as_bytes().or_else(|| v.as_str().map(str::as_bytes)) {
-            // Invalid text goes the general way, which explains it.
-            return json::is_valid(text) && c.push(text).is_ok();
-        }
+    match &mut builder.values {
+        Values::Json(c) if !v.is_none() => push_json_inert(c, v),
+        _ => push_inert(builder, v),
     }
-    push_inert(builder, v)
+}
+
+/// A json column's value read in place: str or bytes as JSON text (checked; invalid text goes
+/// the general way, which explains it), anything else serialised by [`write_json_inert`].
+fn push_json_inert(c: &mut BytesColumn<i32>, v: Inert<'_>) -> bool {
+    if let Some(text) = v.as_bytes().or_else(|| v.as_str().map(str::as_bytes)) {
+        return json::is_valid(text) && c.push(text).is_ok();
+    }
+    let written = c.push_with(|out| {
+        if write_json_inert(out, v, 0) {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    matches!(written, Ok(Ok(())))
+}
+
+/// [`write_json`] for values read in place: exact dicts with str or int keys, lists and
+/// tuples, str, int within i64, finite float, bool and None, written exactly as `write_json`
+/// writes them. `false`, leaving a partial text for the caller to drop, for anything else
+/// (subclasses, enums, models, big ints, NaN, other keys, nesting too deep), which
+/// `write_json` then takes, faults included.
+fn write_json_inert(out: &mut Vec<u8>, v: Inert<'_>, depth: usize) -> bool {
+    if depth > pyjson::MAX_DEPTH {
+        return false;
+    }
+    if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Some(b) = v.as_bool() {
+        out.extend_from_slice(if b { b"true" } else { b"false" });
+    } else if let Some(s) = v.as_str() {
+        json::write_str(out, s);
+    } else if let Some(i) = v.as_i64() {
+        json::write_i64(out, i);
+    } else if let Some(x) = v.as_f64() {
+        return json::write_f64(out, x).is_ok();
+    } else if let Some(entries) = v.dict_entries() {
+        out.push(b'{');
+        for (n, (key, item)) in entries.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if let Some(key) = key.as_str() {
+                json::write_str(out, key);
+            } else if let Some(key) = key.as_i64() {
+                // As `write_json` writes str(key).
+                out.push(b'"');
+                json::write_i64(out, key);
+                out.push(b'"');
+            } else {
+                return false;
+            }
+            out.push(b':');
+            if !write_json_inert(out, item, depth + 1) {
+                return false;
+            }
+        }
+        out.push(b'}');
+    } else if let Some(items) = v.items() {
+        out.push(b'[');
+        for (n, item) in items.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if !write_json_inert(out, item, depth + 1) {
+                return false;
+            }
+        }
+        out.push(b']');
+    } else {
+        return false;
+    }
+    true
 }
 
 fn fast_uuid(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
