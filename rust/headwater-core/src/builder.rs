@@ -128,7 +128,8 @@ impl ColumnBuilder {
     /// Makes room for `additional` more values like those appended so far: as many bytes and
     /// nested items per value as they had on average (and an eighth more), so a batch whose
     /// size is known grows its buffers once instead of doubling them (each doubling copies,
-    /// and touches fresh pages) all the way. A no-op while the builder is empty.
+    /// and touches fresh pages) all the way. A no-op while the builder is empty; never more
+    /// than 256 MiB per buffer, and nothing if that much cannot be had.
     pub fn reserve_like(&mut self, additional: usize) {
         self.values.storage_mut().reserve_like(additional);
     }
@@ -310,6 +311,17 @@ trait Storage {
     fn snapshot(&self, _data_type: DataType, _range: Range<usize>) -> Option<Result<ArrayRef>> {
         None
     }
+}
+
+/// The most one [`ColumnBuilder::reserve_like`] reserves for one buffer: an estimate from the
+/// first rows can be far off, and past this the buffer grows by doubling as usual.
+const RESERVE_LIKE_MAX_BYTES: usize = 256 << 20;
+
+/// Reserves room for `additional` more elements, up to [`RESERVE_LIKE_MAX_BYTES`], and not at
+/// all if the allocation fails: this only saves regrowing later, so it must never abort.
+fn reserve_bounded<T>(values: &mut Vec<T>, additional: usize) {
+    let most = RESERVE_LIKE_MAX_BYTES / std::mem::size_of::<T>().max(1);
+    let _ = values.try_reserve(additional.min(most));
 }
 
 fn finish_array(builder: ArrayDataBuilder) -> Result<ArrayRef> {
@@ -586,9 +598,11 @@ impl<O: OffsetSizeTrait> Storage for BytesColumn<O> {
     }
 
     fn reserve_like(&mut self, n: usize) {
-        self.offsets.reserve(n);
+        reserve_bounded(&mut self.offsets, n);
         let bytes = n.saturating_mul(self.data.len().div_ceil(self.len().max(1)));
-        self.data.reserve(bytes.saturating_add(bytes / 8));
+        // More than the offsets can address would never be used.
+        let room = O::MAX_OFFSET.saturating_sub(self.data.len());
+        reserve_bounded(&mut self.data, bytes.saturating_add(bytes / 8).min(room));
     }
 
     fn snapshot(&self, data_type: DataType, range: Range<usize>) -> Option<Result<ArrayRef>> {
@@ -825,7 +839,7 @@ impl<O: OffsetSizeTrait> Storage for ListColumn<O> {
     }
 
     fn reserve_like(&mut self, additional: usize) {
-        self.spans.reserve(additional);
+        reserve_bounded(&mut self.spans.offsets, additional);
         let items = additional.saturating_mul(self.child.len().div_ceil(self.len().max(1)));
         self.child.reserve_like(items.saturating_add(items / 8));
     }
@@ -987,7 +1001,7 @@ impl Storage for MapColumn {
     }
 
     fn reserve_like(&mut self, additional: usize) {
-        self.spans.reserve(additional);
+        reserve_bounded(&mut self.spans.offsets, additional);
         let entries = additional.saturating_mul(self.keys.len().div_ceil(self.len().max(1)));
         let entries = entries.saturating_add(entries / 8);
         self.keys.reserve_like(entries);
@@ -1166,6 +1180,18 @@ mod tests {
         // Two items of four bytes per list: room for 2000 more items, 8000 more bytes.
         assert!(items.offsets.capacity() >= 2004);
         assert!(items.data.capacity() >= 8016);
+
+        // An estimate far beyond memory is cut short, not an abort.
+        let mut huge = ColumnBuilder::new(field("s", DataType::LargeUtf8)).unwrap();
+        let Values::LargeUtf8(c) = &mut huge.values else {
+            panic!()
+        };
+        c.push(&[b'x'; 4096]).unwrap();
+        huge.reserve_like(usize::MAX / 2);
+        let Values::LargeUtf8(c) = &huge.values else {
+            panic!()
+        };
+        assert!(c.data.capacity() <= 4096 + RESERVE_LIKE_MAX_BYTES);
     }
 
     #[test]
