@@ -8,13 +8,20 @@
 //! that appends it to a column or declines, appending nothing. A declined value is handed back
 //! as a strong reference for the general conversion, which may run Python code.
 //!
+//! [`read_rows`] goes further for lists of dict rows: it appends whole runs of rows with the
+//! fast path only, and since nothing in it runs Python code, it can gather the next row's
+//! values (borrowed) and prefetch memory for the rows after while it converts the current
+//! one. The first row it cannot take whole is left to the general path.
+//!
 //! This is the only module of the crate with `unsafe` code. The rule that makes it sound: a
-//! borrowed reference is valid as long as its owner (the row dict, a list) is neither changed
-//! nor dropped, and both can happen only if Python code runs. So an [`Inert`] (the borrowed
-//! view of a value) exists only inside a call to a [`FastPush`], which is a plain `fn` (it
-//! captures nothing) over a [`ColumnBuilder`] (which holds no Python objects), and none of
-//! `Inert`'s reads runs Python code, allocates a garbage-collected object or raises. A value
-//! that needs more is turned into a strong reference before anything else happens.
+//! borrowed reference is valid as long as its owner (the rows list, a row dict, a list) is
+//! neither changed nor dropped, and both can happen only if Python code runs. So an [`Inert`]
+//! (the borrowed view of a value) exists only inside a call to a [`FastPush`], which is a
+//! plain `fn` (it captures nothing) over a [`ColumnBuilder`] (which holds no Python objects)
+//! and cannot keep the `Inert` past the call; none of `Inert`'s reads runs Python code,
+//! allocates a garbage-collected object or raises; and the borrowed pointers [`read_rows`]
+//! keeps from one row to the next never outlive the call, in which no Python code runs. A
+//! value that needs more is turned into a strong reference before anything else happens.
 //!
 //! Free-threaded CPython (`Py_GIL_DISABLED`): another thread may change a dict or a list while
 //! this one reads it, so there dict entries are taken as strong references (pyo3's safe API)
