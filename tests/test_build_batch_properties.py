@@ -402,6 +402,11 @@ class Case:
     def as_dicts(self) -> list[dict[str, Any]]:
         return self.rows
 
+    def as_full_dicts(self) -> list[dict[str, Any]]:
+        # Every key, in column order: the rows the read-ahead fast path takes.
+        names = [c.name for c in self.table.columns]
+        return [dict(zip(names, values, strict=True)) for values in self.full_rows()]
+
     def as_tuples(self) -> list[tuple[Any, ...]]:
         return [tuple(values) for values in self.full_rows()]
 
@@ -476,6 +481,7 @@ def assert_matches_pyarrow(batch: pa.RecordBatch, case: Case) -> None:
 
 ROW_SHAPES: dict[str, Callable[[Case], list[Any]]] = {
     "dicts": Case.as_dicts,
+    "full dicts": Case.as_full_dicts,
     "tuples": Case.as_tuples,
     "dataclasses": Case.as_dataclasses,
 }

@@ -12,8 +12,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{make_array, ArrayRef, OffsetSizeTrait};
-use arrow_buffer::{ArrowNativeType, BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder};
+use arrow_array::{
+    make_array, ArrayRef, GenericBinaryArray, GenericListArray, GenericStringArray, OffsetSizeTrait,
+};
+use arrow_buffer::{
+    ArrowNativeType, BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder, OffsetBuffer,
+    ScalarBuffer,
+};
 use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 
@@ -118,6 +123,15 @@ impl ColumnBuilder {
     /// Makes room for `additional` more values, to avoid regrowing when the count is known.
     pub fn reserve(&mut self, additional: usize) {
         self.values.storage_mut().reserve(additional);
+    }
+
+    /// Makes room for `additional` more values like those appended so far: as many bytes and
+    /// nested items per value as they had on average (and an eighth more), so a batch whose
+    /// size is known grows its buffers once instead of doubling them (each doubling copies,
+    /// and touches fresh pages) all the way. A no-op while the builder is empty; never more
+    /// than 256 MiB per buffer, and nothing if that much cannot be had.
+    pub fn reserve_like(&mut self, additional: usize) {
+        self.values.storage_mut().reserve_like(additional);
     }
 
     /// A copy of the values `start..end` as an array of the field's type, without finishing the
@@ -285,6 +299,10 @@ trait Storage {
     fn truncate(&mut self, len: usize);
     /// Makes room for `additional` more values.
     fn reserve(&mut self, _additional: usize) {}
+    /// See [`ColumnBuilder::reserve_like`].
+    fn reserve_like(&mut self, additional: usize) {
+        self.reserve(additional);
+    }
     /// Approximate bytes held.
     fn byte_size(&self) -> usize;
     /// The values as an array of `data_type`, emptying the storage.
@@ -295,8 +313,25 @@ trait Storage {
     }
 }
 
+/// The most one [`ColumnBuilder::reserve_like`] reserves for one buffer: an estimate from the
+/// first rows can be far off, and past this the buffer grows by doubling as usual.
+const RESERVE_LIKE_MAX_BYTES: usize = 256 << 20;
+
+/// Reserves room for `additional` more elements, up to [`RESERVE_LIKE_MAX_BYTES`], and not at
+/// all if the allocation fails: this only saves regrowing later, so it must never abort.
+fn reserve_bounded<T>(values: &mut Vec<T>, additional: usize) {
+    let most = RESERVE_LIKE_MAX_BYTES / std::mem::size_of::<T>().max(1);
+    let _ = values.try_reserve(additional.min(most));
+}
+
 fn finish_array(builder: ArrayDataBuilder) -> Result<ArrayRef> {
     Ok(make_array(builder.build()?))
+}
+
+/// Offsets as Arrow's checked offset buffer (non-negative, non-decreasing: true by
+/// construction here, and checked again by `OffsetBuffer::new`).
+fn offsets_buffer<O: ArrowNativeType>(offsets: Vec<O>) -> OffsetBuffer<O> {
+    OffsetBuffer::new(ScalarBuffer::from(offsets))
 }
 
 /// The validity of values `range` of `nulls`, as a buffer of its own.
@@ -324,7 +359,7 @@ impl<T> Default for PrimitiveColumn<T> {
 
 impl<T: ArrowNativeType> PrimitiveColumn<T> {
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: T) {
         self.values.push(value);
         self.nulls.append_non_null();
@@ -377,14 +412,17 @@ impl<T: ArrowNativeType> Storage for PrimitiveColumn<T> {
 /// Booleans and their validity.
 #[derive(Debug)]
 pub struct BoolColumn {
-    values: NullBufferBuilder,
+    /// The values, eight to a byte, least significant bit first; bits past `len` are clear.
+    bits: Vec<u8>,
+    len: usize,
     nulls: NullBufferBuilder,
 }
 
 impl Default for BoolColumn {
     fn default() -> Self {
         Self {
-            values: NullBufferBuilder::new(0),
+            bits: Vec::new(),
+            len: 0,
             nulls: NullBufferBuilder::new(0),
         }
     }
@@ -392,44 +430,62 @@ impl Default for BoolColumn {
 
 impl BoolColumn {
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: bool) {
-        // A validity bitmap builder is exactly a growable, truncatable bitmap.
-        self.values.append(value);
+        self.push_bit(value);
         self.nulls.append_non_null();
+    }
+
+    #[inline(always)]
+    fn push_bit(&mut self, value: bool) {
+        let bit = self.len % 8;
+        if bit == 0 {
+            self.bits.push(0);
+        }
+        if let Some(last) = self.bits.last_mut() {
+            *last |= u8::from(value) << bit;
+        }
+        self.len += 1;
     }
 }
 
 impl Storage for BoolColumn {
+    fn reserve(&mut self, additional: usize) {
+        self.bits.reserve(additional.div_ceil(8));
+    }
+
     fn byte_size(&self) -> usize {
         self.len().div_ceil(8) * 2
     }
 
     fn push_null(&mut self) {
-        self.values.append(false);
+        self.push_bit(false);
         self.nulls.append_null();
     }
 
     fn len(&self) -> usize {
-        self.nulls.len()
+        self.len
     }
 
     fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
-        self.nulls.truncate(len);
+        if len < self.len {
+            self.bits.truncate(len.div_ceil(8));
+            if let Some(last) = self.bits.last_mut() {
+                if len % 8 != 0 {
+                    *last &= (1u8 << (len % 8)) - 1;
+                }
+            }
+            self.len = len;
+            self.nulls.truncate(len);
+        }
     }
 
     fn finish(&mut self, _data_type: &DataType) -> Result<ArrayRef> {
-        let len = self.len();
-        let bits = match self.values.finish() {
-            Some(bits) => bits.into_inner().into_inner(),
-            // Every bit set: the builder never materialised a bitmap.
-            None => arrow_buffer::BooleanBuffer::new_set(len).into_inner(),
-        };
+        let len = std::mem::take(&mut self.len);
         finish_array(
             ArrayDataBuilder::new(DataType::Boolean)
                 .len(len)
-                .add_buffer(bits)
+                .add_buffer(Buffer::from_vec(std::mem::take(&mut self.bits)))
                 .nulls(self.nulls.finish()),
         )
     }
@@ -455,10 +511,16 @@ impl<O: OffsetSizeTrait> Default for BytesColumn<O> {
 
 impl<O: OffsetSizeTrait> BytesColumn<O> {
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: &[u8]) -> Result<()> {
+        // Checked before copying, so a value that does not fit leaves nothing behind.
+        let Some(end) = O::from_usize(self.data.len() + value.len()) else {
+            return Err(Self::too_many_bytes());
+        };
         self.data.extend_from_slice(value);
-        self.close_value()
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
     }
 
     /// Appends a value written straight into the data buffer by `write`, which must append
@@ -490,13 +552,19 @@ impl<O: OffsetSizeTrait> BytesColumn<O> {
             None => {
                 let start = self.offsets.last().map_or(0, |o| o.as_usize());
                 self.data.truncate(start);
-                Err(CoreError::InvalidArgument(format!(
-                    "a column holds more than {} bytes in one batch; \
-                     use large_string/large_binary or smaller batches",
-                    O::MAX_OFFSET
-                )))
+                Err(Self::too_many_bytes())
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_many_bytes() -> CoreError {
+        CoreError::InvalidArgument(format!(
+            "a column holds more than {} bytes in one batch; \
+             use large_string/large_binary or smaller batches",
+            O::MAX_OFFSET
+        ))
     }
 }
 
@@ -529,6 +597,14 @@ impl<O: OffsetSizeTrait> Storage for BytesColumn<O> {
         self.data.reserve(n.saturating_mul(TYPICAL_VALUE_BYTES));
     }
 
+    fn reserve_like(&mut self, n: usize) {
+        reserve_bounded(&mut self.offsets, n);
+        let bytes = n.saturating_mul(self.data.len().div_ceil(self.len().max(1)));
+        // More than the offsets can address would never be used.
+        let room = O::MAX_OFFSET.saturating_sub(self.data.len());
+        reserve_bounded(&mut self.data, bytes.saturating_add(bytes / 8).min(room));
+    }
+
     fn snapshot(&self, data_type: DataType, range: Range<usize>) -> Option<Result<ArrayRef>> {
         let base = self.offsets[range.start];
         let offsets: Vec<O> = self.offsets[range.start..=range.end]
@@ -547,14 +623,27 @@ impl<O: OffsetSizeTrait> Storage for BytesColumn<O> {
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
         let offsets = std::mem::replace(&mut self.offsets, vec![O::zero()]);
-        let data = std::mem::take(&mut self.data);
-        finish_array(
-            ArrayDataBuilder::new(data_type.clone())
-                .len(offsets.len() - 1)
-                .add_buffer(Buffer::from_vec(offsets))
-                .add_buffer(Buffer::from_vec(data))
-                .nulls(self.nulls.finish()),
-        )
+        let data = Buffer::from_vec(std::mem::take(&mut self.data));
+        let nulls = self.nulls.finish();
+        // The typed constructors check what ArrayData's generic validation checks, in one
+        // tight pass over the offsets instead of an iterator chain per value.
+        match data_type {
+            DataType::Utf8 | DataType::LargeUtf8 => Ok(Arc::new(GenericStringArray::<O>::try_new(
+                offsets_buffer(offsets),
+                data,
+                nulls,
+            )?)),
+            DataType::Binary | DataType::LargeBinary => Ok(Arc::new(
+                GenericBinaryArray::<O>::try_new(offsets_buffer(offsets), data, nulls)?,
+            )),
+            _ => finish_array(
+                ArrayDataBuilder::new(data_type.clone())
+                    .len(offsets.len() - 1)
+                    .add_buffer(Buffer::from_vec(offsets))
+                    .add_buffer(data)
+                    .nulls(nulls),
+            ),
+        }
     }
 }
 
@@ -581,18 +670,20 @@ impl FixedColumn {
     }
 
     /// Appends a value; it must be exactly [`FixedColumn::width`] bytes long.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: &[u8]) -> Result<()> {
         if value.len() != self.width {
-            return Err(CoreError::InvalidArgument(format!(
-                "expected {} bytes, got {}",
-                self.width,
-                value.len()
-            )));
+            return Err(self.wrong_width(value.len()));
         }
         self.values.extend_from_slice(value);
         self.nulls.append_non_null();
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wrong_width(&self, len: usize) -> CoreError {
+        CoreError::InvalidArgument(format!("expected {} bytes, got {len}", self.width))
     }
 }
 
@@ -731,6 +822,11 @@ impl<O: OffsetSizeTrait> ListColumn<O> {
         &mut self.child
     }
 
+    /// The number of items of the lists closed so far: where the next list's items start.
+    pub fn closed_items(&self) -> usize {
+        self.spans.offsets.last().map_or(0, |o| o.as_usize())
+    }
+
     /// Ends the list whose items were pushed since the previous list ended.
     pub fn close(&mut self) -> Result<()> {
         self.spans.close(self.child.len(), "list (use large_list)")
@@ -740,6 +836,12 @@ impl<O: OffsetSizeTrait> ListColumn<O> {
 impl<O: OffsetSizeTrait> Storage for ListColumn<O> {
     fn reserve(&mut self, additional: usize) {
         self.spans.reserve(additional);
+    }
+
+    fn reserve_like(&mut self, additional: usize) {
+        reserve_bounded(&mut self.spans.offsets, additional);
+        let items = additional.saturating_mul(self.child.len().div_ceil(self.len().max(1)));
+        self.child.reserve_like(items.saturating_add(items / 8));
     }
 
     fn byte_size(&self) -> usize {
@@ -760,8 +862,20 @@ impl<O: OffsetSizeTrait> Storage for ListColumn<O> {
     }
 
     fn finish(&mut self, data_type: &DataType) -> Result<ArrayRef> {
-        let child = self.child.finish()?.to_data();
-        self.spans.finish(data_type, vec![child])
+        let child = self.child.finish()?;
+        match data_type {
+            DataType::List(item) | DataType::LargeList(item) => {
+                let offsets = std::mem::replace(&mut self.spans.offsets, vec![O::zero()]);
+                let nulls = self.spans.nulls.finish();
+                Ok(Arc::new(GenericListArray::<O>::try_new(
+                    Arc::clone(item),
+                    offsets_buffer(offsets),
+                    child,
+                    nulls,
+                )?))
+            }
+            _ => self.spans.finish(data_type, vec![child.to_data()]),
+        }
     }
 }
 
@@ -791,6 +905,12 @@ impl Storage for StructColumn {
     fn reserve(&mut self, additional: usize) {
         for child in &mut self.children {
             child.reserve(additional);
+        }
+    }
+
+    fn reserve_like(&mut self, additional: usize) {
+        for child in &mut self.children {
+            child.reserve_like(additional);
         }
     }
 
@@ -878,6 +998,14 @@ impl MapColumn {
 impl Storage for MapColumn {
     fn reserve(&mut self, additional: usize) {
         self.spans.reserve(additional);
+    }
+
+    fn reserve_like(&mut self, additional: usize) {
+        reserve_bounded(&mut self.spans.offsets, additional);
+        let entries = additional.saturating_mul(self.keys.len().div_ceil(self.len().max(1)));
+        let entries = entries.saturating_add(entries / 8);
+        self.keys.reserve_like(entries);
+        self.values.reserve_like(entries);
     }
 
     fn byte_size(&self) -> usize {
@@ -994,6 +1122,76 @@ mod tests {
         let a = a.as_string::<i32>();
         assert_eq!(a.value(0), "ab");
         assert_eq!(a.value(1), "z");
+    }
+
+    #[test]
+    fn booleans_truncate_and_finish() {
+        use arrow_array::cast::AsArray;
+        let mut b = ColumnBuilder::new(field("b", DataType::Boolean)).unwrap();
+        let pattern = [
+            true, false, true, true, false, false, true, true, true, false, true,
+        ];
+        for &v in &pattern {
+            let Values::Boolean(c) = &mut b.values else {
+                panic!()
+            };
+            c.push(v);
+        }
+        b.push_null();
+        b.truncate(10); // into the second byte, dropping a set bit and the null
+        let Values::Boolean(c) = &mut b.values else {
+            panic!()
+        };
+        c.push(false);
+        c.push(true);
+        let a = b.finish().unwrap();
+        a.to_data().validate_full().unwrap();
+        let got: Vec<Option<bool>> = a.as_boolean().iter().collect();
+        let mut want: Vec<Option<bool>> = pattern[..10].iter().map(|&v| Some(v)).collect();
+        want.extend([Some(false), Some(true)]);
+        assert_eq!(got, want);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn reserve_like_makes_room_in_proportion() {
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let mut b = ColumnBuilder::new(field("l", DataType::List(item))).unwrap();
+        b.reserve_like(100); // empty: nothing to go by, no panic
+        let Values::List(l) = &mut b.values else {
+            panic!()
+        };
+        for _ in 0..2 {
+            let Values::Utf8(items) = &mut l.items().values else {
+                panic!()
+            };
+            items.push(b"abcd").unwrap();
+            items.push(b"efgh").unwrap();
+            l.close().unwrap();
+        }
+        b.reserve_like(1000);
+        let Values::List(l) = &mut b.values else {
+            panic!()
+        };
+        assert!(l.spans.offsets.capacity() >= 1002);
+        let Values::Utf8(items) = &l.items().values else {
+            panic!()
+        };
+        // Two items of four bytes per list: room for 2000 more items, 8000 more bytes.
+        assert!(items.offsets.capacity() >= 2004);
+        assert!(items.data.capacity() >= 8016);
+
+        // An estimate far beyond memory is cut short, not an abort.
+        let mut huge = ColumnBuilder::new(field("s", DataType::LargeUtf8)).unwrap();
+        let Values::LargeUtf8(c) = &mut huge.values else {
+            panic!()
+        };
+        c.push(&[b'x'; 4096]).unwrap();
+        huge.reserve_like(usize::MAX / 2);
+        let Values::LargeUtf8(c) = &huge.values else {
+            panic!()
+        };
+        assert!(c.data.capacity() <= 4096 + RESERVE_LIKE_MAX_BYTES);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `pyarrow.RecordBatch` with `_cq_id` and `_cq_parent_id`. Python objects are read with the
 //! GIL held; finishing the arrays and hashing ids run with it released.
 
-use std::sync::{mpsc, Arc};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use arrow_array::{ArrayRef, FixedSizeBinaryArray};
 use arrow_schema::{Field, FieldRef};
@@ -98,24 +99,20 @@ const PIPELINE_MIN_ROWS: usize = 4 * CHUNK_ROWS;
 
 /// Runs `read` (which reads the rows, calling its hook every [`CHUNK_ROWS`] stored rows) while
 /// a second thread hashes the primary keys of each finished chunk, so `_cq_id` costs little
-/// beyond the reading itself. Rows stored after the last chunk are hashed by `finish_batch`.
+/// beyond the reading itself. When the reading is done, this thread hashes the chunks the
+/// other has not taken yet instead of waiting for it (on a busy machine the second thread may
+/// not get a core). Rows stored after the last chunk are hashed by `finish_batch`.
 fn hash_keys_while_reading(
     keys: &[usize],
     read: impl FnOnce(&mut dyn FnMut(&[ColumnBuilder])) -> PyResult<Appended>,
 ) -> PyResult<(Appended, CqIds)> {
-    type Chunk = Result<Vec<(FieldRef, ArrayRef)>, CoreError>;
-    std::thread::scope(|scope| {
-        let (chunks, received) = mpsc::channel::<(Chunk, usize)>();
+    let work = HashWork::default();
+    let appended = std::thread::scope(|scope| {
+        let shared = &work;
         let hasher = scope.spawn(move || {
-            received
-                .into_iter()
-                .map(|(columns, rows)| {
-                    let columns = columns?;
-                    let keys: Vec<(&Field, &ArrayRef)> =
-                        columns.iter().map(|(f, a)| (f.as_ref(), a)).collect();
-                    cq_id::deterministic_cq_ids(&keys, rows)
-                })
-                .collect::<Result<Vec<_>, CoreError>>()
+            while let Some(job) = shared.take(true) {
+                shared.hash(job);
+            }
         });
         let mut hashed = 0;
         let appended = read(&mut |builders: &[ColumnBuilder]| {
@@ -127,17 +124,103 @@ fn hash_keys_while_reading(
                     Ok((Arc::clone(builders[i].field()), array))
                 })
                 .collect();
-            // A send fails only if the hasher stopped on an error, which join reports.
-            let _ = chunks.send((columns, end - hashed));
+            shared.give(columns, end - hashed);
             hashed = end;
         });
-        drop(chunks);
-        let done = hasher
+        shared.close(appended.is_err());
+        while let Some(job) = shared.take(false) {
+            shared.hash(job);
+        }
+        hasher
             .join()
-            .map_err(|_| PyRuntimeError::new_err("the _cq_id hashing thread panicked"))?
-            .into_py_result()?;
-        Ok((appended?, CqIds::Partial(done)))
-    })
+            .map_err(|_| PyRuntimeError::new_err("the _cq_id hashing thread panicked"))?;
+        appended
+    })?;
+    let done = work.into_ids().into_py_result()?;
+    Ok((appended, CqIds::Partial(done)))
+}
+
+/// Key columns of one chunk of rows (or the error making them), and its row count.
+type HashJob = (usize, Result<Vec<(FieldRef, ArrayRef)>, CoreError>, usize);
+
+/// Chunks of primary keys waiting to be hashed, shared by the reading thread and the hasher.
+#[derive(Debug, Default)]
+struct HashWork {
+    state: Mutex<HashState>,
+    more: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct HashState {
+    queue: VecDeque<HashJob>,
+    /// No more chunks will come.
+    closed: bool,
+    /// The ids of chunk `i`, once hashed.
+    ids: Vec<Option<Result<FixedSizeBinaryArray, CoreError>>>,
+}
+
+impl HashWork {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashState> {
+        // Nothing panics while holding the lock, so a poisoned lock still holds sound state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn give(&self, columns: Result<Vec<(FieldRef, ArrayRef)>, CoreError>, rows: usize) {
+        let mut state = self.lock();
+        let index = state.ids.len();
+        state.ids.push(None);
+        state.queue.push_back((index, columns, rows));
+        self.more.notify_one();
+    }
+
+    /// No more chunks will come; with `abandon`, the ones waiting are dropped unhashed.
+    fn close(&self, abandon: bool) {
+        let mut state = self.lock();
+        state.closed = true;
+        if abandon {
+            state.queue.clear();
+        }
+        self.more.notify_all();
+    }
+
+    /// The next chunk to hash; with `wait`, blocks until there is one or no more will come.
+    fn take(&self, wait: bool) -> Option<HashJob> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                return Some(job);
+            }
+            if state.closed || !wait {
+                return None;
+            }
+            state = self
+                .more
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn hash(&self, (index, columns, rows): HashJob) {
+        let ids = columns.and_then(|columns| {
+            let keys: Vec<(&Field, &ArrayRef)> =
+                columns.iter().map(|(f, a)| (f.as_ref(), a)).collect();
+            cq_id::deterministic_cq_ids(&keys, rows)
+        });
+        self.lock().ids[index] = Some(ids);
+    }
+
+    /// Every chunk's ids, in order, or the first error. Only for work not abandoned.
+    fn into_ids(self) -> Result<Vec<FixedSizeBinaryArray>, CoreError> {
+        let state = self
+            .state
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        state
+            .ids
+            .into_iter()
+            .map(|ids| ids.expect("every chunk given was hashed"))
+            .collect()
+    }
 }
 
 #[pymethods]

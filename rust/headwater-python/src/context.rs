@@ -1,6 +1,7 @@
 //! Python types the converters recognise (`uuid.UUID`, `decimal.Decimal`, the `ipaddress`
-//! classes, `datetime.timezone.utc`), imported once per interpreter and then compared by
-//! pointer, which is far cheaper than `isinstance` through the import system per value.
+//! classes, `datetime.timezone.utc`, the exact `datetime` and `date` types), imported once per
+//! interpreter and then compared by pointer, which is far cheaper than `isinstance` through
+//! the import system per value.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -17,6 +18,10 @@ pub struct Known {
     pub ip_types: Py<PyTuple>,
     /// `datetime.timezone.utc`.
     pub utc: Py<PyAny>,
+    /// `datetime.datetime`.
+    pub datetime: Py<PyType>,
+    /// `datetime.date`.
+    pub date: Py<PyType>,
     /// `enum.Enum`.
     pub enum_base: Py<PyType>,
     /// `pydantic.BaseModel`, when pydantic is installed.
@@ -68,6 +73,8 @@ pub fn known(py: Python<'_>) -> PyResult<&'static Known> {
             .getattr("timezone")?
             .getattr("utc")?
             .unbind(),
+        datetime: ty("datetime", "datetime")?,
+        date: ty("datetime", "date")?,
         enum_base: ty("enum", "Enum")?,
         pydantic_model,
         dataclasses: (

@@ -1,7 +1,8 @@
 //! `headwater._core`: the pyo3 bindings of headwater-core.
 //!
 //! This crate holds only the Python-facing layer: reading Python rows into headwater-core's
-//! column builders ([`rows`], [`values`], [`pyjson`]), the `BatchBuilder` class and the IPC
+//! column builders ([`rows`], [`values`], [`pyjson`], and [`ffi_read`], the one module with
+//! `unsafe` code, which reads common values in place), the `BatchBuilder` class and the IPC
 //! functions ([`batch`]), the sync engine that runs a plugin's resolvers on worker threads
 //! ([`sync`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
 //! The public Python API lives in `python/headwater`, which wraps these.
@@ -9,6 +10,7 @@
 mod batch;
 mod context;
 mod errors;
+mod ffi_read;
 mod plan;
 mod pyjson;
 mod rows;

@@ -16,7 +16,7 @@ use crate::values::{ConvError, Fault};
 use headwater_core::schema::type_label;
 
 /// Deeper nesting than this is treated as a reference cycle rather than recursed into.
-const MAX_DEPTH: usize = 256;
+pub const MAX_DEPTH: usize = 256;
 
 fn not_json(field: &Field, v: &Bound<'_, PyAny>, reason: impl Into<String>) -> ConvError {
     ConvError::Fault(Box::new(Fault {

@@ -7,13 +7,18 @@
 
 use headwater_core::builder::ColumnBuilder;
 use headwater_core::{CoreError, RowFault};
-use pyo3::exceptions::{PyAttributeError, PyKeyError};
+use pyo3::exceptions::{PyAttributeError, PyKeyError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::errors::{row_error_instance, to_py_err};
-use crate::values::{is_scalar, push_value, truncate_chars, Context, ConvError, Fault};
+#[cfg(not(Py_GIL_DISABLED))]
+use crate::ffi_read::FastPush;
+use crate::ffi_read::{self, DictWalk, Entry, Step};
+#[cfg(not(Py_GIL_DISABLED))]
+use crate::values::fast_push_for;
+use crate::values::{is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -63,33 +68,28 @@ pub fn append_rows(
             builder.reserve(list.len());
         }
     }
-    let mut done = Appended::default();
-    let mut each = |index: usize, row: &Bound<'_, PyAny>| -> PyResult<()> {
-        done.seen += 1;
-        match append_one(row, builders, target, cx, index) {
-            Ok(()) => {
-                done.rows += 1;
-                done.kept.push(index);
-                if done.rows % CHUNK_ROWS == 0 {
-                    every_chunk(builders);
-                }
-                Ok(())
-            }
-            Err(RowProblem::Bad(fault)) => match on_fault {
-                OnFault::Raise => Err(to_py_err(CoreError::Row(fault))),
-                OnFault::Skip => {
-                    if let Some(errors) = errors {
-                        errors.append(row_error_instance(row.py(), &fault)?)?;
-                    }
-                    Ok(())
-                }
-            },
-            Err(RowProblem::Raised(err)) => Err(err),
-        }
+    let mut reading = Reading {
+        builders,
+        target,
+        cx,
+        on_fault,
+        errors,
+        every_chunk,
+        done: Appended::default(),
+        sizing: rows.cast::<PyList>().map_or(0, |list| list.len()),
     };
     if let Ok(list) = rows.cast::<PyList>() {
-        for (index, row) in list.iter().enumerate() {
-            each(index, &row)?;
+        #[cfg(not(Py_GIL_DISABLED))]
+        let mut pipeline = Pipeline::new(reading.builders);
+        let mut index = 0;
+        while index < list.len() {
+            #[cfg(not(Py_GIL_DISABLED))]
+            if let Some(appended) = pipeline.read(list, index, &mut reading) {
+                index += appended;
+                continue;
+            }
+            reading.row(index, &list.get_item(index)?)?;
+            index += 1;
         }
     } else if rows.cast::<PyDict>().is_ok() || is_scalar(rows) || rows.is_none() {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -98,10 +98,156 @@ pub fn append_rows(
         )));
     } else {
         for (index, row) in rows.try_iter()?.enumerate() {
-            each(index, &row?)?;
+            reading.row(index, &row?)?;
         }
     }
-    Ok(done)
+    Ok(reading.done)
+}
+
+/// The state of one [`append_rows`].
+struct Reading<'r, 'py> {
+    builders: &'r mut [ColumnBuilder],
+    target: &'r Target<'r>,
+    cx: Context<'r>,
+    on_fault: OnFault,
+    errors: Option<&'r Bound<'py, PyList>>,
+    every_chunk: &'r mut dyn FnMut(&[ColumnBuilder]),
+    done: Appended,
+    /// The number of input rows when known and the buffers are still to be sized after the
+    /// first [`SIZING_ROWS`] rows; 0 otherwise.
+    sizing: usize,
+}
+
+/// Rows read before the buffers are sized for the rest of a list from what they hold.
+const SIZING_ROWS: usize = 1024;
+
+impl Reading<'_, '_> {
+    /// Reads row `index`, or handles its fault.
+    fn row(&mut self, index: usize, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        match append_row(row, self.builders, self.target, self.cx) {
+            Ok(()) => {
+                self.stored(index..index + 1);
+                Ok(())
+            }
+            Err((column, error)) => {
+                self.done.seen += 1;
+                for builder in self.builders.iter_mut() {
+                    builder.truncate(self.done.rows);
+                }
+                match error {
+                    ConvError::Fault(fault) => {
+                        let fault = describe(row.py(), self.target, column, index, *fault);
+                        match self.on_fault {
+                            OnFault::Raise => Err(to_py_err(CoreError::Row(Box::new(fault)))),
+                            OnFault::Skip => {
+                                if let Some(errors) = self.errors {
+                                    errors.append(row_error_instance(row.py(), &fault)?)?;
+                                }
+                                Ok(())
+                            }
+                        }
+                    }
+                    ConvError::Py(err) => Err(err),
+                    ConvError::Core(err) => Err(to_py_err(err)),
+                }
+            }
+        }
+    }
+
+    /// Counts input rows `indices` as stored (they never cross a chunk boundary).
+    fn stored(&mut self, indices: std::ops::Range<usize>) {
+        if indices.is_empty() {
+            return;
+        }
+        self.done.seen += indices.len();
+        self.done.rows += indices.len();
+        self.done.kept.extend(indices);
+        if self.done.rows % CHUNK_ROWS == 0 {
+            (self.every_chunk)(self.builders);
+        }
+        if self.sizing > 0 && self.done.rows >= SIZING_ROWS {
+            let more = self.sizing.saturating_sub(self.done.seen);
+            for builder in self.builders.iter_mut() {
+                builder.reserve_like(more);
+            }
+            self.sizing = 0;
+        }
+    }
+
+    /// Where a run of rows stored at once must stop: at the next chunk boundary, or where the
+    /// buffers get sized.
+    #[cfg_attr(Py_GIL_DISABLED, allow(dead_code))] // only the read-ahead path stores runs
+    fn next_stop(&self) -> usize {
+        let chunk = CHUNK_ROWS - self.done.rows % CHUNK_ROWS;
+        if self.sizing > 0 {
+            chunk.min(SIZING_ROWS.saturating_sub(self.done.rows).max(1))
+        } else {
+            chunk
+        }
+    }
+}
+
+/// The fast path for lists of dict rows: [`ffi_read::read_rows`], which appends runs of rows
+/// whose values all take the fast path, reading ahead. A row it declines (a value that needs
+/// the general path) is read again the general way, so after one the next rows go the
+/// general way for a while, longer each time it happens again in a row: data that always
+/// declines pays for the attempt rarely.
+#[cfg(not(Py_GIL_DISABLED))]
+struct Pipeline {
+    plan: Vec<FastPush>,
+    /// Rows to read the general way before the next attempt.
+    pause: usize,
+    /// The pause after the next decline.
+    backoff: usize,
+}
+
+#[cfg(not(Py_GIL_DISABLED))]
+impl Pipeline {
+    const FIRST_BACKOFF: usize = 64;
+    const MAX_BACKOFF: usize = CHUNK_ROWS;
+
+    fn new(builders: &[ColumnBuilder]) -> Self {
+        Self {
+            plan: builders.iter().map(fast_push_for).collect(),
+            pause: 0,
+            backoff: Self::FIRST_BACKOFF,
+        }
+    }
+
+    /// Appends rows from `index` on, up to the next chunk boundary, and returns how many;
+    /// `None` when row `index` is to be read the general way.
+    fn read(
+        &mut self,
+        list: &Bound<'_, PyList>,
+        index: usize,
+        reading: &mut Reading<'_, '_>,
+    ) -> Option<usize> {
+        if self.pause > 0 {
+            self.pause -= 1;
+            return None;
+        }
+        let end = list.len().min(index + reading.next_stop());
+        let target = reading.target;
+        let appended = ffi_read::read_rows(
+            list,
+            index..end,
+            target.names,
+            reading.cx.known,
+            reading.builders,
+            &self.plan,
+        );
+        reading.stored(index..index + appended);
+        if index + appended < end {
+            // Declined at row `index + appended`, which the caller reads next.
+            self.backoff = if appended > 0 {
+                Self::FIRST_BACKOFF
+            } else {
+                (self.backoff * 2).min(Self::MAX_BACKOFF)
+            };
+            self.pause = self.backoff;
+        }
+        (appended > 0).then_some(appended)
+    }
 }
 
 /// Why [`append_one`] did not store a row.
@@ -157,12 +303,12 @@ fn append_row(
             return Ok(());
         }
         for (i, name) in target.names.iter().enumerate() {
-            match dict
-                .get_item(name.bind(py))
-                .map_err(|e| (Some(i), e.into()))?
-            {
-                Some(value) => push(builders, i, &value)?,
-                None => push(builders, i, &none)?,
+            let builder = &mut builders[i];
+            match ffi_read::lookup(dict, name, cx.known, builder, push_inert) {
+                Ok(Entry::Pushed) => {}
+                Ok(Entry::Slow(value)) => push(builders, i, &value)?,
+                Ok(Entry::Absent) => push(builders, i, &none)?,
+                Err(e) => return Err((Some(i), e.into())),
             }
         }
         return Ok(());
@@ -211,13 +357,20 @@ fn append_row(
         .ok()
         .and_then(|d| d.cast_into::<PyDict>().ok());
     for (i, name) in target.names.iter().enumerate() {
-        let name = name.bind(py);
-        let value = match attributes.as_ref().map(|d| d.get_item(name)).transpose() {
-            Ok(Some(Some(value))) => Some(value),
-            Ok(_) => lookup_attribute(row, name).map_err(|e| (Some(i), e.into()))?,
-            Err(e) => return Err((Some(i), e.into())),
+        let found = match &attributes {
+            Some(d) => ffi_read::lookup(d, name, cx.known, &mut builders[i], push_inert)
+                .map_err(|e| (Some(i), e.into()))?,
+            None => Entry::Absent,
         };
-        push(builders, i, value.as_ref().unwrap_or(&none))?;
+        match found {
+            Entry::Pushed => {}
+            Entry::Slow(value) => push(builders, i, &value)?,
+            Entry::Absent => {
+                let value =
+                    lookup_attribute(row, name.bind(py)).map_err(|e| (Some(i), e.into()))?;
+                push(builders, i, value.as_ref().unwrap_or(&none))?;
+            }
+        }
     }
     Ok(())
 }
@@ -232,18 +385,28 @@ fn walk_in_column_order(
     target: &Target<'_>,
     cx: Context<'_>,
 ) -> Result<bool, (Option<usize>, ConvError)> {
-    let py = dict.py();
     let start = builders.first().map_or(0, ColumnBuilder::len);
-    for (i, (key, value)) in dict.iter().enumerate() {
-        if !key.is(target.names[i].bind(py)) {
-            for builder in &mut builders[..i] {
-                builder.truncate(start);
+    let mut walk = DictWalk::new(dict, cx.known);
+    let mut from = 0;
+    loop {
+        match walk.read(target.names, builders, from, push_inert) {
+            Step::Done => return Ok(true),
+            Step::Slow(i, value) => {
+                push_value(&mut builders[i], &value, cx).map_err(|e| (Some(i), e))?;
+                from = i + 1;
             }
-            return Ok(false);
+            Step::Mismatch(i) => {
+                for builder in &mut builders[..i] {
+                    builder.truncate(start);
+                }
+                return Ok(false);
+            }
+            Step::Resized(i) => {
+                let err = PyRuntimeError::new_err("dictionary changed size during iteration");
+                return Err((Some(i), err.into()));
+            }
         }
-        push_value(&mut builders[i], &value, cx).map_err(|e| (Some(i), e))?;
     }
-    Ok(true)
 }
 
 /// `getattr(obj, name)`, with a missing attribute as `None` and any other exception raised.

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::OffsetSizeTrait;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
-use headwater_core::builder::{ColumnBuilder, Values};
+use headwater_core::builder::{BytesColumn, ColumnBuilder, ListColumn, Values};
 use headwater_core::schema::type_label;
 use headwater_core::{decimal, json, net, temporal, CoreError};
 use pyo3::exceptions::PyOverflowError;
@@ -23,7 +24,8 @@ use pyo3::types::{
 };
 
 use crate::context::Known;
-use crate::pyjson::write_json;
+use crate::ffi_read::{FastPush, Inert};
+use crate::pyjson::{self, write_json};
 use crate::rows::lookup_attribute;
 
 /// A value that does not fit its column.
@@ -308,6 +310,311 @@ pub fn push_value(
         }
     }
     Ok(())
+}
+
+/// The fast path of [`push_value`] for values read in place ([`Inert`]): appends `v` and
+/// returns `true` when it is an exact built-in value that fits the column as it is, exactly as
+/// [`push_value`] would store it; returns `false`, having appended nothing, for anything else
+/// (other types, values out of range, faults, full columns), which [`push_value`] then
+/// converts or explains. A [`FastPush`](crate::ffi_read::FastPush).
+pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if v.is_none() {
+        if !builder.field().is_nullable() {
+            return false;
+        }
+        builder.push_null();
+        return true;
+    }
+    match &mut builder.values {
+        Values::Boolean(c) => v.as_bool().map(|b| c.push(b)).is_some(),
+        Values::Int8(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Int16(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Int32(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Int64(c) => v.as_i64().map(|x| c.push(x)).is_some(),
+        Values::UInt8(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::UInt16(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::UInt32(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::UInt64(c) => v
+            .as_i64()
+            .and_then(|x| x.try_into().ok())
+            .map(|x| c.push(x))
+            .is_some(),
+        Values::Float64(c) => inert_float(v, false).map(|x| c.push(x)).is_some(),
+        Values::Float32(c) => match inert_float(v, true) {
+            #[allow(clippy::cast_possible_truncation)] // range checked; rounding as push_value
+            Some(x) if !(x.is_finite() && x.abs() > f64::from(f32::MAX)) => {
+                c.push(x as f32);
+                true
+            }
+            _ => false,
+        },
+        Values::Utf8(c) => v.as_str().is_some_and(|s| c.push(s.as_bytes()).is_ok()),
+        Values::LargeUtf8(c) => v.as_str().is_some_and(|s| c.push(s.as_bytes()).is_ok()),
+        Values::Binary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
+        Values::LargeBinary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
+        Values::FixedSizeBinary(c) | Values::Uuid(c) => v
+            .as_bytes()
+            .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
+        Values::Json(c) => push_json_inert(c, v),
+        Values::Timestamp(c, unit) => {
+            let Some(dt) = v.as_utc_datetime() else {
+                return false;
+            };
+            let days = temporal::days_from_civil(dt.year, dt.month, dt.day);
+            let micros = (days * 86_400 + dt.seconds) * 1_000_000 + dt.micros;
+            let value = if *unit == TimeUnit::Microsecond {
+                micros
+            } else {
+                // The label only goes into a message, and a failure goes the general way.
+                match temporal::convert(micros, TimeUnit::Microsecond, *unit, "") {
+                    Ok(value) => value,
+                    Err(_) => return false,
+                }
+            };
+            c.push(value);
+            true
+        }
+        Values::Date32(c) => v
+            .as_date()
+            .and_then(|(y, m, d)| i32::try_from(temporal::days_from_civil(y, m, d)).ok())
+            .map(|days| c.push(days))
+            .is_some(),
+        Values::List(list) => push_inert_list(list, v),
+        Values::LargeList(list) => push_inert_list(list, v),
+        _ => false,
+    }
+}
+
+/// The fast path for a column, chosen once per batch: a [`FastPush`] specialised for the
+/// column's storage and the value type it usually receives, which hands anything else to
+/// [`push_inert`]. Small enough to inline the push, unlike the general dispatch.
+#[cfg_attr(Py_GIL_DISABLED, allow(dead_code))] // only the read-ahead path uses it
+pub fn fast_push_for(builder: &ColumnBuilder) -> FastPush {
+    match &builder.values {
+        Values::Int64(_) => fast_int64,
+        Values::Float64(_) => fast_float64,
+        Values::Boolean(_) => fast_bool,
+        Values::Utf8(_) => fast_utf8,
+        Values::Timestamp(_, TimeUnit::Microsecond) => fast_timestamp_us,
+        Values::Json(_) => fast_json,
+        Values::Uuid(_) => fast_uuid,
+        Values::List(_) => fast_list,
+        _ => push_inert,
+    }
+}
+
+fn fast_int64(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Int64(c), Some(x)) = (&mut builder.values, v.as_i64()) {
+        c.push(x);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_float64(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Float64(c), Some(x)) = (&mut builder.values, v.as_f64()) {
+        c.push(x);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_bool(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Boolean(c), Some(b)) = (&mut builder.values, v.as_bool()) {
+        c.push(b);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_utf8(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Utf8(c), Some(s)) = (&mut builder.values, v.as_str()) {
+        return c.push(s.as_bytes()).is_ok();
+    }
+    push_inert(builder, v)
+}
+
+fn fast_timestamp_us(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Timestamp(c, TimeUnit::Microsecond), Some(dt)) =
+        (&mut builder.values, v.as_utc_datetime())
+    {
+        let days = temporal::days_from_civil(dt.year, dt.month, dt.day);
+        c.push((days * 86_400 + dt.seconds) * 1_000_000 + dt.micros);
+        return true;
+    }
+    push_inert(builder, v)
+}
+
+fn fast_json(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    match &mut builder.values {
+        Values::Json(c) if !v.is_none() => push_json_inert(c, v),
+        _ => push_inert(builder, v),
+    }
+}
+
+/// A json column's value read in place: str or bytes as JSON text (checked; invalid text goes
+/// the general way, which explains it), anything else serialised by [`write_json_inert`].
+fn push_json_inert(c: &mut BytesColumn<i32>, v: Inert<'_>) -> bool {
+    if let Some(text) = v.as_bytes().or_else(|| v.as_str().map(str::as_bytes)) {
+        return json::is_valid(text) && c.push(text).is_ok();
+    }
+    let written = c.push_with(|out| {
+        if write_json_inert(out, v, 0) {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    matches!(written, Ok(Ok(())))
+}
+
+/// [`write_json`] for values read in place: exact dicts with str or int keys, lists and
+/// tuples, str, int within i64, finite float, bool and None, written exactly as `write_json`
+/// writes them. `false`, leaving a partial text for the caller to drop, for anything else
+/// (subclasses, enums, models, big ints, NaN, other keys, nesting too deep), which
+/// `write_json` then takes, faults included.
+fn write_json_inert(out: &mut Vec<u8>, v: Inert<'_>, depth: usize) -> bool {
+    if depth > pyjson::MAX_DEPTH {
+        return false;
+    }
+    if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Some(b) = v.as_bool() {
+        out.extend_from_slice(if b { b"true" } else { b"false" });
+    } else if let Some(s) = v.as_str() {
+        json::write_str(out, s);
+    } else if let Some(i) = v.as_i64() {
+        json::write_i64(out, i);
+    } else if let Some(x) = v.as_f64() {
+        return json::write_f64(out, x).is_ok();
+    } else if let Some(entries) = v.dict_entries() {
+        out.push(b'{');
+        for (n, (key, item)) in entries.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if let Some(key) = key.as_str() {
+                json::write_str(out, key);
+            } else if let Some(key) = key.as_i64() {
+                // As `write_json` writes str(key).
+                out.push(b'"');
+                json::write_i64(out, key);
+                out.push(b'"');
+            } else {
+                return false;
+            }
+            out.push(b':');
+            if !write_json_inert(out, item, depth + 1) {
+                return false;
+            }
+        }
+        out.push(b'}');
+    } else if let Some(items) = v.items() {
+        out.push(b'[');
+        for (n, item) in items.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if !write_json_inert(out, item, depth + 1) {
+                return false;
+            }
+        }
+        out.push(b']');
+    } else {
+        return false;
+    }
+    true
+}
+
+fn fast_uuid(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let (Values::Uuid(c), Some(b)) = (&mut builder.values, v.as_bytes()) {
+        return b.len() == 16 && c.push(b).is_ok();
+    }
+    push_inert(builder, v)
+}
+
+/// Lists of strings (tags, names, ids: the most common nested values) item by item without
+/// the general dispatch; any other list as [`push_inert`] takes it.
+fn fast_list(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
+    if let Values::List(list) = &mut builder.values {
+        let start = list.closed_items();
+        if let (Values::Utf8(strings), Some(items)) = (&mut list.items().values, v.items()) {
+            let mut all = true;
+            for item in items {
+                match item.as_str() {
+                    Some(s) if strings.push(s.as_bytes()).is_ok() => {}
+                    _ => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all && list.close().is_ok() {
+                return true;
+            }
+            list.items().truncate(start);
+        }
+    }
+    push_inert(builder, v)
+}
+
+/// [`push_inert`] for an exact list or tuple: all of its items, or nothing.
+fn push_inert_list<O: OffsetSizeTrait>(list: &mut ListColumn<O>, v: Inert<'_>) -> bool {
+    let Some(items) = v.items() else {
+        return false;
+    };
+    let start = list.items().len();
+    for item in items {
+        if !push_inert(list.items(), item) {
+            list.items().truncate(start);
+            return false;
+        }
+    }
+    if list.close().is_err() {
+        list.items().truncate(start);
+        return false;
+    }
+    true
+}
+
+/// What [`float`] takes, read in place: an exact float, or an exact int a float holds exactly.
+fn inert_float(v: Inert<'_>, single: bool) -> Option<f64> {
+    if let Some(x) = v.as_f64() {
+        return Some(x);
+    }
+    let i = v.as_i64()?;
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // checked: exact
+    let exact = if single {
+        (i as f32) as i128 == i128::from(i)
+    } else {
+        (i as f64) as i128 == i128::from(i)
+    };
+    #[allow(clippy::cast_precision_loss)] // exact, checked above
+    exact.then_some(i as f64)
 }
 
 /// Appends item `k` of a list. Strings in string lists (tags, names, ids: the most common

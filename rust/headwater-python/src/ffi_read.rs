@@ -1,0 +1,693 @@
+//! Reads of built-in Python values through borrowed references: the fast path for rows.
+//!
+//! pyo3's safe API takes a strong reference (an incref now, a decref later) to every key and
+//! value it hands out, and dirties the cache line of every object it touches doing so. For the
+//! common row — a dict of exact built-in values (`str`, `int`, `float`, `bool`, `None`,
+//! `bytes`, `datetime`, `date`, and lists or tuples of those) — this module reads the values
+//! in place through the CPython C API instead, and gives each to a converter ([`FastPush`])
+//! that appends it to a column or declines, appending nothing. A declined value is handed back
+//! as a strong reference for the general conversion, which may run Python code.
+//!
+//! [`read_rows`] goes further for lists of dict rows: it appends whole runs of rows with the
+//! fast path only, and since nothing in it runs Python code, it can gather the next row's
+//! values (borrowed) and prefetch memory for the rows after while it converts the current
+//! one. The first row it cannot take whole is left to the general path.
+//!
+//! This is the only module of the crate with `unsafe` code. The rule that makes it sound: a
+//! borrowed reference is valid as long as its owner (the rows list, a row dict, a list) is
+//! neither changed nor dropped, and both can happen only if Python code runs. So an [`Inert`]
+//! (the borrowed view of a value) exists only inside a call to a [`FastPush`], which is a
+//! plain `fn` (it captures nothing) over a [`ColumnBuilder`] (which holds no Python objects)
+//! and cannot keep the `Inert` past the call; none of `Inert`'s reads runs Python code,
+//! allocates a garbage-collected object or raises; and the borrowed pointers [`read_rows`]
+//! keeps from one row to the next never outlive the call, in which no Python code runs. A
+//! value that needs more is turned into a strong reference before anything else happens.
+//!
+//! Free-threaded CPython (`Py_GIL_DISABLED`): another thread may change a dict or a list while
+//! this one reads it, so there dict entries are taken as strong references (pyo3's safe API)
+//! and lists always take the general path; values that cannot change (`str`, `int`, ...,
+//! tuples) are still read in place while the strong reference holds them.
+
+#![allow(unsafe_code)]
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use headwater_core::builder::ColumnBuilder;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::context::Known;
+
+/// A converter for the fast path: appends the value to the column and returns `true`, or
+/// returns `false` having appended nothing. A plain `fn` on purpose: it captures nothing, so
+/// it has no way to run Python code while the borrowed value is alive.
+pub type FastPush = fn(&mut ColumnBuilder, Inert<'_>) -> bool;
+
+/// A Python value read through a borrowed reference, valid for `'a`: the span of one
+/// [`FastPush`] call, during which no Python code runs. Its reads accept exact built-in types
+/// only (never subclasses, whose behaviour user code may change) and otherwise say `None`.
+#[derive(Clone, Copy)]
+pub struct Inert<'a> {
+    ptr: NonNull<ffi::PyObject>,
+    known: &'a Known,
+    _owner: PhantomData<&'a ffi::PyObject>,
+}
+
+/// Calendar fields of a `datetime` in UTC (naive, or aware with `datetime.timezone.utc`).
+#[derive(Debug, Clone, Copy)]
+pub struct UtcFields {
+    /// Year, 1..=9999.
+    pub year: i32,
+    /// Month, 1..=12.
+    pub month: u32,
+    /// Day of the month.
+    pub day: u32,
+    /// Seconds into the day.
+    pub seconds: i64,
+    /// Microseconds into the second.
+    pub micros: i64,
+}
+
+impl<'a> Inert<'a> {
+    /// # Safety
+    /// `ptr` must be a live object that stays alive, unchanged, for `'a` (no Python code runs).
+    #[inline]
+    unsafe fn new(ptr: *mut ffi::PyObject, known: &'a Known) -> Self {
+        Self {
+            ptr: NonNull::new(ptr).expect("a borrowed reference is never NULL"),
+            known,
+            _owner: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn as_ptr(self) -> *mut ffi::PyObject {
+        self.ptr.as_ptr()
+    }
+
+    #[inline]
+    fn type_ptr(self) -> *mut ffi::PyTypeObject {
+        // SAFETY: the object is alive for 'a (see `new`); reading its type is a field read.
+        unsafe { ffi::Py_TYPE(self.as_ptr()) }
+    }
+
+    /// Whether the value is `None`.
+    #[inline]
+    pub fn is_none(self) -> bool {
+        // SAFETY: `Py_None` is the address of a static object.
+        self.as_ptr() == unsafe { ffi::Py_None() }
+    }
+
+    /// `True` or `False`.
+    #[inline]
+    pub fn as_bool(self) -> Option<bool> {
+        // SAFETY: `Py_True` and `Py_False` are addresses of static objects.
+        let (yes, no) = unsafe { (ffi::Py_True(), ffi::Py_False()) };
+        match self.as_ptr() {
+            p if p == yes => Some(true),
+            p if p == no => Some(false),
+            _ => None,
+        }
+    }
+
+    /// An exact `int` that fits `i64`.
+    #[inline]
+    pub fn as_i64(self) -> Option<i64> {
+        if self.type_ptr() != &raw mut ffi::PyLong_Type {
+            return None;
+        }
+        let mut overflow = 0;
+        // SAFETY: an exact int: the call reads its digits, and reports a value beyond i64
+        // through `overflow` without raising (it raises only for objects that are not ints).
+        let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(self.as_ptr(), &mut overflow) };
+        (overflow == 0).then_some(value)
+    }
+
+    /// An exact `float`.
+    #[inline]
+    pub fn as_f64(self) -> Option<f64> {
+        if self.type_ptr() != &raw mut ffi::PyFloat_Type {
+            return None;
+        }
+        // SAFETY: an exact float; this reads its value field.
+        Some(unsafe { ffi::PyFloat_AS_DOUBLE(self.as_ptr()) })
+    }
+
+    /// An exact `bytes`.
+    #[inline]
+    pub fn as_bytes(self) -> Option<&'a [u8]> {
+        if self.type_ptr() != &raw mut ffi::PyBytes_Type {
+            return None;
+        }
+        // SAFETY: an exact bytes object holds `Py_SIZE` bytes at `PyBytes_AS_STRING`, and
+        // bytes are immutable: the slice is valid while the object is, for 'a.
+        unsafe {
+            let len = usize::try_from(ffi::Py_SIZE(self.as_ptr())).ok()?;
+            let data = ffi::PyBytes_AS_STRING(self.as_ptr()).cast::<u8>();
+            Some(std::slice::from_raw_parts(data, len))
+        }
+    }
+
+    /// An exact `str` as UTF-8; `None` also for a str holding lone surrogates, which have no
+    /// UTF-8 form (the general path says so).
+    #[inline]
+    pub fn as_str(self) -> Option<&'a str> {
+        if self.type_ptr() != &raw mut ffi::PyUnicode_Type {
+            return None;
+        }
+        #[cfg(not(Py_3_14))]
+        // SAFETY: an exact str. A compact ASCII str holds its `PyUnicode_GET_LENGTH` bytes of
+        // ASCII (so UTF-8) inline, at `PyUnicode_DATA`, for as long as it lives. (Python 3.14
+        // no longer exposes the flags; there `utf8` does the same.)
+        unsafe {
+            let s = self.as_ptr();
+            if ffi::PyUnicode_IS_COMPACT_ASCII(s) != 0 {
+                let len = usize::try_from(ffi::PyUnicode_GET_LENGTH(s)).ok()?;
+                let data = std::slice::from_raw_parts(ffi::PyUnicode_DATA(s).cast::<u8>(), len);
+                return Some(std::str::from_utf8_unchecked(data));
+            }
+        }
+        self.utf8()
+    }
+
+    /// [`Inert::as_str`] for any exact str, through CPython's UTF-8 cache.
+    #[inline(never)]
+    fn utf8(self) -> Option<&'a str> {
+        if !self.encodable() {
+            return None;
+        }
+        let mut len: ffi::Py_ssize_t = 0;
+        // SAFETY: an exact, encodable str: the call returns its UTF-8 form, cached in the
+        // object (for ASCII, its own data), so valid while the object is. It allocates that
+        // cache with the raw allocator (never a garbage-collected object, so no collection
+        // and no finaliser can run), and can fail only when out of memory.
+        let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(self.as_ptr(), &mut len) };
+        if data.is_null() {
+            // SAFETY: the failed call set an exception, which this clears; the thread is
+            // attached to the interpreter.
+            unsafe { ffi::PyErr_Clear() };
+            return None;
+        }
+        let len = usize::try_from(len).ok()?;
+        // SAFETY: CPython's UTF-8 form of a str is `len` bytes of valid UTF-8 at `data`,
+        // alive as long as the str.
+        Some(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast(), len)) })
+    }
+
+    /// Whether encoding this exact str to UTF-8 cannot fail (it holds no lone surrogate).
+    /// Checked first because a failure would create an exception object, and with it possibly
+    /// a garbage collection that runs arbitrary finalisers.
+    fn encodable(self) -> bool {
+        let s = self.as_ptr();
+        // SAFETY: an exact str. Before 3.12 a str may be "not ready" (legacy API), and then
+        // its kind is unknown: leave it to the general path. The kind and data pointer are
+        // field reads (functions on 3.14); the data holds `PyUnicode_GET_LENGTH` code units.
+        unsafe {
+            #[cfg(not(Py_3_12))]
+            if ffi::PyUnicode_IS_READY(s) == 0 {
+                return false;
+            }
+            let len = usize::try_from(ffi::PyUnicode_GET_LENGTH(s)).unwrap_or(0);
+            let surrogate = |c: u32| (0xD800..=0xDFFF).contains(&c);
+            match ffi::PyUnicode_KIND(s) {
+                ffi::PyUnicode_1BYTE_KIND => true,
+                ffi::PyUnicode_2BYTE_KIND => {
+                    let data = std::slice::from_raw_parts(ffi::PyUnicode_2BYTE_DATA(s), len);
+                    !data.iter().any(|&c| surrogate(u32::from(c)))
+                }
+                ffi::PyUnicode_4BYTE_KIND => {
+                    let data = std::slice::from_raw_parts(ffi::PyUnicode_4BYTE_DATA(s), len);
+                    !data.iter().any(|&c| surrogate(c))
+                }
+                _ => false,
+            }
+        }
+    }
+
+    /// An exact `datetime` that is naive or has `tzinfo=datetime.timezone.utc`; any other
+    /// tzinfo needs its `utcoffset()` called, which is the general path's job.
+    #[inline]
+    pub fn as_utc_datetime(self) -> Option<UtcFields> {
+        if self.type_ptr().cast::<ffi::PyObject>() != self.known.datetime.as_ptr() {
+            return None;
+        }
+        let d = self.as_ptr();
+        // SAFETY: an exact datetime (its type is the datetime C API's own); all of these are
+        // reads of its fields, and tzinfo is a borrowed pointer only compared, never used.
+        unsafe {
+            let tz = ffi::PyDateTime_DATE_GET_TZINFO(d);
+            if tz != ffi::Py_None() && tz != self.known.utc.as_ptr() {
+                return None;
+            }
+            Some(UtcFields {
+                year: ffi::PyDateTime_GET_YEAR(d),
+                month: u32::try_from(ffi::PyDateTime_GET_MONTH(d)).ok()?,
+                day: u32::try_from(ffi::PyDateTime_GET_DAY(d)).ok()?,
+                seconds: i64::from(ffi::PyDateTime_DATE_GET_HOUR(d)) * 3600
+                    + i64::from(ffi::PyDateTime_DATE_GET_MINUTE(d)) * 60
+                    + i64::from(ffi::PyDateTime_DATE_GET_SECOND(d)),
+                micros: i64::from(ffi::PyDateTime_DATE_GET_MICROSECOND(d)),
+            })
+        }
+    }
+
+    /// An exact `date` (not a datetime) as (year, month, day).
+    #[inline]
+    pub fn as_date(self) -> Option<(i32, u32, u32)> {
+        if self.type_ptr().cast::<ffi::PyObject>() != self.known.date.as_ptr() {
+            return None;
+        }
+        let d = self.as_ptr();
+        // SAFETY: an exact date; these read its fields.
+        unsafe {
+            Some((
+                ffi::PyDateTime_GET_YEAR(d),
+                u32::try_from(ffi::PyDateTime_GET_MONTH(d)).ok()?,
+                u32::try_from(ffi::PyDateTime_GET_DAY(d)).ok()?,
+            ))
+        }
+    }
+
+    /// The entries of an exact `dict` (not on free-threaded builds, where another thread may
+    /// change a dict under the reader).
+    #[inline]
+    pub fn dict_entries(self) -> Option<DictEntries<'a>> {
+        if cfg!(Py_GIL_DISABLED) || self.type_ptr() != &raw mut ffi::PyDict_Type {
+            return None;
+        }
+        Some(DictEntries { dict: self, pos: 0 })
+    }
+
+    /// The items of an exact `tuple`, or of an exact `list` (not on free-threaded builds,
+    /// where another thread may change a list under the reader).
+    #[inline]
+    pub fn items(self) -> Option<Items<'a>> {
+        let ty = self.type_ptr();
+        let list = cfg!(not(Py_GIL_DISABLED)) && ty == &raw mut ffi::PyList_Type;
+        if !list && ty != &raw mut ffi::PyTuple_Type {
+            return None;
+        }
+        let seq = self.as_ptr();
+        // SAFETY: an exact list or tuple; its size is a field read. It cannot change while
+        // `self` is alive (no Python code runs), so it holds for the whole iteration.
+        let len = unsafe {
+            if list {
+                ffi::PyList_GET_SIZE(seq)
+            } else {
+                ffi::PyTuple_GET_SIZE(seq)
+            }
+        };
+        Some(Items {
+            seq: self,
+            list,
+            next: 0,
+            len,
+        })
+    }
+}
+
+/// Iterator over the entries of an exact dict, as [`Inert`] key and value.
+pub struct DictEntries<'a> {
+    dict: Inert<'a>,
+    pos: ffi::Py_ssize_t,
+}
+
+impl<'a> Iterator for DictEntries<'a> {
+    type Item = (Inert<'a>, Inert<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Inert<'a>, Inert<'a>)> {
+        let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: `dict` is an exact dict, alive and unchanged for 'a (no Python code runs);
+        // `PyDict_Next` returns borrowed references to its live entries, which it keeps alive.
+        unsafe {
+            if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
+                return None;
+            }
+            Some((
+                Inert::new(key, self.dict.known),
+                Inert::new(value, self.dict.known),
+            ))
+        }
+    }
+}
+
+/// Iterator over the items of a list or tuple, as [`Inert`] values.
+pub struct Items<'a> {
+    seq: Inert<'a>,
+    list: bool,
+    next: ffi::Py_ssize_t,
+    len: ffi::Py_ssize_t,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Inert<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Inert<'a>> {
+        if self.next >= self.len {
+            return None;
+        }
+        let seq = self.seq.as_ptr();
+        // SAFETY: `seq` is an exact list or tuple of `len` items, alive and unchanged for 'a
+        // (no Python code runs); the index is below `len`, so the item read is one of its
+        // live items, which the sequence keeps alive for 'a.
+        let item = unsafe {
+            if self.list {
+                ffi::PyList_GET_ITEM(seq, self.next)
+            } else {
+                ffi::PyTuple_GET_ITEM(seq, self.next)
+            }
+        };
+        self.next += 1;
+        // SAFETY: as above.
+        Some(unsafe { Inert::new(item, self.seq.known) })
+    }
+}
+
+/// What looking a key up came to.
+#[derive(Debug)]
+pub enum Entry<'py> {
+    /// The fast path appended the value.
+    Pushed,
+    /// The fast path declined: here is the value, for the general path.
+    Slow(Bound<'py, PyAny>),
+    /// The key is not in the dict.
+    Absent,
+}
+
+impl<'py> Entry<'py> {
+    /// Appends a borrowed value with `fast`, or takes a strong reference to it.
+    ///
+    /// # Safety
+    /// `value` must be a live object, borrowed from a container no Python code has run
+    /// against since the reference was obtained.
+    #[cfg_attr(Py_GIL_DISABLED, allow(dead_code))]
+    unsafe fn of_borrowed(
+        py: Python<'py>,
+        value: *mut ffi::PyObject,
+        known: &Known,
+        builder: &mut ColumnBuilder,
+        fast: FastPush,
+    ) -> Self {
+        // SAFETY: per this function's contract, `value` is alive now; `fast` cannot run
+        // Python code (see `FastPush`), so it stays alive and unchanged during the call.
+        if fast(builder, unsafe { Inert::new(value, known) }) {
+            Entry::Pushed
+        } else {
+            // SAFETY: still alive, as nothing ran since; the strong reference keeps it so.
+            Entry::Slow(unsafe { Bound::from_borrowed_ptr(py, value) })
+        }
+    }
+
+    /// Appends a strongly held value with `fast`, or hands it back.
+    #[cfg_attr(not(Py_GIL_DISABLED), allow(dead_code))]
+    fn of_owned(
+        value: Bound<'py, PyAny>,
+        known: &Known,
+        builder: &mut ColumnBuilder,
+        fast: FastPush,
+    ) -> Self {
+        if push_owned(&value, known, builder, fast) {
+            Entry::Pushed
+        } else {
+            Entry::Slow(value)
+        }
+    }
+}
+
+/// Appends a strongly held value with `fast`.
+#[cfg_attr(not(Py_GIL_DISABLED), allow(dead_code))]
+fn push_owned(
+    value: &Bound<'_, PyAny>,
+    known: &Known,
+    builder: &mut ColumnBuilder,
+    fast: FastPush,
+) -> bool {
+    // SAFETY: `value` is held strongly across the call, and the values Inert reads in place
+    // (str, int, float, bytes, datetime, tuple) are immutable; lists, which are not, are
+    // never read in place on free-threaded builds (see `Inert::items`).
+    fast(builder, unsafe { Inert::new(value.as_ptr(), known) })
+}
+
+/// Where a [`DictWalk::read`] stopped.
+#[derive(Debug)]
+pub enum Step<'py> {
+    /// Every column got its value.
+    Done,
+    /// `fast` declined the value of column `.0`: here it is, for the general path; resume
+    /// at the next column.
+    Slow(usize, Bound<'py, PyAny>),
+    /// The entry for column `.0` does not have the column's name as its key, or is missing.
+    Mismatch(usize),
+    /// The dict changed size (Python code run by the general path changed it) before column
+    /// `.0` was read.
+    Resized(usize),
+}
+
+/// A walk over a dict's entries in order, for rows written as dict literals in column order.
+pub struct DictWalk<'a, 'py> {
+    dict: &'a Bound<'py, PyDict>,
+    known: &'a Known,
+    len: usize,
+    #[cfg(not(Py_GIL_DISABLED))]
+    pos: ffi::Py_ssize_t,
+    #[cfg(Py_GIL_DISABLED)]
+    entries: pyo3::types::dict::BoundDictIterator<'py>,
+}
+
+impl<'a, 'py> DictWalk<'a, 'py> {
+    /// A walk from the first entry of `dict`.
+    pub fn new(dict: &'a Bound<'py, PyDict>, known: &'a Known) -> Self {
+        Self {
+            dict,
+            known,
+            len: dict.len(),
+            #[cfg(not(Py_GIL_DISABLED))]
+            pos: 0,
+            #[cfg(Py_GIL_DISABLED)]
+            entries: dict.iter(),
+        }
+    }
+
+    /// Reads the next entries into `builders[from..]` (with `fast`) while their keys are
+    /// `names[from..]` themselves (identity: interned column names), until every column has
+    /// a value or one needs the general path.
+    #[inline]
+    pub fn read(
+        &mut self,
+        names: &[Py<PyString>],
+        builders: &mut [ColumnBuilder],
+        from: usize,
+        fast: FastPush,
+    ) -> Step<'py> {
+        // Python code runs only between calls; the size tells whether it changed the dict.
+        if self.dict.len() != self.len {
+            return Step::Resized(from);
+        }
+        let columns = names.iter().zip(builders.iter_mut()).enumerate().skip(from);
+        #[cfg(not(Py_GIL_DISABLED))]
+        for (i, (name, builder)) in columns {
+            let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+            // SAFETY: `dict` is a live dict (held by the caller). `PyDict_Next` checks `pos`
+            // against the current table, so it is safe even if Python code changed the dict
+            // since the last call; it returns borrowed references to a live entry.
+            let found =
+                unsafe { ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut k, &mut v) };
+            if found == 0 || k != name.as_ptr() {
+                return Step::Mismatch(i);
+            }
+            // SAFETY: `v` was just returned by the dict, and nothing has run since; `fast`
+            // cannot run Python code (see `FastPush`).
+            if !fast(builder, unsafe { Inert::new(v, self.known) }) {
+                // SAFETY: still alive, as nothing ran since; the strong reference keeps it so.
+                return Step::Slow(i, unsafe { Bound::from_borrowed_ptr(self.dict.py(), v) });
+            }
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        for (i, (name, builder)) in columns {
+            match self.entries.next() {
+                Some((k, v)) if k.as_ptr() == name.as_ptr() => {
+                    if !push_owned(&v, self.known, builder, fast) {
+                        return Step::Slow(i, v);
+                    }
+                }
+                _ => return Step::Mismatch(i),
+            }
+        }
+        Step::Done
+    }
+}
+
+/// Looks `key` up in `dict` (as `dict.get_item`: no `__missing__`, no overridden
+/// `__getitem__`) and appends the value to `builder` with `fast`, or hands it back. Errors
+/// raised by a key's `__eq__` during the lookup pass through.
+pub fn lookup<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &Py<PyString>,
+    known: &Known,
+    builder: &mut ColumnBuilder,
+    fast: FastPush,
+) -> PyResult<Entry<'py>> {
+    let py = dict.py();
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        // SAFETY: `dict` and `key` are live. The lookup may run Python code (a key's
+        // `__eq__`), but only before it returns; what it returns is a borrowed reference to
+        // the value in the dict as it is after that code ran, and nothing runs between here
+        // and its use or incref in `of_borrowed`.
+        let value = unsafe { ffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr()) };
+        if value.is_null() {
+            return match PyErr::take(py) {
+                Some(err) => Err(err),
+                None => Ok(Entry::Absent),
+            };
+        }
+        // SAFETY: see above.
+        Ok(unsafe { Entry::of_borrowed(py, value, known, builder, fast) })
+    }
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        Ok(match dict.get_item(key.bind(py))? {
+            Some(value) => Entry::of_owned(value, known, builder, fast),
+            None => Entry::Absent,
+        })
+    }
+}
+
+/// Hints the processor to fetch the cache line at `address` ahead of its use.
+#[cfg(not(Py_GIL_DISABLED))]
+#[inline(always)]
+fn prefetch<T>(address: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and never changes memory, whatever
+    // the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above; `prfm` is a hint that never faults.
+    unsafe {
+        core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) address, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = address;
+}
+
+/// Prefetches the table of a dict: the object holding its keys and values (a few lines).
+///
+/// # Safety
+/// `dict` must be a live object.
+#[cfg(not(Py_GIL_DISABLED))]
+#[inline(always)]
+unsafe fn prefetch_table(dict: *mut ffi::PyObject) {
+    // SAFETY: a live object; its type is a field read, and for an exact dict `ma_keys` is a
+    // field of the dict object itself. The prefetches are hints (see `prefetch`).
+    unsafe {
+        if ffi::Py_TYPE(dict) != &raw mut ffi::PyDict_Type {
+            return;
+        }
+        let keys = (*dict.cast::<ffi::PyDictObject>()).ma_keys.cast::<u8>();
+        for line in 0..5 {
+            prefetch(keys.wrapping_add(64 * line));
+        }
+    }
+}
+
+/// Reads the value pointers of a dict row into `values` if it is an exact dict whose keys are
+/// `names` themselves, in order, prefetching each value.
+///
+/// # Safety
+/// `dict` must be a live object, and the pointers stored are borrowed: valid only until
+/// Python code next runs.
+#[cfg(not(Py_GIL_DISABLED))]
+unsafe fn gather(
+    dict: *mut ffi::PyObject,
+    names: &[Py<PyString>],
+    values: &mut [*mut ffi::PyObject],
+) -> bool {
+    // SAFETY: a live object; for an exact dict, its size (`ma_used`, what `PyDict_Size`
+    // reads) is a field of the dict object, and `PyDict_Next` only reads.
+    unsafe {
+        if ffi::Py_TYPE(dict) != &raw mut ffi::PyDict_Type
+            || usize::try_from((*dict.cast::<ffi::PyDictObject>()).ma_used) != Ok(names.len())
+        {
+            return false;
+        }
+        let mut pos = 0;
+        for (name, value) in names.iter().zip(values.iter_mut()) {
+            let mut k = std::ptr::null_mut();
+            if ffi::PyDict_Next(dict, &mut pos, &mut k, value) == 0 || k != name.as_ptr() {
+                return false;
+            }
+            prefetch(*value);
+        }
+    }
+    true
+}
+
+/// Appends rows `rows` of `list` (clipped to its length) with the fast paths of `plan` (one
+/// per column) only, for as long as each is an exact dict with the column names as keys in
+/// order and the fast paths take every value; returns how many rows it appended. The row it stops at has nothing appended.
+///
+/// No Python code runs in here, so the rows, their entries and values stay as they are,
+/// and each row is read while the next ones are fetched from memory: the values of the next
+/// row, the table of the one after, the dict of the one after that.
+#[cfg(not(Py_GIL_DISABLED))]
+pub fn read_rows(
+    list: &Bound<'_, pyo3::types::PyList>,
+    rows: std::ops::Range<usize>,
+    names: &[Py<PyString>],
+    known: &Known,
+    builders: &mut [ColumnBuilder],
+    plan: &[FastPush],
+) -> usize {
+    let list = list.as_ptr();
+    // SAFETY: `list` is a live list (held by the caller), unchanged while this runs.
+    let len = usize::try_from(unsafe { ffi::PyList_GET_SIZE(list) }).unwrap_or(0);
+    let end = rows.end.min(len);
+    // SAFETY: as above; callers pass indices below `len`. The item is borrowed from the list.
+    let item = |i: usize| unsafe { ffi::PyList_GET_ITEM(list, i as ffi::Py_ssize_t) };
+    let start_len = builders.first().map_or(0, ColumnBuilder::len);
+    let width = names.len();
+    // The values of two rows: the one being read and the next, alternating halves.
+    let mut values = vec![std::ptr::null_mut(); 2 * width];
+    // SAFETY: a live item; nothing runs between gathering and reading the pointers.
+    let mut next_ok =
+        rows.start < end && unsafe { gather(item(rows.start), names, &mut values[..width]) };
+    let mut done = 0;
+    for row in rows.start..end {
+        if !next_ok {
+            break;
+        }
+        let (first, second) = values.split_at_mut(width);
+        let (current, next) = if (row - rows.start) % 2 == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        if row + 3 < len {
+            prefetch(item(row + 3));
+        }
+        if row + 2 < len {
+            // SAFETY: a live item.
+            unsafe { prefetch_table(item(row + 2)) };
+        }
+        // SAFETY: a live item.
+        next_ok = row + 1 < end && unsafe { gather(item(row + 1), names, next) };
+        for ((builder, &value), fast) in builders.iter_mut().zip(&*current).zip(plan) {
+            // SAFETY: gathered from a row of the list just now; no Python code has run since,
+            // and `fast` cannot run any.
+            if !fast(builder, unsafe { Inert::new(value, known) }) {
+                for builder in builders.iter_mut() {
+                    builder.truncate(start_len + done);
+                }
+                return done;
+            }
+        }
+        done += 1;
+    }
+    done
+}
