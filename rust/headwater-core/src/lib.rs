@@ -5,7 +5,8 @@
 //! a table schema ([`ingest`]), computes `_cq_id`s byte-compatible with the Go plugin SDK
 //! ([`cq_id`]) and encodes Arrow IPC streams split under a message size limit ([`ipc`]).
 //! For syncs it has the task queue with its concurrency limits ([`scheduler`]) and the
-//! byte-bounded output buffer that gives backpressure ([`buffer`]).
+//! byte-bounded output buffer that gives backpressure ([`buffer`]). For API clients it has
+//! the token bucket and concurrency cap shared by a sync's threads ([`ratelimit`]).
 //! Nothing here touches Python; `headwater-python` drives it.
 #![deny(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod ingest;
 pub mod ipc;
 pub mod json;
 pub mod net;
+pub mod ratelimit;
 pub mod scheduler;
 pub mod schema;
 pub mod temporal;

@@ -3,7 +3,8 @@
 //! This crate holds only the Python-facing layer: reading Python rows into headwater-core's
 //! column builders ([`rows`], [`values`], [`pyjson`]), the `BatchBuilder` class and the IPC
 //! functions ([`batch`]), the sync engine that runs a plugin's resolvers on worker threads
-//! ([`sync`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
+//! ([`sync`]), the rate limiter API clients share ([`ratelimit`]), and the mapping of engine
+//! errors onto `headwater.errors` ([`errors`]).
 //! The public Python API lives in `python/headwater`, which wraps these.
 
 mod batch;
@@ -11,6 +12,7 @@ mod context;
 mod errors;
 mod plan;
 mod pyjson;
+mod ratelimit;
 mod rows;
 mod sync;
 mod values;
@@ -25,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(batch::encode_schema_ipc, m)?)?;
     m.add_function(wrap_pyfunction!(batch::encode_data_ipc, m)?)?;
     sync::register(m)?;
+    m.add_class::<ratelimit::RateLimiter>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
