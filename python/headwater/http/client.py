@@ -125,12 +125,14 @@ class _Core:
     @staticmethod
     def _split_query(
         url: str | httpx.URL, params: Mapping[str, Any] | None
-    ) -> tuple[httpx.URL, httpx.QueryParams | Mapping[str, Any] | None]:
+    ) -> tuple[str | httpx.URL, httpx.QueryParams | Mapping[str, Any] | None]:
         """Move a URL's own query string into ``params``.
 
         httpx drops a URL's query string when ``params`` are given (the client's defaults
         count), and next-page URLs carry theirs.
         """
+        if isinstance(url, str) and "?" not in url:
+            return url, params  # the common case, without parsing the URL twice
         parsed = httpx.URL(url)
         if not parsed.query:
             return parsed, params
