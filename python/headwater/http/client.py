@@ -347,6 +347,8 @@ class Client(_Core):
         verify: Verify TLS certificates (or a CA bundle path, or an ``ssl.SSLContext``).
         strict_content_type: Refuse to decode answers whose content type is not JSON.
         transport: An httpx transport to send through (tests, proxies).
+        id: Names the client in sync messages, logs and incremental state keys, when a
+            plugin's ``connect`` returns the client itself.
     """
 
     def __init__(
@@ -367,7 +369,9 @@ class Client(_Core):
         verify: bool | str | ssl.SSLContext = True,
         strict_content_type: bool = True,
         transport: httpx.BaseTransport | None = None,
+        id: str = "default",
     ) -> None:
+        self.id = id
         super().__init__(
             base_url,
             auth=auth,
@@ -582,7 +586,9 @@ class AsyncClient(_Core):
         verify: bool | str | ssl.SSLContext = True,
         strict_content_type: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        id: str = "default",
     ) -> None:
+        self.id = id
         super().__init__(
             base_url,
             auth=auth,
