@@ -88,3 +88,20 @@ def test_oauth_errors_hide_the_client_secret(http_server: MockServer) -> None:
         client.get("/x")
     assert "client-secret-echoed" not in str(caught.value)
     assert "client_secret=***" in str(caught.value)
+
+
+def test_credentials_in_default_headers_and_params_are_secrets(http_server: MockServer) -> None:
+    http_server.route("GET", "/x", status=500, json={"echo": "Token hdr-secret-9 q-secret-9"})
+    with (
+        http.Client(
+            http_server.url,
+            headers={"Authorization": "Token hdr-secret-9"},
+            params={"access_token": "q-secret-9"},
+            retry=False,
+        ) as client,
+        pytest.raises(http.HttpStatusError) as caught,
+    ):
+        client.get("/x")
+    message = str(caught.value)
+    assert "hdr-secret-9" not in message and "q-secret-9" not in message
+    assert "access_token=***" in message

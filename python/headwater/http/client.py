@@ -45,7 +45,13 @@ from headwater.errors import (
 from headwater.http.auth import Auth, CallableAuth
 from headwater.http.pagination import Page, Paginator
 from headwater.http.ratelimit import RateLimit, RateLimiter
-from headwater.http.redaction import redact, redact_url
+from headwater.http.redaction import (
+    is_secret_header,
+    is_secret_param,
+    redact,
+    redact_url,
+    register_secret,
+)
 from headwater.http.retry import RetryPolicy, parse_retry_after
 
 __all__ = ["AsyncClient", "Client", "RequestHook", "ResponseHook"]
@@ -120,6 +126,14 @@ class _Core:
         }
         self._base_url = base_url
         self._params = dict(params or {})
+        # Credentials passed as plain default headers or parameters are secrets all the same.
+        for name, value in self._default_headers.items():
+            if is_secret_header(name):
+                register_secret(value)
+                register_secret(value.partition(" ")[2])  # "Bearer <token>"
+        for name, value in self._params.items():
+            if is_secret_param(name) and isinstance(value, str):
+                register_secret(value)
         self._timeout = timeout
 
     @staticmethod
@@ -173,7 +187,7 @@ class _Core:
                 response, f"invalid JSON ({len(content)} bytes): {exc}", show_body=True
             ) from None
 
-    def _give_up(
+    def _wait_or_raise(
         self,
         request: httpx.Request,
         attempt: int,
@@ -503,7 +517,7 @@ class Client(_Core):
                         attempt -= 1  # the credentials failed, not the request
                         continue
             time.sleep(
-                self._give_up(
+                self._wait_or_raise(
                     request, attempt, started, response=response, error=error, retry=policy
                 )
             )
@@ -699,7 +713,7 @@ class AsyncClient(_Core):
                         attempt -= 1
                         continue
             await asyncio.sleep(
-                self._give_up(
+                self._wait_or_raise(
                     request, attempt, started, response=response, error=error, retry=policy
                 )
             )
