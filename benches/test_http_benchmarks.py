@@ -11,15 +11,19 @@ Targets (issue #6):
 - a limit of 50 requests/s holds the measured rate within 5% of 50 over 10 s, with 32
   threads pushing;
 - the client's time per request (local server, no latency) is within 1.5x of bare httpx.
+
+The pages run with sync resolvers (threads, ``http.Client``) and with async ones
+(``http.AsyncClient``); both clients do their network I/O in Rust without the GIL by default.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,11 +164,16 @@ def test_rate_limit_holds_50_per_second(benchmark: Any, fast_api: str) -> None:
     assert abs(measured - 50) <= 0.05 * 50
 
 
-def test_client_overhead_vs_bare_httpx(benchmark: Any, fast_api: str) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["rust-transport", "httpx-transport"])
+def test_client_overhead_vs_bare_httpx(benchmark: Any, fast_api: str, native: bool) -> None:
+    """Per request: headwater's client (auth hook, limiter, retry loop, orjson) against
+    ``httpx.Client().get().json()``; with httpx's own transport underneath too, which
+    isolates what headwater's layers cost.
+    """
     n = 2000 if timed(benchmark) else 20
     url = fast_api + "/fast"
 
-    with http.Client(fast_api) as ours, httpx.Client() as bare:
+    with http.Client(fast_api, native_transport=native) as ours, httpx.Client() as bare:
 
         def with_headwater() -> None:
             for _ in range(n):
@@ -184,7 +193,62 @@ def test_client_overhead_vs_bare_httpx(benchmark: Any, fast_api: str) -> None:
     ratio = mine / baseline
     benchmark.extra_info.update(httpx_seconds=baseline, ratio=ratio)
     print(
-        f"\nper request: headwater {mine / n * 1e6:.0f} us, httpx {baseline / n * 1e6:.0f} us, "
-        f"ratio {ratio:.2f}"
+        f"\nper request ({'rust' if native else 'httpx'} transport): headwater "
+        f"{mine / n * 1e6:.0f} us, httpx {baseline / n * 1e6:.0f} us, ratio {ratio:.2f}"
     )
     assert ratio <= 1.5
+
+
+def async_paging_plugin(url: str, shards: int, pages: int) -> hw.Plugin:
+    @hw.table(
+        "bench_pages",
+        columns=[
+            hw.Column("id", pa.int64(), primary_key=True),
+            hw.Column("shard", pa.int64()),
+            hw.Column("name", pa.string()),
+        ],
+    )
+    async def bench_pages(shard: Shard) -> AsyncIterator[list[Any]]:
+        params = {"shard": shard.id, "pages": shard.pages}
+        client: http.AsyncClient = shard.client  # type: ignore[assignment]
+        async for page in client.paginate("/pages", PAGES, params=params):
+            yield page
+
+    class Closing:
+        """The async client, closed by run_sync on the way out."""
+
+        def __init__(self) -> None:
+            self.http = http.AsyncClient(url, max_connections=64)
+
+        def close(self) -> None:
+            asyncio.run(self.http.aclose())
+
+    return hw.Plugin(
+        name="bench",
+        version="1",
+        tables=[bench_pages],
+        connect=lambda spec: Closing(),
+        clients=lambda c: [Shard(i, c.http, pages) for i in range(shards)],
+    )
+
+
+def test_async_pages_at_concurrency_32_vs_1(benchmark: Any, slow_api: str) -> None:
+    """The first benchmark with async resolvers and the AsyncClient."""
+    shards, pages = (100, 10) if timed(benchmark) else (4, 3)
+    plugin = async_paging_plugin(slow_api, shards, pages)
+    rows = benchmark.pedantic(lambda: sync_pages(plugin, 32), rounds=3, iterations=1)
+    assert rows == shards * pages * 10
+    if not timed(benchmark):
+        return
+    ours = benchmark.stats.stats.min
+    baseline = best_of(lambda: sync_pages(plugin, 1), rounds=1)
+    speedup = baseline / ours
+    benchmark.extra_info.update(concurrency_1_seconds=baseline, speedup=speedup)
+    print(
+        f"\n{shards * pages} pages, async: concurrency 32 {ours:.2f} s, concurrency 1 "
+        f"{baseline:.2f} s, {speedup:.1f}x"
+    )
+    # The issue's 20x is held by the sync benchmark above; async requests hop to a worker
+    # thread each (17-19x here). 10x catches a regression like httpcore's own async pool,
+    # which managed 2-3x.
+    assert speedup >= 10

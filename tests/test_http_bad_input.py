@@ -20,6 +20,8 @@ from headwater import http
 from headwater.testing import MockResponse, MockServer, run_sync
 
 NO_RETRY = http.RetryPolicy(attempts=1)
+# Both transports: headwater's Rust one (the default) and httpx's own.
+NATIVE = pytest.mark.parametrize("native", [True, False], ids=["rust", "httpcore"])
 
 
 def fetch(server: MockServer, path: str, **options: Any) -> Any:
@@ -74,7 +76,8 @@ def test_an_empty_body(http_server: MockServer) -> None:
         fetch(http_server, "/x")
 
 
-def test_a_truncated_body(http_server: MockServer) -> None:
+@NATIVE
+def test_a_truncated_body(http_server: MockServer, native: bool) -> None:
     raw = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         b'{"items": [1, 2'
@@ -106,32 +109,69 @@ def test_a_redirect_loop(http_server: MockServer) -> None:
     assert len(http_server.requests) == 6
 
 
-def test_tls_to_a_plain_http_port(http_server: MockServer) -> None:
+@NATIVE
+def test_tls_to_a_plain_http_port(http_server: MockServer, native: bool) -> None:
     http_server.route("GET", "/x", json={})
     https = http_server.url.replace("http://", "https://")
     # The default policy: TLS errors are not retried.
-    with http.Client(https) as client, pytest.raises(http.HttpTransportError) as caught:
+    with (
+        http.Client(https, native_transport=native) as client,
+        pytest.raises(http.HttpTransportError) as caught,
+    ):
         client.get("/x")
-    assert str(caught.value).startswith(f"GET {https}/x: TLS error (ConnectError")
+    assert str(caught.value).startswith(f"GET {https}/x: TLS error (")
     assert "(not retried)" in str(caught.value)
 
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A server key and certificate for 127.0.0.1, and the private CA that signed it.
+
+    Returns ``(key, chain)``: ``chain`` holds the server certificate, then the CA's; trusting
+    the chain's file trusts the CA.
+    """
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed")
-    directory = tmp_path_factory.mktemp("tls")
-    key, cert = directory / "key.pem", directory / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return key, cert
+    d = tmp_path_factory.mktemp("tls")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=headwater test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(d / "key.pem"),
+        "-out",
+        str(d / "server.csr"),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
+        "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.pem"),
+        "-days", "2", "-extfile", str(d / "ext.cnf"))  # fmt: skip
+    chain = d / "chain.pem"
+    chain.write_bytes((d / "server.pem").read_bytes() + (d / "ca.pem").read_bytes())
+    return d / "key.pem", chain
 
 
 @pytest.fixture
@@ -149,17 +189,23 @@ def tls_server(self_signed: tuple[Path, Path]) -> Iterator[MockServer]:
         yield server
 
 
-def test_a_self_signed_certificate(tls_server: MockServer, self_signed: tuple[Path, Path]) -> None:
+@NATIVE
+def test_a_self_signed_certificate(
+    tls_server: MockServer, self_signed: tuple[Path, Path], native: bool
+) -> None:
     url = tls_server.url.replace("http://", "https://")
     with (
-        http.Client(url) as client,
-        pytest.raises(
-            http.HttpTransportError, match=r"TLS error \(ConnectError: .*CERTIFICATE_VERIFY_FAILED"
-        ),
+        http.Client(url, native_transport=native) as client,
+        pytest.raises(http.HttpTransportError, match=r"TLS error \(\w+: .*(?i:certificate)"),
     ):
         client.get("/x")
-    # Trusting it explicitly works.
+    # Trusting it explicitly works: as a CA file (both transports), or an SSLContext (httpx's).
+    with http.Client(url, verify=str(self_signed[1]), native_transport=native) as client:
+        assert client.get_json("/x") == {"secure": True}
     with http.Client(url, verify=ssl.create_default_context(cafile=str(self_signed[1]))) as client:
+        assert client.get_json("/x") == {"secure": True}
+    # Or not verifying at all.
+    with http.Client(url, verify=False, native_transport=native) as client:
         assert client.get_json("/x") == {"secure": True}
 
 

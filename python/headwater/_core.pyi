@@ -8,6 +8,7 @@ import pyarrow as pa
 __all__ = [
     "AsyncTask",
     "BatchBuilder",
+    "HttpTransport",
     "RateLimiter",
     "SyncEngine",
     "TaskState",
@@ -125,3 +126,19 @@ class RateLimiter:
     def release(self, key: str) -> None: ...
     def observe(self, key: str, remaining: int | None, reset_after: float | None) -> None: ...
     def stats(self, key: str) -> tuple[int, int, int]: ...
+
+@final
+class HttpTransport:
+    def __new__(
+        cls, *, ca_pem: bytes | None = None, verify: bool = True, max_connections: int = 100
+    ) -> HttpTransport: ...
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, bytes]],
+        body: bytes,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+    ) -> tuple[int, list[tuple[str, bytes]], bytes]: ...

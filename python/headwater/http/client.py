@@ -53,6 +53,12 @@ from headwater.http.redaction import (
     register_secret,
 )
 from headwater.http.retry import RetryPolicy, parse_retry_after
+from headwater.http.transport import (
+    AsyncNativeTransport,
+    NativeTransport,
+    TLSError,
+    native_supported,
+)
 
 __all__ = ["AsyncClient", "Client", "RequestHook", "ResponseHook"]
 
@@ -244,7 +250,7 @@ def _is_tls(error: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
+        if isinstance(current, (ssl.SSLError, TLSError)):
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -336,6 +342,11 @@ def _final_error(
     )
 
 
+def _context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it (a CA file path became deprecated there)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
 def _pool(max_connections: int) -> httpx.Limits:
     return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
@@ -361,6 +372,11 @@ class Client(_Core):
         verify: Verify TLS certificates (or a CA bundle path, or an ``ssl.SSLContext``).
         strict_content_type: Refuse to decode answers whose content type is not JSON.
         transport: An httpx transport to send through (tests, proxies).
+        native_transport: Without ``transport``: do the network I/O in Rust with the GIL
+            released (:class:`~headwater.http.transport.NativeTransport`), which is what
+            lets many threads wait on an API at once; ``False``: httpx's own transport.
+            ``verify`` given as an ``ssl.SSLContext``, or ``SSL_CERT_DIR`` without
+            ``SSL_CERT_FILE``, always uses httpx's.
         id: Names the client in sync messages, logs and incremental state keys, when a
             plugin's ``connect`` returns the client itself.
     """
@@ -383,6 +399,7 @@ class Client(_Core):
         verify: bool | str | ssl.SSLContext = True,
         strict_content_type: bool = True,
         transport: httpx.BaseTransport | None = None,
+        native_transport: bool = True,
         id: str = "default",
     ) -> None:
         self.id = id
@@ -399,7 +416,16 @@ class Client(_Core):
             strict_content_type=strict_content_type,
         )
         if transport is None:
-            transport = httpx.HTTPTransport(limits=_pool(max_connections), verify=verify)
+            if (
+                native_transport
+                and not isinstance(verify, ssl.SSLContext)
+                and native_supported(verify)
+            ):
+                transport = NativeTransport(verify, max_connections)
+            else:
+                transport = httpx.HTTPTransport(
+                    limits=_pool(max_connections), verify=_context(verify)
+                )
         if _transport_wrapper is not None:
             transport = _transport_wrapper(transport, False)
         self.http = httpx.Client(
@@ -600,6 +626,7 @@ class AsyncClient(_Core):
         verify: bool | str | ssl.SSLContext = True,
         strict_content_type: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        native_transport: bool = True,
         id: str = "default",
     ) -> None:
         self.id = id
@@ -616,7 +643,16 @@ class AsyncClient(_Core):
             strict_content_type=strict_content_type,
         )
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(limits=_pool(max_connections), verify=verify)
+            if (
+                native_transport
+                and not isinstance(verify, ssl.SSLContext)
+                and native_supported(verify)
+            ):
+                transport = AsyncNativeTransport(verify, max_connections)
+            else:
+                transport = httpx.AsyncHTTPTransport(
+                    limits=_pool(max_connections), verify=_context(verify)
+                )
         if _transport_wrapper is not None:
             transport = _transport_wrapper(transport, True)
         self.http = httpx.AsyncClient(

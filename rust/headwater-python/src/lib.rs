@@ -3,8 +3,8 @@
 //! This crate holds only the Python-facing layer: reading Python rows into headwater-core's
 //! column builders ([`rows`], [`values`], [`pyjson`]), the `BatchBuilder` class and the IPC
 //! functions ([`batch`]), the sync engine that runs a plugin's resolvers on worker threads
-//! ([`sync`]), the rate limiter API clients share ([`ratelimit`]), and the mapping of engine
-//! errors onto `headwater.errors` ([`errors`]).
+//! ([`sync`]), the rate limiter API clients share ([`ratelimit`]) and their HTTP transport
+//! ([`transport`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
 //! The public Python API lives in `python/headwater`, which wraps these.
 
 mod batch;
@@ -15,6 +15,7 @@ mod pyjson;
 mod ratelimit;
 mod rows;
 mod sync;
+mod transport;
 mod values;
 
 use pyo3::prelude::*;
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(batch::encode_data_ipc, m)?)?;
     sync::register(m)?;
     m.add_class::<ratelimit::RateLimiter>()?;
+    m.add_class::<transport::HttpTransport>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
