@@ -165,3 +165,31 @@ def test_arguments_are_checked() -> None:
         http.Client(auth="token")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="rate_limit must be a RateLimit or a RateLimiter"):
         http.Client(rate_limit=10)  # type: ignore[arg-type]
+
+
+def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ssl
+
+    from headwater.http.transport import AsyncNativeTransport, NativeTransport
+
+    def transport_of(client: http.Client) -> object:
+        return client.http._transport
+
+    with http.Client() as client:
+        assert isinstance(transport_of(client), NativeTransport)
+    with http.Client(native_transport=False) as client:
+        assert isinstance(transport_of(client), httpx.HTTPTransport)
+    with http.Client(verify=ssl.create_default_context()) as client:
+        assert isinstance(transport_of(client), httpx.HTTPTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    with http.Client() as client:
+        assert isinstance(transport_of(client), httpx.HTTPTransport)
+    monkeypatch.delenv("HTTPS_PROXY")
+
+    async def async_transport() -> object:
+        async with http.AsyncClient() as client:
+            return client.http._transport
+
+    assert isinstance(asyncio.run(async_transport()), AsyncNativeTransport)

@@ -375,8 +375,8 @@ class Client(_Core):
         native_transport: Without ``transport``: do the network I/O in Rust with the GIL
             released (:class:`~headwater.http.transport.NativeTransport`), which is what
             lets many threads wait on an API at once; ``False``: httpx's own transport.
-            ``verify`` given as an ``ssl.SSLContext``, or ``SSL_CERT_DIR`` without
-            ``SSL_CERT_FILE``, always uses httpx's.
+            ``verify`` given as an ``ssl.SSLContext``, proxies set in the environment, or
+            ``SSL_CERT_DIR`` without ``SSL_CERT_FILE`` always use httpx's.
         id: Names the client in sync messages, logs and incremental state keys, when a
             plugin's ``connect`` returns the client itself.
     """

@@ -10,7 +10,8 @@ is never blocked.
 
 Certificates are verified against the same bundle httpx uses (``SSL_CERT_FILE`` if set,
 otherwise certifi's), or a CA file given as ``verify``; ``verify=False`` trusts any. An
-``ssl.SSLContext`` cannot be translated: the clients fall back to httpx's transport for it.
+``ssl.SSLContext`` cannot be translated, and proxies are not supported: with either, the
+clients fall back to httpx's transport.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import concurrent.futures
 import os
 import ssl
+import urllib.request
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,8 +45,14 @@ class TLSError(httpx.ConnectError):
 
 
 def native_supported(verify: object) -> bool:
-    """Whether :class:`NativeTransport` can honour ``verify`` (not an ``ssl.SSLContext``)."""
+    """Whether :class:`NativeTransport` can stand in for httpx's transport here.
+
+    Not for ``verify`` given as an ``ssl.SSLContext``, nor when proxies are configured in the
+    environment (``HTTPS_PROXY`` ...), which httpx's transport honours and this one does not.
+    """
     if isinstance(verify, ssl.SSLContext):
+        return False
+    if any(scheme != "no" for scheme in urllib.request.getproxies()):
         return False
     # A certificate directory (without a file) is an OpenSSL notion rustls does not read.
     return not (os.environ.get("SSL_CERT_DIR") and not os.environ.get("SSL_CERT_FILE"))
