@@ -193,3 +193,28 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
             return client.http._transport
 
     assert isinstance(asyncio.run(async_transport()), AsyncNativeTransport)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["rust", "httpcore"])
+def test_compressed_answers_and_cookies(http_server: MockServer, native: bool) -> None:
+    import gzip
+
+    body = gzip.compress(b'{"compressed": true}')
+    http_server.route(
+        "GET",
+        "/gz",
+        MockResponse(
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+                "Set-Cookie": "session=abc; Path=/",
+            },
+        ),
+    )
+    http_server.route("GET", "/again", json={})
+    with http.Client(http_server.url, native_transport=native) as client:
+        assert client.get_json("/gz") == {"compressed": True}
+        client.get("/again")
+    assert "gzip" in http_server.requests[0].headers["accept-encoding"]
+    assert http_server.requests[1].headers["cookie"] == "session=abc"
