@@ -38,3 +38,30 @@ def generate(n: int) -> Iterator[dict[str, Any]]:
     """A resolver's generator: `n` rows, each built when it is yielded."""
     for i in range(n):
         yield make_row(i)
+
+
+def make_arrow(n: int) -> Any:
+    """`n` rows of the shape as one pyarrow table, as a resolver reading Arrow data would yield.
+
+    ``attributes`` is JSON text and ``external_id`` the UUID's 16 bytes: what any Arrow
+    producer holds for them.
+    """
+    import json
+
+    import pyarrow as pa
+
+    rows = make_rows(n)
+    return pa.table(
+        {
+            "id": pa.array([r["id"] for r in rows], pa.int64()),
+            "count": pa.array([r["count"] for r in rows], pa.int64()),
+            "name": [r["name"] for r in rows],
+            "description": [r["description"] for r in rows],
+            "score": pa.array([r["score"] for r in rows], pa.float64()),
+            "active": [r["active"] for r in rows],
+            "updated_at": pa.array([r["updated_at"] for r in rows], pa.timestamp("us", tz="UTC")),
+            "tags": pa.array([r["tags"] for r in rows], pa.list_(pa.string())),
+            "attributes": [json.dumps(r["attributes"]) for r in rows],
+            "external_id": pa.array([r["external_id"].bytes for r in rows], pa.binary(16)),
+        }
+    )

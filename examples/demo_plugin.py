@@ -1,17 +1,20 @@
 """A small example plugin, synced into DuckDB: repositories and their issues.
 
-Run it with ``python examples/demo_plugin.py [headwater.duckdb]``. It shows what a plugin is
-made of:
+Run it with ``headwater sync examples/demo_plugin.py`` (or ``python examples/demo_plugin.py
+[headwater.duckdb]``). It shows what a plugin is made of:
 
 - a spec (a pydantic model; secrets would be ``hw.SecretStr``) and a client made from it;
 - a top-level table declared with ``@hw.table`` and :class:`headwater.Column` lists, whose
   resolver is a plain generator yielding dicts;
 - a child table declared with ``@repos.child`` from a pydantic model, whose resolver is an
   async generator called once per repository (the engine runs it on an event loop);
-- :meth:`headwater.Plugin.sync`, which runs the resolvers on Rust worker threads and yields
-  ``MigrateTable`` and ``Insert`` messages: Arrow record batches with CloudQuery
-  ``_cq_id``/``_cq_parent_id`` columns, loaded here into the embedded DuckDB file through
-  Arrow, without a row-by-row path.
+- a local sync (``headwater sync examples/demo_plugin.py``, or :func:`sync` below): the
+  resolvers run on Rust worker threads, their rows become Arrow record batches with CloudQuery
+  ``_cq_id``/``_cq_parent_id`` columns, and the batches go into the embedded DuckDB file
+  through Arrow, without a row-by-row path.
+
+``python examples/demo_plugin.py sync --to parquet:///./out`` runs the same command line
+through :meth:`headwater.Plugin.main`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pyarrow as pa
 import pydantic
 
 import headwater as hw
-from headwater import types
+from headwater.destinations.run import sync_to
 
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -116,68 +119,21 @@ plugin = hw.Plugin(
 )
 
 
-def duckdb_ready(batch: pa.RecordBatch) -> pa.Table:
-    """Present CloudQuery extension columns as text DuckDB can cast (uuid, json, inet)."""
-    columns = []
-    for field, column in zip(batch.schema, batch.columns, strict=True):
-        if isinstance(field.type, types.UUIDType):
-            column = pa.array([None if u is None else str(u) for u in column.to_pylist()])
-        elif isinstance(field.type, types.JSONType | types.InetType):
-            column = column.storage.cast(pa.string())
-        columns.append(column)
-    return pa.table(columns, names=batch.schema.names)
-
-
-SQL_TYPES = {"uuid": "UUID", "json": "JSON"}
-
-
-def select_list(schema: pa.Schema) -> str:
-    """The columns of ``schema``, extension columns cast to their SQL types."""
-    return ", ".join(
-        f'CAST("{f.name}" AS {SQL_TYPES[types.extension_name(f.type) or ""]}) AS "{f.name}"'
-        if types.extension_name(f.type) in SQL_TYPES
-        else f'"{f.name}"'
-        for f in schema
-    )
-
-
 def sync(path: Path, spec: dict[str, Any] | None = None) -> dict[str, int]:
-    """Sync every table into the DuckDB file at ``path`` (replacing earlier data).
+    """Sync every table into the DuckDB file at ``path``, replacing earlier data.
+
+    This is what ``headwater sync examples/demo_plugin.py --mode overwrite`` does: batches go
+    into DuckDB through Arrow, ``uuid``/``json`` columns become ``UUID``/``JSON``.
 
     Returns:
         Rows per table.
     """
-    con = duckdb.connect(str(path))
-    try:
-        run = plugin.sync(spec)
-        for message in run:
-            if isinstance(message, hw.MigrateTable):
-                empty = pa.RecordBatch.from_pylist([], schema=message.schema)
-                con.register("incoming", duckdb_ready(empty))
-                con.execute(f'DROP TABLE IF EXISTS "{message.table.name}"')
-                con.execute(
-                    f'CREATE TABLE "{message.table.name}" AS '
-                    f"SELECT {select_list(message.schema)} FROM incoming"
-                )
-            elif isinstance(message, hw.Insert):
-                con.register("incoming", duckdb_ready(message.batch))
-                con.execute(
-                    f'INSERT INTO "{message.table_name}" '
-                    f"SELECT {select_list(message.batch.schema)} FROM incoming"
-                )
-            else:
-                print(f"error: {message.message}", file=sys.stderr)
-            con.unregister("incoming")
-        return run.summary.rows
-    finally:
-        con.close()
+    result = sync_to(plugin, f"duckdb://{path.resolve()}", spec, mode="overwrite")
+    return result.rows
 
 
-def main(argv: list[str]) -> None:
-    """Sync into ``argv[0]`` (default ``headwater.duckdb``) and print a few rows back."""
-    path = Path(argv[0] if argv else "headwater.duckdb")
-    counts = sync(path)
-    print(f"synced {counts} into {path}")
+def show(path: Path) -> None:
+    """Print a few synced rows back: each issue with its repository."""
     with duckdb.connect(str(path), read_only=True) as con:
         print(
             con.sql(
@@ -187,6 +143,23 @@ def main(argv: list[str]) -> None:
                 "ORDER BY r.id, i.number LIMIT 8"
             )
         )
+
+
+def main(argv: list[str]) -> None:
+    """Sync into ``argv[0]`` (default ``headwater.duckdb``) and print rows back.
+
+    ``--show FILE`` only prints; a headwater command (``sync``, ``tables``, ...) runs
+    :meth:`headwater.Plugin.main`.
+    """
+    if argv and argv[0] == "--show":
+        show(Path(argv[1] if len(argv) > 1 else "headwater.duckdb"))
+        return
+    if argv and not argv[0].endswith(".duckdb") and not argv[0].startswith("-"):
+        plugin.main(argv)
+    path = Path(argv[0] if argv else "headwater.duckdb")
+    counts = sync(path)
+    print(f"synced {counts} into {path}")
+    show(path)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # Time the benchmarks on a release build, each against its baseline in the same run.
 #
 # The baselines that are other SDKs live in environments of their own, installed only here:
-# .venv-bench-cq has the official CloudQuery Python SDK (it pulls in pandas and numpy).
+# .venv-bench-cq has the official CloudQuery Python SDK (it pulls in pandas and numpy);
+# .venv-bench-dlt has dlt with DuckDB and Parquet support, for the local-sync benchmarks.
 #
 #   scripts/bench.sh                              # every suite
 #   scripts/bench.sh benches/test_sync_benchmarks.py -k memory
@@ -20,7 +21,11 @@ PYTHON="${PYTHON:-python3}"
 # 0.1.57 needs a certifi release the package index may not have yet.
 .venv-bench-cq/bin/python -m pip install --quiet --upgrade pip 'cloudquery-plugin-sdk==0.1.56'
 
+[ -x .venv-bench-dlt/bin/python ] || "$PYTHON" -m venv .venv-bench-dlt
+.venv-bench-dlt/bin/python -m pip install --quiet --upgrade pip 'dlt[duckdb,parquet]'
+
 export HEADWATER_CQ_PYTHON="$PWD/.venv-bench-cq/bin/python"
+export HEADWATER_DLT_PYTHON="$PWD/.venv-bench-dlt/bin/python"
 if [ "$#" -eq 0 ]; then
     set -- benches
 fi

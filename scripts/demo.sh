@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up and run the demo: install headwater from source, then sync the example plugin
-# (examples/demo_plugin.py) into the embedded DuckDB default, ./headwater.duckdb, and print rows.
+# Set up and run the demo: install headwater from source, then `headwater sync` the example
+# plugin (examples/demo_plugin.py) into the embedded DuckDB default, ./headwater.duckdb, and
+# print a few rows back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,6 @@ VENV="${HEADWATER_VENV:-.venv}"
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet .
-python examples/demo_plugin.py "${1:-headwater.duckdb}"
+DB="${1:-headwater.duckdb}"
+headwater sync examples/demo_plugin.py --to "duckdb://$DB" --mode overwrite --no-progress
+python examples/demo_plugin.py --show "$DB"

@@ -18,6 +18,17 @@ step "virtualenv $VENV ($("$PYTHON" --version))"
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
 
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    # The destination tests start a throwaway PostgreSQL server on loopback.
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        step "install PostgreSQL for the destination tests"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "warning: PostgreSQL (initdb, pg_ctl) is not installed; its tests will fail" >&2
+    fi
+fi
+
 step "build the extension (dev profile) and install headwater with its test tools"
 # One build for everything: the editable install compiles the extension with the dev profile
 # (dependencies optimised), which `cargo test` below reuses.

@@ -71,3 +71,38 @@ def test_bad_references(plugin_dir: Path) -> None:
     with pytest.raises(PluginLoadError, match="names no module"):
         load_plugin(":plugin")
     assert issubclass(PluginLoadError, hw.HeadwaterError)
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    import subprocess
+
+    script = tmp_path / "many_tables.py"
+    script.write_text(
+        "import pyarrow as pa\nimport headwater as hw\n"
+        "tables = [hw.table(f't{i}', columns=[hw.Column('id', pa.int64())])(lambda c: [])"
+        " for i in range(2000)]\n"
+        "plugin = hw.Plugin(name='many', version='1', tables=tables)\n"
+    )
+    done = subprocess.run(
+        f"{sys.executable} -m headwater.cli tables {script} --format json | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(done.stdout) == 10
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_logs_follow_a_replaced_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    handler = hw.configure_logging(level="info")
+    try:
+        replaced = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", replaced)
+        logging.getLogger("headwater.test").info("hello", extra={"table": "t"})
+        assert "hello table=t" in replaced.getvalue()
+    finally:
+        logging.getLogger("headwater").removeHandler(handler)

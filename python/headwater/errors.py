@@ -9,12 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "DestinationError",
     "HeadwaterError",
     "HttpError",
     "HttpResponseError",
     "HttpStatusError",
     "HttpTransportError",
     "IpcError",
+    "MigrationError",
     "PluginError",
     "RowError",
     "SchemaError",
@@ -119,6 +121,42 @@ def _rebuild_http_error(
 
 class IpcError(HeadwaterError):
     """Arrow IPC encoding failed, e.g. a single row is larger than the message size limit."""
+
+
+class DestinationError(HeadwaterError):
+    """A destination of a local sync failed: unreachable, locked, full, or of the wrong shape.
+
+    The message names the destination (its URL, without a password), the table and the value
+    at fault.
+    """
+
+
+class MigrationError(DestinationError):
+    """A destination table cannot take the plugin's schema without losing data.
+
+    Raised for an incompatible column type change (pass ``migrate_force`` to rebuild the table).
+
+    Attributes:
+        table: The destination table.
+        column: The column whose type changed.
+        old_type: Its type in the destination.
+        new_type: The type the plugin's schema needs.
+    """
+
+    def __init__(self, table: str, column: str, old_type: str, new_type: str, where: str) -> None:
+        self.table = table
+        self.column = column
+        self.old_type = old_type
+        self.new_type = new_type
+        self.where = where
+        super().__init__(
+            f"{where}: table {table!r}, column {column!r} is {old_type} but the plugin now "
+            f"needs {new_type}; this change would lose data, so the sync is refused "
+            "(rerun with --migrate-force to drop and rebuild the table)"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (MigrationError, (self.table, self.column, self.old_type, self.new_type, self.where))
 
 
 class RowError(HeadwaterError, ValueError):

@@ -101,6 +101,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr``, looked up for every record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def _json_level(levelno: int) -> str:
     if levelno <= TRACE:
         return "trace"
@@ -130,7 +145,8 @@ def configure_logging(
     Args:
         level: ``trace``, ``debug``, ``info``, ``warn`` or ``error`` (or a logging level).
         format: ``text`` for ``key=value`` lines, ``json`` for one JSON object per line.
-        stream: Where to write; ``sys.stderr`` by default.
+        stream: Where to write; by default whatever ``sys.stderr`` is when a record is
+            written (so a live display that swaps it, such as rich's, keeps working).
 
     Returns:
         The installed handler.
@@ -141,10 +157,12 @@ def configure_logging(
     if format not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', not {format!r}")
     logger = logging.getLogger("headwater")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_headwater", False):
-            logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for previous in list(logger.handlers):
+        if getattr(previous, "_headwater", False):
+            logger.removeHandler(previous)
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
     handler._headwater = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["PluginLoadError", "load_plugin", "main"]
 
 #: The modules defining commands, in the order their commands are listed in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("headwater.cli.serve",)
+COMMAND_MODULES: tuple[str, ...] = ("headwater.cli.local", "headwater.cli.serve")
 
 
 class PluginLoadError(HeadwaterError, ValueError):
@@ -130,5 +131,11 @@ def main(argv: Sequence[str] | None = None, *, plugin: Plugin | None = None) -> 
     except PluginLoadError as exc:
         print(f"headwater: error: {exc}", file=sys.stderr)
         return 2
-    exit_code: int = args.handler(args, target)
+    try:
+        exit_code: int = args.handler(args, target)
+    except BrokenPipeError:
+        # The reader went away (`headwater tables ... | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return exit_code

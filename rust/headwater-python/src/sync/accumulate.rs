@@ -57,6 +57,7 @@ pub struct Accumulator {
     held: Vec<(Arc<Py<PyAny>>, usize)>,
     /// State updates made after these rows were appended.
     states: Vec<StateUpdate>,
+    /// When the oldest row (or, without rows, the oldest state update) was added.
     since: Option<Instant>,
 }
 
@@ -98,7 +99,7 @@ impl Accumulator {
         parent_id: Option<[u8; 16]>,
         held: Option<(Arc<Py<PyAny>>, usize)>,
     ) -> bool {
-        if self.rows == 0 {
+        if self.since.is_none() {
             self.since = Some(Instant::now());
         }
         self.rows += 1;
@@ -112,8 +113,12 @@ impl Accumulator {
             || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= shared.options.max_bytes)
     }
 
-    /// Queues a state update behind the rows appended so far.
+    /// Queues a state update behind the rows appended so far; it leaves with them, when
+    /// the batch is full or has waited the maximum latency.
     pub fn push_state(&mut self, update: StateUpdate) {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
         self.states.push(update);
     }
 
@@ -136,12 +141,10 @@ impl Accumulator {
         self.rows == 0 && self.states.is_empty()
     }
 
-    /// Whether the oldest row has waited at least the maximum latency.
+    /// Whether the oldest row or state update has waited at least the maximum latency.
     fn is_stale(&self, shared: &Shared) -> bool {
-        !self.states.is_empty()
-            || self
-                .since
-                .is_some_and(|since| since.elapsed() >= shared.options.max_latency)
+        self.since
+            .is_some_and(|since| since.elapsed() >= shared.options.max_latency)
     }
 
     /// Takes the rows and state updates out as a [`Bundle`], leaving fresh builders; `None`

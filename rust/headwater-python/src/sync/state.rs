@@ -3,9 +3,9 @@
 //! State is a string-to-string map: the values given when the sync starts (read from the
 //! CloudQuery state backend, or from the destination of a local sync), updated as resolvers
 //! set keys. An update is queued behind the rows its resolver has yielded so far (in the
-//! accumulator of the thread it runs on), so the `StateUpdate` message always comes after the
-//! `Insert`s holding those rows, and a consumer that stores state only once the rows before it
-//! are stored never advances a cursor past data it does not have.
+//! accumulator of the thread it runs on) and leaves with them, so the `StateUpdate` message
+//! always comes after the `Insert`s holding those rows, and a consumer that stores state only
+//! once the rows before it are stored never advances a cursor past data it does not have.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::accumulate::{flush, Flushed, Owner};
+use super::accumulate::Owner;
 use super::finisher::Work;
 use super::worker::Converting;
 use super::{lock, Shared};
@@ -70,8 +70,9 @@ impl TaskState {
         Ok(lock(&self.shared.state).get(&key).cloned().or(default))
     }
 
-    /// Sets `key` to `value`. The update reaches the destination after every row this
-    /// resolver yielded before it.
+    /// Sets `key` to `value`. The update leaves with the batch holding the rows this
+    /// resolver yielded before it (when that batch is full or has waited the maximum
+    /// latency), so it reaches the destination after them, and does not cut batches short.
     fn set(
         &self,
         py: Python<'_>,
@@ -105,24 +106,19 @@ impl TaskState {
             match mine {
                 Some(accumulator) => {
                     lock(&accumulator).push_state((key, value));
-                    flush(shared, &accumulator, |b| shared.output.reserve(b), false).map(
-                        |flushed| match flushed {
-                            Flushed::Refused(work) => Some(work),
-                            Flushed::Done => None,
-                        },
-                    )
+                    None
                 }
                 // No row of this table was appended on that thread: nothing to wait for.
-                None => Ok(shared.submit(
+                None => shared.submit(
                     Work::State {
                         table,
                         update: (key, value),
                     },
                     0,
-                )),
+                ),
             }
         });
-        if let Some(work) = refused.map_err(crate::errors::to_py_err)? {
+        if let Some(work) = refused {
             work.abandon(shared);
         }
         Ok(())

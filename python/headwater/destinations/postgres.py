@@ -1,0 +1,359 @@
+"""PostgreSQL: ``postgresql://user:password@host:port/database``, through ADBC.
+
+Batches go to the server with COPY BINARY (``adbc-driver-postgresql`` bulk ingest), each column
+in the wire form of its PostgreSQL type (see :mod:`headwater.destinations.typemap`): ``uuid`` as
+its 16 bytes, ``jsonb`` with its version byte, arrays, ``timestamp with time zone``. Columns
+that need a server-side cast (``inet``, ``mac`` text) and upserts go through a temporary staging
+table. A sync runs in one transaction per commit, with the state it covers
+(``_headwater_state``), so a crash rolls back to the last commit.
+
+Needs ``pip install 'headwater[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+
+from headwater.destinations.base import (
+    CQ_SOURCE_NAME,
+    CQ_SYNC_TIME,
+    StateEntry,
+    SyncColumns,
+    TablePlan,
+    WriteOptions,
+    batches_of,
+    latest,
+    one_batch,
+    state_of,
+)
+from headwater.destinations.duckdb import dedupe_last, literal, quote, timestamp_literal
+from headwater.destinations.typemap import (
+    batch_converter,
+    postgres_cast,
+    postgres_staged_type,
+    postgres_type,
+)
+from headwater.errors import DestinationError, MigrationError
+
+__all__ = ["PostgresDestination"]
+
+STATE_TABLE = "_headwater_state"
+#: How long a statement waits for a lock held by another session before failing.
+DEFAULT_LOCK_TIMEOUT = "30s"
+DEFAULT_CONNECT_TIMEOUT = 10
+
+
+def _short_name(prefix: str, table: str) -> str:
+    # PostgreSQL truncates identifiers at 63 bytes; table names may use all of them.
+    return f"_hw_{prefix}_{zlib.crc32(table.encode()):08x}"
+
+
+class PostgresDestination:
+    """Writes a sync into a PostgreSQL database.
+
+    Args:
+        uri: A libpq connection URI.
+        url: The URI without its password, for messages.
+
+    Raises:
+        DestinationError: The ADBC driver is not installed, or the server cannot be reached
+            or refuses the connection.
+    """
+
+    def __init__(self, uri: str, url: str) -> None:
+        self.url = url
+        # Each COPY costs a catalog query and a round trip: fewer, larger ones go faster.
+        self.write_batch_rows = 100_000
+        try:
+            import adbc_driver_manager
+            import adbc_driver_postgresql.dbapi as pg
+        except ImportError as exc:
+            raise DestinationError(
+                f"{url}: PostgreSQL needs the ADBC driver: pip install 'headwater[postgres]' "
+                f"({exc})"
+            ) from None
+        self._driver_error: type[Exception] = adbc_driver_manager.Error
+        if "connect_timeout" not in uri:
+            uri += ("&" if "?" in uri else "?") + f"connect_timeout={DEFAULT_CONNECT_TIMEOUT}"
+        if uri.startswith("postgres://"):
+            uri = "postgresql://" + uri[len("postgres://") :]
+        try:
+            self._con: Any = pg.connect(uri)
+        except self._driver_error as exc:
+            raise DestinationError(f"{url}: cannot connect: {_first_line(exc)}") from None
+        self._cur: Any = self._con.cursor()
+        self._options: WriteOptions | None = None
+        self._plans: dict[str, TablePlan] = {}
+        self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
+        self._pending_overwrite_state: list[StateEntry] = []
+        with self._errors("setting up the session"):
+            self._execute("SET standard_conforming_strings = on")
+            timeout = self._query("SELECT current_setting('lock_timeout'), current_schema()")
+            if timeout[0][0] == "0":
+                self._execute(f"SET lock_timeout = '{DEFAULT_LOCK_TIMEOUT}'")
+            self._schema: str = timeout[0][1] or "public"
+            self._con.commit()
+
+    # --- protocol ------------------------------------------------------------------------------
+
+    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+        """Create or migrate ``tables`` and read the stored state, in one transaction."""
+        self._options = options
+        self._plans = {plan.name: plan for plan in tables}
+        try:
+            with self._errors("creating the tables"):
+                self._execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._name(STATE_TABLE)} ("
+                    "source_name text NOT NULL, table_name text NOT NULL, key text NOT NULL, "
+                    "value text NOT NULL, updated_at timestamp with time zone NOT NULL, "
+                    "PRIMARY KEY (source_name, key))"
+                )
+                for plan in tables:
+                    self._migrate(plan, options)
+                rows = self._query(
+                    f"SELECT table_name, key, value FROM {self._name(STATE_TABLE)} "
+                    f"WHERE source_name = {literal(options.source_name)}"
+                )
+                for plan in tables:
+                    self._writers[plan.name] = self._writer(plan, options)
+                self._con.commit()
+        except BaseException:
+            self.abort()
+            raise
+        return state_of([(r[0], r[1], r[2]) for r in rows], tables, options)
+
+    def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
+        """COPY ``data`` into ``table`` (upsert: replacing rows with the same key)."""
+        with self._errors(f"writing table {table!r}"):
+            self._writers[table](data)
+
+    def commit(self, state: Sequence[StateEntry]) -> None:
+        """Commit the rows written so far with ``state``; ``overwrite`` keeps both for the end."""
+        options = self._require_options()
+        if options.mode == "overwrite":
+            self._pending_overwrite_state.extend(state)
+            return
+        with self._errors("committing"):
+            self._store_state(state, options)
+            self._con.commit()
+
+    def finish(self, completed: Collection[str], state: Sequence[StateEntry]) -> None:
+        """The last commit: ``overwrite`` replaces, ``delete_stale`` deletes, state is stored."""
+        options = self._require_options()
+        sync_time = timestamp_literal(options.sync_time)
+        source = literal(options.source_name)
+        with self._errors("committing the end of the sync"):
+            if options.mode == "overwrite":
+                state = [*self._pending_overwrite_state, *state]
+                this_sync = (
+                    f"{quote(CQ_SOURCE_NAME)} = {source} AND {quote(CQ_SYNC_TIME)} = {sync_time}"
+                )
+                older = (
+                    f"{quote(CQ_SOURCE_NAME)} IS DISTINCT FROM {source} "
+                    f"OR {quote(CQ_SYNC_TIME)} IS DISTINCT FROM {sync_time}"
+                )
+                for name in self._plans:
+                    where = older if name in completed else this_sync
+                    self._execute(f"DELETE FROM {self._name(name)} WHERE {where}")
+                done = [name for name in self._plans if name in completed]
+                if done:
+                    self._execute(
+                        f"DELETE FROM {self._name(STATE_TABLE)} WHERE source_name = {source} "
+                        f"AND table_name IN ({', '.join(literal(n) for n in done)})"
+                    )
+                state = [entry for entry in state if entry.table_name in completed]
+            elif options.delete_stale:
+                for name, plan in self._plans.items():
+                    if name in completed and not plan.incremental:
+                        self._execute(
+                            f"DELETE FROM {self._name(name)} WHERE {quote(CQ_SOURCE_NAME)} = "
+                            f"{source} AND {quote(CQ_SYNC_TIME)} < {sync_time}"
+                        )
+            self._store_state(state, options)
+            self._con.commit()
+
+    def abort(self) -> None:
+        """Roll back the open transaction."""
+        if self._con is None:
+            return
+        # A connection that is gone was rolled back by the server already.
+        with contextlib.suppress(self._driver_error):
+            self._con.rollback()
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and close the connection."""
+        if self._con is None:
+            return
+        self.abort()
+        try:
+            self._cur.close()
+            self._con.close()
+        except self._driver_error:
+            pass
+        finally:
+            self._con = None
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except self._driver_error as exc:
+            text = _first_line(exc)
+            if "lock timeout" in text:
+                raise DestinationError(
+                    f"{self.url}: {action}: a table is locked by another session and the lock "
+                    f"was not released in time (lock_timeout): {text}"
+                ) from None
+            if "No space left" in text or "could not extend" in text:
+                raise DestinationError(
+                    f"{self.url}: out of disk space while {action}: {text}"
+                ) from None
+            raise DestinationError(f"{self.url}: {action} failed: {text}") from None
+
+    def _require_options(self) -> WriteOptions:
+        if self._options is None:
+            raise DestinationError(f"{self.url}: prepare() must come first")
+        return self._options
+
+    def _name(self, table: str) -> str:
+        return f"{quote(self._schema)}.{quote(table)}"
+
+    def _execute(self, sql: str) -> None:
+        self._cur.execute(sql)
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        self._cur.execute(sql)
+        rows: list[tuple[Any, ...]] = self._cur.fetchall()
+        return rows
+
+    def _store_state(self, state: Sequence[StateEntry], options: WriteOptions) -> None:
+        entries = latest(state)
+        if not entries:
+            return
+        values = ", ".join(
+            f"({literal(options.source_name)}, {literal(e.table_name)}, {literal(e.key)}, "
+            f"{literal(e.value)}, now())"
+            for e in entries.values()
+        )
+        self._execute(
+            f"INSERT INTO {self._name(STATE_TABLE)} VALUES {values} "
+            "ON CONFLICT (source_name, key) DO UPDATE SET table_name = EXCLUDED.table_name, "
+            "value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
+        )
+
+    def _expected_types(self, plan: TablePlan) -> dict[str, str]:
+        expected = {field.name: postgres_type(field.type) for field in plan.schema}
+        expected[CQ_SYNC_TIME] = "timestamp with time zone"
+        expected[CQ_SOURCE_NAME] = "text"
+        return expected
+
+    def _migrate(self, plan: TablePlan, options: WriteOptions) -> None:
+        expected = self._expected_types(plan)
+        table = self._name(plan.name)
+        existing = {
+            row[0]: (row[1], row[2])
+            for row in self._query(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull "
+                "FROM pg_attribute a WHERE a.attrelid = to_regclass("
+                f"{literal(table)}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+            )
+        }
+        if existing:
+            changed = [
+                (column, existing[column][0], wanted)
+                for column, wanted in expected.items()
+                if column in existing and existing[column][0] != wanted
+            ]
+            if changed and not options.migrate_force:
+                column, old, new = changed[0]
+                raise MigrationError(plan.name, column, old, new, self.url)
+            if changed:
+                self._execute(f"DROP TABLE {table}")
+                self._execute(
+                    f"DELETE FROM {self._name(STATE_TABLE)} WHERE source_name = "
+                    f"{literal(options.source_name)} AND table_name = {literal(plan.name)}"
+                )
+                existing = {}
+            else:
+                for column, wanted in expected.items():
+                    if column not in existing:
+                        self._execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} {wanted}")
+                for column, (_, not_null) in existing.items():
+                    if column not in expected and not_null:
+                        # A column the plugin dropped: rows from now on leave it empty.
+                        self._execute(
+                            f"ALTER TABLE {table} ALTER COLUMN {quote(column)} DROP NOT NULL"
+                        )
+        if not existing:
+            columns = ", ".join(f"{quote(name)} {sql}" for name, sql in expected.items())
+            self._execute(f"CREATE TABLE {table} ({columns})")
+        if options.mode == "upsert":
+            self._execute(
+                f"CREATE INDEX IF NOT EXISTS {quote(_short_name('key', plan.name))} "
+                f'ON {table} ("_cq_id")'
+            )
+
+    def _writer(self, plan: TablePlan, options: WriteOptions) -> Callable[[pa.RecordBatch], None]:
+        convert = batch_converter(plan.schema, "postgres")
+        constants = SyncColumns(options)
+        casts = {field.name: postgres_cast(quote(field.name), field.type) for field in plan.schema}
+        columns = [*(field.name for field in plan.schema), CQ_SYNC_TIME, CQ_SOURCE_NAME]
+        upsert = options.mode == "upsert"
+        cur = self._cur
+
+        def wire(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+            """The rows as COPY sends them, with the sync's two columns."""
+            batches = [constants.add(convert(batch)) for batch in batches_of(data)]
+            return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
+
+        if not upsert and not any(casts.values()):
+
+            def copy(data: pa.RecordBatch | pa.Table) -> None:
+                cur.adbc_ingest(plan.name, wire(data), "append", db_schema_name=self._schema)
+
+            return copy
+
+        stage = _short_name("stage", plan.name)
+        staged_types = {field.name: postgres_staged_type(field.type) for field in plan.schema}
+        staged_types[CQ_SYNC_TIME] = "timestamp with time zone"
+        staged_types[CQ_SOURCE_NAME] = "text"
+        self._execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(stage)} ("
+            + ", ".join(f"{quote(name)} {sql}" for name, sql in staged_types.items())
+            + ")"
+        )
+        select = ", ".join(casts.get(name) or quote(name) for name in columns)
+        column_list = ", ".join(quote(name) for name in columns)
+        table = self._name(plan.name)
+        statements = [
+            f"INSERT INTO {table} ({column_list}) SELECT {select} FROM {quote(stage)}",
+            f"TRUNCATE {quote(stage)}",
+        ]
+        if upsert:
+            statements.insert(
+                0,
+                f'DELETE FROM {table} AS t USING {quote(stage)} AS s WHERE t."_cq_id" = s."_cq_id"',
+            )
+
+        def staged(data: pa.RecordBatch | pa.Table) -> None:
+            if upsert:
+                data = dedupe_last(one_batch(data))
+            cur.adbc_ingest(stage, wire(data), "append", temporary=True)
+            for statement in statements:
+                cur.execute(statement)
+
+        return staged
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:3]) if lines else type(exc).__name__

@@ -1,0 +1,304 @@
+"""Every destination and mode, against real DuckDB files, Parquet/JSON-lines files read back
+with pyarrow, and a real PostgreSQL server: modes, migrations, delete-stale, state, types."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import headwater as hw
+from headwater.destinations import parse_url
+from headwater.destinations.run import sync_to
+from headwater.errors import DestinationError, MigrationError
+from local_helpers import (
+    ITEM_COLUMNS,
+    KINDS,
+    column_types,
+    ids_of,
+    items_plugin,
+    read_rows,
+    stored_state,
+    url_for,
+)
+
+
+@pytest.fixture(params=KINDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    def postgres() -> str:
+        value: str = request.getfixturevalue("postgres_url")
+        return value
+
+    return url_for(request.param, tmp_path, postgres)
+
+
+def test_append_writes_every_row_with_sync_columns_and_parent_links(url: str) -> None:
+    result = sync_to(items_plugin(), url)
+    assert result.rows == {"items": 10, "item_parts": 20}
+    assert result.complete and result.failed_tables == []
+    items = read_rows(url, "items")
+    assert [r["id"] for r in items] == list(range(10))
+    assert {r["_cq_source_name"] for r in items} == {"items"}
+    assert all(r["_cq_sync_time"] is not None for r in items)
+    assert items[3]["name"] == "item-3-v1"
+    parts = read_rows(url, "item_parts")
+    by_id = {str(r["_cq_id"]): r["id"] for r in items}
+    assert all(by_id[str(p["_cq_parent_id"])] == p["item_id"] for p in parts)
+    sync_to(items_plugin(), url)
+    assert ids_of(url) == sorted(list(range(10)) * 2)
+
+
+def test_overwrite_replaces_the_rows_of_earlier_syncs(url: str) -> None:
+    sync_to(items_plugin(range(10)), url, mode="overwrite")
+    sync_to(items_plugin(range(5, 8), version=2), url, mode="overwrite")
+    rows = read_rows(url, "items")
+    assert [r["id"] for r in rows] == [5, 6, 7]
+    assert {r["name"] for r in rows} == {"item-5-v2", "item-6-v2", "item-7-v2"}
+    assert len(read_rows(url, "item_parts")) == 6
+
+
+def test_overwrite_keeps_the_old_rows_of_a_table_that_failed(url: str) -> None:
+    sync_to(items_plugin(range(10), parts=False), url, mode="overwrite")
+    result = sync_to(items_plugin(range(20, 30), fail_after=3, parts=False), url, mode="overwrite")
+    assert result.failed_tables == ["items"]
+    assert ids_of(url) == list(range(10))
+
+
+def test_upsert_replaces_rows_with_the_same_primary_key(url: str) -> None:
+    if url.startswith("jsonl"):
+        with pytest.raises(DestinationError, match="mode 'upsert' is not supported here"):
+            sync_to(items_plugin(), url, mode="upsert")
+        return
+    sync_to(items_plugin(range(10)), url, mode="upsert")
+    # The same key twice within one sync: the last one wins.
+    sync_to(items_plugin([*range(5, 15), 7], version=2), url, mode="upsert")
+    rows = read_rows(url, "items")
+    assert [r["id"] for r in rows] == list(range(15))
+    assert [r["name"].endswith("v2") for r in rows] == [False] * 5 + [True] * 10
+    parts = read_rows(url, "item_parts")
+    # item 7 came twice, its parts too: each is stored once
+    assert len({(p["item_id"], p["part"]) for p in parts}) == len(parts) == 30
+
+
+def test_delete_stale_removes_this_sources_rows_of_earlier_syncs(url: str) -> None:
+    sync_to(items_plugin(range(10)), url)
+    sync_to(items_plugin(range(100, 103)), url, source_name="other")
+    sync_to(items_plugin(range(5, 8)), url, delete_stale=True)
+    assert ids_of(url) == [5, 6, 7, 100, 101, 102]
+    # A table that failed keeps its stale rows: its sync did not see them all.
+    sync_to(items_plugin(range(50, 60), fail_after=2, parts=False), url, delete_stale=True)
+    assert ids_of(url) == [5, 6, 7, 50, 51, 100, 101, 102]
+
+
+def test_incremental_state_is_stored_with_the_data_and_resumed(url: str) -> None:
+    @hw.table("events", columns=[hw.Column("id", pa.int64(), primary_key=True)])
+    def events(client: Any, state: hw.State) -> Iterator[dict[str, int]]:
+        start = int(state.get("events", "0"))
+        for i in range(start, start + 50):
+            yield {"id": i}
+            if i % 10 == 9:
+                state.set("events", str(i + 1))
+
+    plugin = hw.Plugin(name="items", version="1", tables=[events])
+    first = sync_to(plugin, url, commit_interval=0)
+    assert first.state == {"events": "50"}
+    assert stored_state(url) == {"events": "50"}
+    sync_to(plugin, url, delete_stale=True)  # incremental tables keep their rows
+    assert ids_of(url, "events") == list(range(100))
+    assert stored_state(url) == {"events": "100"}
+    # overwrite syncs from scratch, and replaces the state with its own
+    sync_to(plugin, url, mode="overwrite")
+    assert ids_of(url, "events") == list(range(50))
+    assert stored_state(url) == {"events": "50"}
+
+
+def test_new_columns_are_added_and_type_changes_refused(url: str) -> None:
+    sync_to(items_plugin(range(3), parts=False), url)
+    wider = [*ITEM_COLUMNS, hw.Column("extra", pa.int64())]
+    sync_to(items_plugin(range(3, 5), columns=wider, version=9, parts=False), url)
+    rows = read_rows(url, "items")
+    assert [r.get("extra") for r in rows] == [None, None, None, 9, 9]
+
+    changed = [*ITEM_COLUMNS[:1], hw.Column("name", pa.int64()), *ITEM_COLUMNS[2:]]
+    with pytest.raises(MigrationError) as info:
+        sync_to(items_plugin(range(3), columns=changed, parts=False), url)
+    assert info.value.table == "items" and info.value.column == "name"
+    assert "--migrate-force" in str(info.value)
+    assert ids_of(url) == list(range(5))  # nothing written
+    result = sync_to(
+        items_plugin(range(7, 9), columns=changed, version=4, parts=False), url, migrate_force=True
+    )
+    assert result.rows == {"items": 2}
+    assert [(r["id"], r["name"]) for r in read_rows(url, "items")] == [(7, 4), (8, 4)]
+
+
+def test_types_map_faithfully(url: str) -> None:
+    sync_to(items_plugin(range(3), parts=False), url)
+    rows = read_rows(url, "items")
+    if url.startswith("duckdb") or url.startswith("postgresql"):
+        found = column_types(url, "items")
+        if url.startswith("duckdb"):
+            expected = {
+                "_cq_id": "UUID",
+                "owner": "UUID",
+                "attrs": "JSON",
+                "tags": "VARCHAR[]",
+                "seen_at": "TIMESTAMP WITH TIME ZONE",
+                "_cq_sync_time": "TIMESTAMP WITH TIME ZONE",
+                "address": "VARCHAR",
+                "mac": "VARCHAR",
+            }
+        else:
+            expected = {
+                "_cq_id": "uuid",
+                "owner": "uuid",
+                "attrs": "jsonb",
+                "tags": "text[]",
+                "seen_at": "timestamp with time zone",
+                "address": "inet",
+                "mac": "text",
+            }
+        assert {k: found[k] for k in expected} == expected
+    row = rows[2]
+    owner = row["owner"]
+    owner = uuid.UUID(bytes=owner) if isinstance(owner, bytes) else uuid.UUID(str(owner))
+    assert owner == uuid.UUID(int=3)
+    assert row["tags"] == ["a", "t2"]
+    if url.startswith("parquet"):
+        schema = pq.read_schema(next((Path(parse_url(url).path) / "items").glob("*.parquet")))
+        assert schema.field("owner").type == pa.uuid()
+        assert schema.field("attrs").type == pa.json_()
+        assert schema.field("seen_at").type == pa.timestamp("us", tz="UTC")
+        assert schema.metadata[b"cq:table_name"] == b"items"
+    elif url.startswith("jsonl"):
+        assert row["attrs"] == {"i": 2, "nested": {"v": 1}}
+        assert row["address"] == "192.0.2.2/24"
+        assert row["mac"] == "aa:bb:cc:00:00:02"
+        assert row["owner"] == str(uuid.UUID(int=3))
+    elif url.startswith("duckdb"):
+        assert row["mac"] == "aa:bb:cc:00:00:02"
+        assert row["address"] == "192.0.2.2/24"
+
+
+def test_file_rotation_by_rows(tmp_path: Path) -> None:
+    url = f"parquet://{tmp_path / 'out'}?max_file_rows=4&row_group_rows=2"
+    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=2, coalesce_rows=1)
+    files = sorted((tmp_path / "out" / "items").glob("*.parquet"))
+    assert [pq.read_metadata(f).num_rows for f in files] == [4, 4, 2]
+    assert pq.read_table(tmp_path / "out" / "items").num_rows == 10
+    url = f"parquet://{tmp_path / 'bytes'}?max_file_bytes=1&row_group_rows=5"
+    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=5, coalesce_rows=1)
+    files = sorted((tmp_path / "bytes" / "items").glob("*.parquet"))
+    assert [pq.read_metadata(f).num_rows for f in files] == [5, 5]
+    url = f"jsonl://{tmp_path / 'lines'}?max_file_rows=3"
+    sync_to(items_plugin(range(10), parts=False), url, batch_max_rows=3, coalesce_rows=1)
+    files = sorted((tmp_path / "lines" / "items").glob("*.jsonl"))
+    assert [len(f.read_text().splitlines()) for f in files] == [3, 3, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("mysql://x@localhost/db", "unknown URL scheme 'mysql'"),
+        ("headwater.duckdb", "is not a URL"),
+        ("duckdb://", "names no file"),
+        ("parquet:///tmp/x?rows=3", "bad options"),
+        ("duckdb:///tmp/x.duckdb?threads=3", "takes no options"),
+    ],
+)
+def test_bad_urls_are_refused(bad: str, message: str) -> None:
+    with pytest.raises(DestinationError, match=message):
+        sync_to(items_plugin(), bad)
+
+
+def test_urls_and_passwords() -> None:
+    assert parse_url("duckdb:///./x.duckdb").path == "./x.duckdb"
+    assert parse_url("duckdb:///abs/x.duckdb").path == "/abs/x.duckdb"
+    assert parse_url("duckdb://rel.duckdb").path == "rel.duckdb"
+    assert parse_url("duckdb:///:memory:").path == ":memory:"
+    assert sync_to(items_plugin(range(4)), "duckdb:///:memory:").rows["items"] == 4
+    assert parse_url("parquet:///d?max_file_rows=5").query == {"max_file_rows": "5"}
+    with pytest.raises(DestinationError, match="cannot connect") as info:
+        sync_to(items_plugin(), "postgresql://me:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(info.value)
+    assert "me:***@127.0.0.1:1" in str(info.value)
+
+
+def test_a_users_exception_passes_through_and_nothing_is_committed(tmp_path: Path) -> None:
+    class Boom(Exception):
+        pass
+
+    def connect(spec: Any) -> Any:
+        raise Boom("from the plugin's own code")
+
+    plugin = items_plugin()
+    plugin.connect = connect
+    url = f"duckdb://{tmp_path / 'x.duckdb'}"
+    with pytest.raises(Boom):
+        sync_to(plugin, url)
+
+
+def test_postgres_table_locked_by_another_session(postgres_url: str) -> None:
+    import adbc_driver_postgresql.dbapi as pg
+
+    sync_to(items_plugin(range(2), parts=False), postgres_url)
+    locker = pg.connect(postgres_url)
+    try:
+        with locker.cursor() as cur:
+            cur.execute('LOCK TABLE "items" IN ACCESS EXCLUSIVE MODE')
+            url = postgres_url + "?options=-c%20lock_timeout%3D500"
+            with pytest.raises(DestinationError, match="locked by another session"):
+                sync_to(items_plugin(range(2), parts=False), url)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert ids_of(postgres_url) == [0, 1]
+
+
+def test_nested_values(url: str) -> None:
+    point = pa.struct([("x", pa.int64()), ("owner", hw.types.uuid())])
+    columns = [
+        hw.Column("id", pa.int64(), primary_key=True),
+        hw.Column("point", point),
+        hw.Column("points", pa.list_(point)),
+        hw.Column("owners", pa.list_(hw.types.uuid())),
+        hw.Column("docs", pa.list_(hw.types.json())),
+    ]
+    owner = uuid.UUID(int=7)
+
+    @hw.table("shapes", columns=columns)
+    def shapes(client: Any) -> Iterator[dict[str, Any]]:
+        for i in range(3):
+            yield {
+                "id": i,
+                "point": {"x": i, "owner": owner},
+                "points": [{"x": i, "owner": owner}, {"x": -i, "owner": None}],
+                "owners": [owner, None],
+                "docs": [{"a": i}, [1, 2]],
+            }
+        yield {"id": 3, "point": None, "points": None, "owners": None, "docs": None}
+
+    sync_to(hw.Plugin(name="shapes", version="1", tables=[shapes]), url)
+    rows = read_rows(url, "shapes")
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert rows[3]["point"] is None and rows[3]["points"] is None
+    point_value = rows[1]["point"]
+    if isinstance(point_value, str):  # PostgreSQL: jsonb text
+        point_value = json.loads(point_value)
+    assert point_value["x"] == 1
+    assert point_value["owner"] in (owner, owner.bytes, str(owner))
+    if url.startswith("postgresql"):
+        found = column_types(url, "shapes")
+        assert found["point"] == "jsonb" and found["points"] == "jsonb"
+        assert found["owners"] == "jsonb" and found["docs"] == "jsonb"
+    elif url.startswith("duckdb"):
+        found = column_types(url, "shapes")
+        assert found["owners"] == "UUID[]"
+        assert found["docs"] == "JSON[]"
+        assert found["point"].startswith("STRUCT(x BIGINT") and "UUID" in found["point"]
