@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ from fake_api import CLIENT_ID, CLIENT_SECRET, FakeTracker
 
 from headwater.testing import SyncResult, run_sync
 from tracker import plugin
+
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -141,3 +146,54 @@ def test_end_to_end_into_duckdb(fake: FakeTracker, tmp_path: Path) -> None:
         )
         assert kinds["updated_at"] == "TIMESTAMP WITH TIME ZONE"
         assert kinds["labels"] == "VARCHAR[]"
+
+
+def headwater_sync(api: FakeTracker, database: Path) -> subprocess.CompletedProcess[str]:
+    """``headwater sync examples/tracker/tracker.py --to duckdb:///...``, as a user runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headwater.cli",
+            "sync",
+            str(HERE / "tracker.py"),
+            "--spec",
+            json.dumps(spec(api)),
+            "--to",
+            f"duckdb:///{database}",
+            "--mode",
+            "upsert",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_headwater_sync_into_duckdb_then_incrementally(tmp_path: Path) -> None:
+    database = tmp_path / "tracker.duckdb"
+    with FakeTracker(projects=3, issues_per_project=25, fail_every=9) as api:
+        first = headwater_sync(api, database)
+        assert first.returncode == 0, first.stderr
+        assert CLIENT_SECRET not in first.stdout + first.stderr
+        served = api.served["issues"]
+        api.touch(20_007, title="Changed upstream")
+        second = headwater_sync(api, database)
+        assert second.returncode == 0, second.stderr
+        # Only the changed issue came again: the cursors were stored with the rows.
+        assert api.served["issues"] - served == 1
+        assert api.failures[429] + api.failures[500] > 0
+    with duckdb.connect(str(database), read_only=True) as con:
+        counts = con.execute(
+            "SELECT (SELECT count(*) FROM tracker_projects), (SELECT count(*) FROM tracker_issues),"
+            " (SELECT count(*) FROM tracker_comments)"
+        ).fetchone()
+        assert counts == (3, 75, 151)  # upserted on the primary key; one comment was added
+        title = con.execute("SELECT title FROM tracker_issues WHERE id = 20007").fetchone()
+        assert title == ("Changed upstream",)
+        orphans = con.execute(
+            "SELECT count(*) FROM tracker_comments c LEFT JOIN tracker_issues i "
+            "ON c._cq_parent_id = i._cq_id WHERE i.id IS NULL"
+        ).fetchone()
+        assert orphans == (0,)
