@@ -14,10 +14,10 @@ Three tables, each a child of the one before: ``tracker_projects`` -> ``tracker_
   ``updated_since`` the last ``updated_at`` it stored, per project, and its comments are
   fetched only for those issues.
 
-Sync it into DuckDB::
+Sync it into DuckDB (README.md has the spec)::
 
     python examples/tracker/fake_api.py &     # or your real Tracker
-    python examples/tracker/tracker.py sync --help
+    headwater sync examples/tracker/tracker.py --spec spec.yaml --to duckdb:///tracker.duckdb
 """
 
 from __future__ import annotations
