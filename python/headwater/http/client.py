@@ -84,12 +84,10 @@ class _Core:
 
     def __init__(
         self,
-        base_url: str | httpx.URL,
         *,
         auth: Auth | Callable[[httpx.Request], Any] | None,
         headers: Mapping[str, str] | None,
         params: Mapping[str, Any] | None,
-        timeout: float | httpx.Timeout,
         retry: RetryPolicy | Literal[False] | None,
         rate_limit: RateLimit | RateLimiter | None,
         request_hooks: Iterable[RequestHook],
@@ -130,7 +128,6 @@ class _Core:
             "Accept": "application/json",
             **(headers or {}),
         }
-        self._base_url = base_url
         self._params = dict(params or {})
         # Credentials passed as plain default headers or parameters are secrets all the same.
         for name, value in self._default_headers.items():
@@ -140,7 +137,6 @@ class _Core:
         for name, value in self._params.items():
             if is_secret_param(name) and isinstance(value, str):
                 register_secret(value)
-        self._timeout = timeout
 
     @staticmethod
     def _split_query(
@@ -212,7 +208,6 @@ class _Core:
             retry_after = parse_retry_after(response.headers)
         elif error is not None:
             retryable = _retryable(error)
-        wait = 0.0
         if retryable:
             wait = retry.wait(attempt, retry_after)
             elapsed = time.monotonic() - started
@@ -404,11 +399,9 @@ class Client(_Core):
     ) -> None:
         self.id = id
         super().__init__(
-            base_url,
             auth=auth,
             headers=headers,
             params=params,
-            timeout=timeout,
             retry=retry,
             rate_limit=rate_limit,
             request_hooks=request_hooks,
@@ -631,11 +624,9 @@ class AsyncClient(_Core):
     ) -> None:
         self.id = id
         super().__init__(
-            base_url,
             auth=auth,
             headers=headers,
             params=params,
-            timeout=timeout,
             retry=retry,
             rate_limit=rate_limit,
             request_hooks=request_hooks,
