@@ -85,3 +85,16 @@ def test_readme_starts_with_the_two_commands_and_its_example_runs(tmp_path: Path
         [sys.executable, str(script)], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["2", "1", "1"]
+
+
+def test_readme_api_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"## API sources: `headwater.http`\n.*?```python\n(.*?)```", readme, re.S)
+    assert example is not None
+    script = tmp_path / "readme_api.py"
+    script.write_text(example.group(1))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120
+    )
+    expected = "{'demo_events': 2} {'demo_events/default/updated_at': '2026-05-02T08:30:00Z'}"
+    assert result.stdout.splitlines() == [expected]

@@ -36,6 +36,8 @@ def test_every_native_symbol_has_a_python_wrapper() -> None:
         "SyncEngine": "headwater.Plugin.sync",
         "AsyncTask": "headwater.sync._drive",
         "TaskState": "headwater.Plugin.sync (a resolver's state argument)",
+        "RateLimiter": "headwater.http.RateLimiter",
+        "HttpTransport": "headwater.http.transport.NativeTransport",
         "__version__": "headwater.__version__",
     }
     native = {name for name in dir(_core) if not name.startswith("__") or name == "__version__"}

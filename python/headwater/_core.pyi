@@ -8,6 +8,8 @@ import pyarrow as pa
 __all__ = [
     "AsyncTask",
     "BatchBuilder",
+    "HttpTransport",
+    "RateLimiter",
     "SyncEngine",
     "TaskState",
     "__version__",
@@ -106,3 +108,37 @@ class AsyncTask:
     def finish(self, error: BaseException | None = None) -> None: ...
     @property
     def cancelled(self) -> bool: ...
+
+@final
+class RateLimiter:
+    def __new__(
+        cls, rate: float | None = None, burst: int = 1, max_concurrent: int | None = None
+    ) -> RateLimiter: ...
+    @property
+    def rate(self) -> float | None: ...
+    @property
+    def burst(self) -> int: ...
+    @property
+    def max_concurrent(self) -> int | None: ...
+    def reserve(self, key: str) -> float: ...
+    def try_acquire_slot(self, key: str) -> bool: ...
+    def acquire(self, key: str, timeout: float | None = None) -> bool: ...
+    def release(self, key: str) -> None: ...
+    def observe(self, key: str, remaining: int | None, reset_after: float | None) -> None: ...
+    def stats(self, key: str) -> tuple[int, int, int]: ...
+
+@final
+class HttpTransport:
+    def __new__(
+        cls, *, ca_pem: bytes | None = None, verify: bool = True, max_connections: int = 100
+    ) -> HttpTransport: ...
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, bytes]],
+        body: bytes,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+    ) -> tuple[int, list[tuple[str, bytes]], bytes]: ...

@@ -8,8 +8,13 @@ everything headwater itself reports. Exceptions raised by your own code (a resol
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
     "DestinationError",
     "HeadwaterError",
+    "HttpError",
+    "HttpResponseError",
+    "HttpStatusError",
+    "HttpTransportError",
     "IpcError",
     "MigrationError",
     "PluginError",
@@ -53,6 +58,65 @@ class SpecError(HeadwaterError, ValueError):
 
 class TableSelectionError(HeadwaterError, ValueError):
     """A table pattern (``tables`` or ``skip_tables``) matches no table of the plugin."""
+
+
+class HttpError(HeadwaterError):
+    """An HTTP request of :mod:`headwater.http` failed for good (retries included).
+
+    The message names the request (method and URL, secrets redacted), what went wrong, the
+    status when there was an answer, and how many attempts were made.
+
+    Attributes:
+        method: The request method.
+        url: The request URL, secrets redacted.
+        status: The HTTP status of the last answer, or ``None`` without one.
+        attempts: How many times the request was sent.
+    """
+
+    def __init__(
+        self, message: str, *, method: str, url: str, status: int | None = None, attempts: int = 1
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.attempts = attempts
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_http_error,
+            (type(self), str(self), self.method, self.url, self.status, self.attempts),
+        )
+
+
+class HttpStatusError(HttpError):
+    """The API answered with an error status (4xx, or 429/5xx once retries ran out)."""
+
+
+class HttpTransportError(HttpError):
+    """No usable answer arrived.
+
+    The connection was refused or reset, timed out or failed its TLS handshake, the body was
+    cut short, or redirects looped.
+    """
+
+
+class HttpResponseError(HttpError):
+    """An answer arrived but cannot be used.
+
+    Invalid JSON, an HTML page, a wrong content type, or a body without the fields a paginator
+    reads.
+    """
+
+
+class AuthError(HttpError):
+    """Credentials were refused, or the OAuth2 token endpoint failed."""
+
+
+def _rebuild_http_error(
+    kind: type[HttpError], message: str, method: str, url: str, status: int | None, attempts: int
+) -> HttpError:
+    return kind(message, method=method, url=url, status=status, attempts=attempts)
 
 
 class IpcError(HeadwaterError):

@@ -4,7 +4,8 @@
 //! column builders ([`rows`], [`values`], [`pyjson`], and [`ffi_read`], the one module with
 //! `unsafe` code, which reads common values in place), the `BatchBuilder` class and the IPC
 //! functions ([`batch`]), the sync engine that runs a plugin's resolvers on worker threads
-//! ([`sync`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
+//! ([`sync`]), the rate limiter API clients share ([`ratelimit`]) and their HTTP transport
+//! ([`transport`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
 //! The public Python API lives in `python/headwater`, which wraps these.
 
 mod batch;
@@ -13,8 +14,10 @@ mod errors;
 mod ffi_read;
 mod plan;
 mod pyjson;
+mod ratelimit;
 mod rows;
 mod sync;
+mod transport;
 mod values;
 
 use pyo3::prelude::*;
@@ -27,6 +30,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(batch::encode_schema_ipc, m)?)?;
     m.add_function(wrap_pyfunction!(batch::encode_data_ipc, m)?)?;
     sync::register(m)?;
+    m.add_class::<ratelimit::RateLimiter>()?;
+    m.add_class::<transport::HttpTransport>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,306 @@
+"""Record a plugin's HTTP interactions once, replay them in CI without a network.
+
+A :class:`Cassette` is a JSON file of request/answer pairs. While one is in use
+(:func:`use_cassette`, or the ``cassette`` fixture), every :mod:`headwater.http` client made
+sends through it: in ``record`` mode the requests go out and the pairs are kept; in ``replay``
+mode each request is answered from the file, and a request it has no answer for raises
+:class:`CassetteError` saying which request and what the cassette holds. Mode ``once`` (the
+default) records when the file does not exist and replays when it does; ``none`` only replays
+(what CI wants); ``all`` records again.
+
+Secrets never reach the file: secret headers (``Authorization``, ``Cookie``, API key headers),
+secret query parameters, every secret registered by an auth (client secrets, tokens obtained
+while recording) and JSON fields named like secrets (``access_token``, ``refresh_token``,
+``password`` ...) are replaced by ``***`` when the cassette is saved. Requests are matched by
+method, path, query and body, scrubbed the same way, so replaying needs no real credentials.
+
+Example:
+    >>> from headwater.testing import use_cassette
+    >>> with use_cassette("tests/cassettes/issues.json", mode="none"):  # doctest: +SKIP
+    ...     run = run_sync(plugin, spec)
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from headwater.errors import HeadwaterError
+from headwater.http import client as http_client
+from headwater.http.redaction import MASK, SECRET_PARAMS, is_secret_header, redact, redact_url
+
+__all__ = ["Cassette", "CassetteError", "RecordMode", "use_cassette"]
+
+#: ``once``: record if the file is missing, else replay; ``none``: replay only; ``all``:
+#: record again.
+RecordMode = Literal["once", "none", "all"]
+
+_FORMAT_VERSION = 1
+_SECRET_FIELDS = SECRET_PARAMS | {"id_token", "client_secret", "access_token", "refresh_token"}
+_SECRET_JSON = re.compile(
+    r'("(?:' + "|".join(re.escape(f) for f in sorted(_SECRET_FIELDS)) + r')"\s*:\s*)"[^"]*"'
+)
+_DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding", "date"})
+
+
+class CassetteError(HeadwaterError, LookupError):
+    """A request has no recorded answer in the cassette being replayed."""
+
+
+def _scrub_text(text: str) -> str:
+    return redact(_SECRET_JSON.sub(lambda m: f'{m.group(1)}"{MASK}"', text))
+
+
+def _scrub_body(content: bytes) -> dict[str, str]:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(content).decode("ascii")}
+    return {"text": _scrub_text(text)}
+
+
+def _body_bytes(body: dict[str, str]) -> bytes:
+    if "base64" in body:
+        return base64.b64decode(body["base64"])
+    return body.get("text", "").encode("utf-8")
+
+
+def _scrub_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {
+        name: MASK if is_secret_header(name) else redact(value)
+        for name, value in headers.items()
+        if name.lower() not in _DROPPED_HEADERS
+    }
+
+
+def _request_key(method: str, url: httpx.URL, body: str) -> tuple[str, str, str]:
+    target = redact_url(url.copy_with(scheme="http", host="host", port=None))
+    split = urllib.parse.urlsplit(target)
+    query = "&".join(sorted(split.query.split("&"))) if split.query else ""
+    return method.upper(), split.path + (f"?{query}" if query else ""), body
+
+
+class Cassette:
+    """A file of recorded HTTP interactions; see the module documentation.
+
+    Args:
+        path: The JSON file.
+        mode: ``once``, ``none`` or ``all``.
+    """
+
+    def __init__(self, path: str | Path, mode: RecordMode = "once") -> None:
+        if mode not in ("once", "none", "all"):
+            raise ValueError(f"cassette mode must be 'once', 'none' or 'all', not {mode!r}")
+        self.path = Path(path)
+        self.mode: RecordMode = mode
+        self.recording = mode == "all" or (mode == "once" and not self.path.exists())
+        self._lock = threading.Lock()
+        self._recorded: list[tuple[httpx.Request, bytes, httpx.Response, bytes]] = []
+        self.interactions: list[dict[str, Any]] = []
+        self._used: set[int] = set()
+        self.played = 0
+        if not self.recording:
+            if not self.path.exists():
+                raise CassetteError(
+                    f"cassette {str(self.path)!r} does not exist and mode is {mode!r} (replay "
+                    "only); record it once with mode 'once' or 'all' (pytest "
+                    "--headwater-record=once) where the API is reachable"
+                )
+            data = json.loads(self.path.read_text())
+            if data.get("version") != _FORMAT_VERSION:
+                raise CassetteError(
+                    f"cassette {str(self.path)!r} has format version {data.get('version')!r}; "
+                    f"this headwater reads version {_FORMAT_VERSION}: record it again"
+                )
+            self.interactions = list(data["interactions"])
+
+    def __repr__(self) -> str:
+        mode = "recording" if self.recording else "replaying"
+        return f"Cassette({str(self.path)!r}, {mode})"
+
+    # -- recording
+    def record(self, request: httpx.Request, response: httpx.Response) -> None:
+        """Keep a request and its (read) answer; scrubbed when saved."""
+        with self._lock:
+            self._recorded.append((request, request.content, response, response.content))
+
+    def save(self) -> None:
+        """Write the recorded interactions, secrets scrubbed."""
+        if not self.recording:
+            return
+        interactions = []
+        for request, request_body, response, response_body in self._recorded:
+            scrubbed_request = _scrub_body(request_body)
+            method, target, body = _request_key(
+                request.method, request.url, scrubbed_request.get("text", "")
+            )
+            interactions.append(
+                {
+                    "request": {
+                        "method": method,
+                        "url": redact_url(request.url),
+                        "target": target,
+                        "headers": _scrub_headers(request.headers),
+                        "body": body,
+                    },
+                    "response": {
+                        "status": response.status_code,
+                        "headers": _scrub_headers(response.headers),
+                        "body": _scrub_body(response_body),
+                    },
+                }
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(
+            json.dumps({"version": _FORMAT_VERSION, "interactions": interactions}, indent=2) + "\n"
+        )
+        self.interactions = interactions
+
+    # -- replaying
+    def play(self, request: httpx.Request) -> httpx.Response:
+        """The recorded answer to ``request``.
+
+        Matching interactions are used in the order recorded; once all are used, the last
+        one answers again.
+
+        Raises:
+            CassetteError: No recorded request matches.
+        """
+        body = _scrub_body(request.content).get("text", "")
+        key = _request_key(request.method, request.url, body)
+        with self._lock:
+            matching = [
+                index
+                for index, item in enumerate(self.interactions)
+                if (
+                    item["request"]["method"],
+                    item["request"]["target"],
+                    item["request"]["body"],
+                )
+                == key
+            ]
+            if not matching:
+                raise CassetteError(self._missing(key))
+            unused = [index for index in matching if index not in self._used]
+            chosen = unused[0] if unused else matching[-1]
+            self._used.add(chosen)
+            self.played += 1
+        answer = self.interactions[chosen]["response"]
+        return httpx.Response(
+            answer["status"],
+            headers=answer["headers"],
+            content=_body_bytes(answer["body"]),
+            request=request,
+        )
+
+    def _missing(self, key: tuple[str, str, str]) -> str:
+        method, target, body = key
+        recorded = [f"{i['request']['method']} {i['request']['target']}" for i in self.interactions]
+        shown = ", ".join(recorded[:10]) + (
+            f" and {len(recorded) - 10} more" if len(recorded) > 10 else ""
+        )
+        with_body = f" with body {body[:100]!r}" if body else ""
+        return (
+            f"cassette {str(self.path)!r} has no recorded answer for {method} {target}"
+            f"{with_body}; it holds {len(recorded)} interaction(s): {shown or 'none'}. "
+            "Record it again (mode 'all', or pytest --headwater-record=all) where the API is "
+            "reachable"
+        )
+
+    # -- transports
+    def wrap(self, transport: Any, is_async: bool) -> Any:
+        """A transport that records through ``transport``, or replays from the file."""
+        return _AsyncTransport(self, transport) if is_async else _SyncTransport(self, transport)
+
+
+class _SyncTransport(httpx.BaseTransport):
+    def __init__(self, cassette: Cassette, inner: httpx.BaseTransport) -> None:
+        self.cassette = cassette
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.cassette.recording:
+            return self.cassette.play(request)
+        response = self.inner.handle_request(request)
+        try:
+            content = response.read()
+        finally:
+            response.close()
+        kept = httpx.Response(
+            response.status_code, headers=response.headers, content=content, request=request
+        )
+        self.cassette.record(request, kept)
+        return httpx.Response(
+            response.status_code,
+            headers=[
+                (k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS
+            ],
+            content=content,
+            request=request,
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _AsyncTransport(httpx.AsyncBaseTransport):
+    def __init__(self, cassette: Cassette, inner: httpx.AsyncBaseTransport) -> None:
+        self.cassette = cassette
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.cassette.recording:
+            return self.cassette.play(request)
+        response = await self.inner.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        kept = httpx.Response(
+            response.status_code, headers=response.headers, content=content, request=request
+        )
+        self.cassette.record(request, kept)
+        return httpx.Response(
+            response.status_code,
+            headers=[
+                (k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS
+            ],
+            content=content,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@contextlib.contextmanager
+def use_cassette(path: str | Path, mode: RecordMode = "once") -> Iterator[Cassette]:
+    """Send every :mod:`headwater.http` client made inside the block through a cassette.
+
+    The cassette is saved when the block ends (in record mode).
+    """
+    cassette = Cassette(path, mode)
+    previous = http_client._transport_wrapper
+    http_client._transport_wrapper = cassette.wrap
+    try:
+        yield cassette
+    finally:
+        http_client._transport_wrapper = previous
+        cassette.save()
+
+
+def interactions_summary(cassette: Cassette) -> Sequence[str]:
+    """``METHOD target -> status`` of each interaction, for assertions and debugging."""
+    return [
+        f"{i['request']['method']} {i['request']['target']} -> {i['response']['status']}"
+        for i in cassette.interactions
+    ]

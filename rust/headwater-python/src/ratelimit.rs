@@ -1,0 +1,136 @@
+//! `RateLimiter`: headwater-core's token bucket and concurrency cap for Python API clients.
+//!
+//! Threads wait here with the GIL released (`py.detach`), in steps of at most 100 ms so that
+//! Ctrl-C still interrupts them. Async callers never wait here: `try_acquire_slot` and
+//! `reserve` return at once, and the caller awaits `asyncio.sleep`.
+
+use std::time::{Duration, Instant};
+
+use headwater_core::ratelimit::{Limits, RateLimiter as CoreLimiter};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::errors::IntoPyResult;
+
+/// The longest a thread sleeps without checking for signals.
+const STEP: Duration = Duration::from_millis(100);
+
+fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value.max(0.0)).map_err(|_| {
+        PyValueError::new_err(format!("{what} must be a number of seconds, got {value}"))
+    })
+}
+
+/// A token bucket and a concurrency cap per key, shared by every thread and task.
+#[pyclass(module = "headwater._core", frozen)]
+#[derive(Debug)]
+pub struct RateLimiter {
+    inner: CoreLimiter,
+}
+
+#[pymethods]
+impl RateLimiter {
+    #[new]
+    #[pyo3(signature = (rate=None, burst=1, max_concurrent=None))]
+    fn new(rate: Option<f64>, burst: u32, max_concurrent: Option<usize>) -> PyResult<Self> {
+        let limits = Limits::new(rate, burst, max_concurrent).into_py_result()?;
+        Ok(RateLimiter {
+            inner: CoreLimiter::new(limits),
+        })
+    }
+
+    /// Requests per second, or `None`.
+    #[getter]
+    fn rate(&self) -> Option<f64> {
+        self.inner.limits().rate
+    }
+
+    /// Requests that may go at once after an idle spell.
+    #[getter]
+    fn burst(&self) -> u32 {
+        self.inner.limits().burst
+    }
+
+    /// Requests in flight at once per key, or `None`.
+    #[getter]
+    fn max_concurrent(&self) -> Option<usize> {
+        self.inner.limits().max_concurrent
+    }
+
+    /// Books the next request of `key`; returns the seconds to wait before sending it.
+    fn reserve(&self, key: &str) -> f64 {
+        self.inner.reserve(key, Instant::now()).as_secs_f64()
+    }
+
+    /// Takes a slot of `key` if one is free, without waiting.
+    fn try_acquire_slot(&self, key: &str) -> bool {
+        self.inner.try_acquire_slot(key, Instant::now())
+    }
+
+    /// Waits (GIL released) for a slot of `key`, then for its turn under the rate.
+    ///
+    /// Returns `False` if no slot freed within `timeout` seconds (then nothing is held).
+    #[pyo3(signature = (key, timeout=None))]
+    fn acquire(&self, py: Python<'_>, key: &str, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = match timeout {
+            Some(t) => Some(Instant::now() + seconds(t, "timeout")?),
+            None => None,
+        };
+        loop {
+            let step = deadline.map_or(STEP, |d| {
+                STEP.min(d.saturating_duration_since(Instant::now()))
+            });
+            if py.detach(|| self.inner.acquire_slot(key, Some(step))) {
+                break;
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+        let until = Instant::now() + self.inner.reserve(key, Instant::now());
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(true);
+            }
+            py.detach(|| std::thread::sleep(left.min(STEP)));
+            if let Err(interrupted) = py.check_signals() {
+                self.inner.release_slot(key).into_py_result()?;
+                return Err(interrupted);
+            }
+        }
+    }
+
+    /// Gives back the slot taken by `acquire` or `try_acquire_slot`.
+    fn release(&self, key: &str) -> PyResult<()> {
+        self.inner.release_slot(key).into_py_result()
+    }
+
+    /// Takes in the API's own limit: `remaining` requests until `reset_after` seconds from now.
+    #[pyo3(signature = (key, remaining, reset_after))]
+    fn observe(&self, key: &str, remaining: Option<u64>, reset_after: Option<f64>) -> PyResult<()> {
+        let reset_after = reset_after.map(|s| seconds(s, "reset_after")).transpose()?;
+        self.inner
+            .observe(key, remaining, reset_after, Instant::now());
+        Ok(())
+    }
+
+    /// `(granted, in_flight, peak_in_flight)` of `key`: requests booked, slots held now, and
+    /// the most held at once.
+    fn stats(&self, key: &str) -> (u64, usize, usize) {
+        let s = self.inner.stats(key);
+        (s.granted, s.in_flight, s.peak_in_flight)
+    }
+
+    fn __repr__(&self) -> String {
+        let l = self.inner.limits();
+        let show = |v: Option<String>| v.unwrap_or_else(|| "None".into());
+        format!(
+            "RateLimiter(rate={}, burst={}, max_concurrent={})",
+            show(l.rate.map(|r| r.to_string())),
+            l.burst,
+            show(l.max_concurrent.map(|c| c.to_string())),
+        )
+    }
+}
