@@ -54,6 +54,22 @@ def test_append_writes_every_row_with_sync_columns_and_parent_links(url: str) ->
     assert ids_of(url) == sorted(list(range(10)) * 2)
 
 
+def test_a_large_arrow_batch_arrives_whole_and_in_order(url: str) -> None:
+    # PostgreSQL sends it as several COPY chunks; every destination must keep every row.
+    n = 25_000
+    data = pa.table({"id": pa.array(range(n), pa.int64()), "name": [f"n{i}" for i in range(n)]})
+    table = hw.Table(
+        "items",
+        [hw.Column("id", pa.int64(), primary_key=True), hw.Column("name", pa.string())],
+        resolver=lambda client: data,
+    )
+    result = sync_to(hw.Plugin(name="items", version="1", tables=[table]), url)
+    assert result.rows == {"items": n} and result.complete
+    rows = read_rows(url, "items")
+    assert len(rows) == n
+    assert sorted((r["id"], r["name"]) for r in rows) == [(i, f"n{i}") for i in range(n)]
+
+
 def test_overwrite_replaces_the_rows_of_earlier_syncs(url: str) -> None:
     sync_to(items_plugin(range(10)), url, mode="overwrite")
     sync_to(items_plugin(range(5, 8), version=2), url, mode="overwrite")

@@ -47,6 +47,11 @@ STATE_TABLE = "_headwater_state"
 #: How long a statement waits for a lock held by another session before failing.
 DEFAULT_LOCK_TIMEOUT = "30s"
 DEFAULT_CONNECT_TIMEOUT = 10
+#: Rows per batch handed to the driver. It encodes a batch, sends it and only then encodes the
+#: next, so with batches this size the server parses one while the next is encoded; a single
+#: 100k-row batch left the server and the client taking turns (about 150k rows/s here against
+#: 220k).
+COPY_CHUNK_ROWS = 10_000
 
 
 def _short_name(prefix: str, table: str) -> str:
@@ -311,7 +316,11 @@ class PostgresDestination:
 
         def wire(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
             """The rows as COPY sends them, with the sync's two columns."""
-            batches = [constants.add(convert(batch)) for batch in batches_of(data)]
+            batches = [
+                constants.add(convert(chunk))
+                for batch in batches_of(data)
+                for chunk in chunks_of(batch, COPY_CHUNK_ROWS)
+            ]
             return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
 
         if not upsert and not any(casts.values()):
@@ -351,6 +360,13 @@ class PostgresDestination:
                 cur.execute(statement)
 
         return staged
+
+
+def chunks_of(batch: pa.RecordBatch, rows: int) -> list[pa.RecordBatch]:
+    """``batch`` cut into slices of at most ``rows`` rows (no copy); an empty batch stays."""
+    if batch.num_rows <= rows:
+        return [batch]
+    return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
 
 
 def _first_line(exc: BaseException) -> str:
