@@ -119,7 +119,10 @@ def dlt_python() -> str | None:
 def dlt_rate(kind: str, n: int) -> float:
     python = dlt_python()
     if python is None:
-        pytest.skip("run scripts/bench.sh to create .venv-bench-dlt with dlt[duckdb]")
+        pytest.fail(
+            "the baseline is not installed: scripts/bench.sh creates "
+            ".venv-bench-dlt with dlt[duckdb]"
+        )
     done = subprocess.run(
         [python, "-c", DLT_SIDE, kind, str(n), str(HERE)],
         check=True,

@@ -200,7 +200,10 @@ def test_grpc_sync_vs_cloudquery_python_sdk_server(
         return
     python = cloudquery_python()
     if python is None:
-        pytest.skip("run scripts/bench.sh to create .venv-bench-cq with cloudquery-plugin-sdk")
+        pytest.fail(
+            "the baseline is not installed: scripts/bench.sh creates "
+            ".venv-bench-cq with cloudquery-plugin-sdk"
+        )
     theirs_rows = 20_000
     theirs = Server(python, CLOUDQUERY_SERVER, theirs_rows)
     try:

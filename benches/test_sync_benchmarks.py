@@ -146,7 +146,10 @@ def test_sync_vs_cloudquery_python_sdk(benchmark: Any) -> None:
         return  # the comparison needs the separate SDK environment
     python = cloudquery_python()
     if python is None:
-        pytest.skip("run scripts/bench.sh to create .venv-bench-cq with cloudquery-plugin-sdk")
+        pytest.fail(
+            "the baseline is not installed: scripts/bench.sh creates "
+            ".venv-bench-cq with cloudquery-plugin-sdk"
+        )
     cq_rows = 20_000
     done = subprocess.run(
         [python, "-c", CLOUDQUERY_BASELINE, str(cq_rows), str(HERE)],

@@ -14,7 +14,7 @@ PYTHON="${PYTHON:-python3}"
 
 [ -x .venv-bench/bin/python ] || "$PYTHON" -m venv .venv-bench
 .venv-bench/bin/python -m pip install --quiet --upgrade pip
-# A release build (optimised, no LTO), as `pip install headwater` from source gives.
+# A release build (optimised, thin local LTO), as `pip install headwater` from source gives.
 .venv-bench/bin/python -m pip install --quiet '.[test]'
 
 [ -x .venv-bench-cq/bin/python ] || "$PYTHON" -m venv .venv-bench-cq

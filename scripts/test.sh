@@ -18,14 +18,20 @@ step "virtualenv $VENV ($("$PYTHON" --version))"
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
 
+# System tools the tests run for real: a throwaway PostgreSQL server on loopback (destination
+# tests) and openssl (a private CA and certificate for the TLS tests).
+missing=()
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
-    # The destination tests start a throwaway PostgreSQL server on loopback.
+    missing+=(postgresql)
+fi
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        step "install PostgreSQL for the destination tests"
+        step "install ${missing[*]} for the tests"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "warning: PostgreSQL (initdb, pg_ctl) is not installed; its tests will fail" >&2
+        echo "warning: ${missing[*]} not installed; the tests that need them will fail" >&2
     fi
 fi
 
@@ -50,5 +56,5 @@ step "cargo test"
 cargo test --workspace
 
 step "pytest"
-# Benchmarks run once each as plain tests here; time them with `pytest benches --benchmark-only`.
+# Benchmarks run once each as plain tests here; time them with scripts/bench.sh.
 python -m pytest --benchmark-disable "$@"

@@ -132,7 +132,9 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed")
+        pytest.fail(
+            "openssl is not installed; scripts/test.sh installs it (apt-get install openssl)"
+        )
     d = tmp_path_factory.mktemp("tls")
 
     def run(*args: str) -> None:

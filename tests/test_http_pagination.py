@@ -190,3 +190,11 @@ def test_lookup_paths() -> None:
     assert lookup(body, "a.x", None) is None
     with pytest.raises(KeyError):
         lookup(body, "a.b.5")
+
+
+def test_a_paginator_without_its_rule_is_refused_when_made() -> None:
+    class NoRule(http.Paginator):
+        pass
+
+    with pytest.raises(TypeError, match="next_request"):
+        NoRule()

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import dataclasses
@@ -187,7 +188,7 @@ class Token:
         return f"Token(***, expires_at={self.expires_at}, generation={self.generation})"
 
 
-class _OAuth2(Auth):
+class _OAuth2(Auth, abc.ABC):
     """What both grants share: fetching, caching and refreshing the token."""
 
     def __init__(
@@ -234,8 +235,9 @@ class _OAuth2(Auth):
         else:
             self._client = client
 
+    @abc.abstractmethod
     def _grant(self) -> dict[str, str]:
-        raise NotImplementedError
+        """The grant's own form fields (``grant_type`` and what it needs)."""
 
     def _form(self) -> tuple[dict[str, str], dict[str, str]]:
         form = self._grant()

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -181,9 +182,9 @@ class Paginator(pydantic.BaseModel):
             )
         return following
 
+    @abc.abstractmethod
     def next_request(self, page: Page) -> PageRequest | None:
         """The next page's request by this paginator's own rule; ``None`` at the end."""
-        raise NotImplementedError
 
 
 class CursorPaginator(Paginator):
