@@ -342,6 +342,32 @@ def _context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
     return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
+def _choose_transport(
+    transport: Any,
+    *,
+    is_async: bool,
+    native: bool,
+    verify: bool | str | ssl.SSLContext,
+    max_connections: int,
+) -> Any:
+    """The transport a client sends through.
+
+    ``transport`` if given, else the Rust transport where it can serve (see :class:`Client`'s
+    ``native_transport``), else httpx's; wrapped by a cassette when one is recording or
+    replaying.
+    """
+    if transport is None:
+        if native and not isinstance(verify, ssl.SSLContext) and native_supported(verify):
+            rust = AsyncNativeTransport if is_async else NativeTransport
+            transport = rust(verify, max_connections)
+        else:
+            pooled = httpx.AsyncHTTPTransport if is_async else httpx.HTTPTransport
+            transport = pooled(limits=_pool(max_connections), verify=_context(verify))
+    if _transport_wrapper is not None:
+        transport = _transport_wrapper(transport, is_async)
+    return transport
+
+
 def _pool(max_connections: int) -> httpx.Limits:
     return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
@@ -408,19 +434,13 @@ class Client(_Core):
             response_hooks=response_hooks,
             strict_content_type=strict_content_type,
         )
-        if transport is None:
-            if (
-                native_transport
-                and not isinstance(verify, ssl.SSLContext)
-                and native_supported(verify)
-            ):
-                transport = NativeTransport(verify, max_connections)
-            else:
-                transport = httpx.HTTPTransport(
-                    limits=_pool(max_connections), verify=_context(verify)
-                )
-        if _transport_wrapper is not None:
-            transport = _transport_wrapper(transport, False)
+        transport = _choose_transport(
+            transport,
+            is_async=False,
+            native=native_transport,
+            verify=verify,
+            max_connections=max_connections,
+        )
         self.http = httpx.Client(
             base_url=base_url,
             headers=self._default_headers,
@@ -633,19 +653,13 @@ class AsyncClient(_Core):
             response_hooks=response_hooks,
             strict_content_type=strict_content_type,
         )
-        if transport is None:
-            if (
-                native_transport
-                and not isinstance(verify, ssl.SSLContext)
-                and native_supported(verify)
-            ):
-                transport = AsyncNativeTransport(verify, max_connections)
-            else:
-                transport = httpx.AsyncHTTPTransport(
-                    limits=_pool(max_connections), verify=_context(verify)
-                )
-        if _transport_wrapper is not None:
-            transport = _transport_wrapper(transport, True)
+        transport = _choose_transport(
+            transport,
+            is_async=True,
+            native=native_transport,
+            verify=verify,
+            max_connections=max_connections,
+        )
         self.http = httpx.AsyncClient(
             base_url=base_url,
             headers=self._default_headers,
