@@ -49,35 +49,11 @@ CLOUDQUERY_SERVER = textwrap.dedent(
     # The same resolver as a plugin of the official CloudQuery Python SDK, served by its server.
     import sys
     sys.path.insert(0, sys.argv[2])
-    import pyarrow as pa
     from cloudquery.sdk import plugin, serve
-    from cloudquery.sdk.scheduler import Scheduler, TableResolver
-    from cloudquery.sdk.schema import Column, Table
-    from cloudquery.sdk.types import JSONType, UUIDType
-    from rowgen import generate
+    from cloudquery.sdk.scheduler import Scheduler
+    from cloudquery_shape import TABLE, Client, Resolver
 
     n = int(sys.argv[1])
-    TABLE = Table("bench_items", [
-        Column("id", pa.int64(), primary_key=True),
-        Column("count", pa.int64()),
-        Column("name", pa.string()),
-        Column("description", pa.string()),
-        Column("score", pa.float64()),
-        Column("active", pa.bool_()),
-        Column("updated_at", pa.timestamp("us", tz="UTC")),
-        # The SDK's List scalar does not convert to Arrow (0.1.56): tags go as JSON.
-        Column("tags", JSONType()),
-        Column("attributes", JSONType()),
-        Column("external_id", UUIDType()),
-    ])
-
-    class Resolver(TableResolver):
-        def resolve(self, client, parent_resource):
-            yield from generate(n)
-
-    class Client:
-        def id(self):
-            return "bench"
 
     class BenchPlugin(plugin.Plugin):
         def __init__(self):
@@ -91,7 +67,7 @@ CLOUDQUERY_SERVER = textwrap.dedent(
             return [TABLE]
 
         def sync(self, options):
-            return self._scheduler.sync(Client(), [Resolver(TABLE)])
+            return self._scheduler.sync(Client(), [Resolver(n)])
 
         def close(self):
             self._scheduler.shutdown()

@@ -86,40 +86,15 @@ CLOUDQUERY_BASELINE = textwrap.dedent(
     # The same resolver on the official CloudQuery Python SDK's scheduler, in process.
     import json, sys, time
     sys.path.insert(0, sys.argv[2])
-    import pyarrow as pa
-    from cloudquery.sdk.scheduler import Scheduler, TableResolver
-    from cloudquery.sdk.schema import Column, Table
-    from cloudquery.sdk.types import JSONType, UUIDType
+    from cloudquery.sdk.scheduler import Scheduler
     from cloudquery.sdk.message import SyncInsertMessage
-    from rowgen import generate
+    from cloudquery_shape import Client, Resolver
 
     n = int(sys.argv[1])
-    table = Table("bench_items", [
-        Column("id", pa.int64(), primary_key=True),
-        Column("count", pa.int64()),
-        Column("name", pa.string()),
-        Column("description", pa.string()),
-        Column("score", pa.float64()),
-        Column("active", pa.bool_()),
-        Column("updated_at", pa.timestamp("us", tz="UTC")),
-        # The SDK's List scalar does not convert to Arrow (0.1.56): tags go as JSON.
-        Column("tags", JSONType()),
-        Column("attributes", JSONType()),
-        Column("external_id", UUIDType()),
-    ])
-
-    class Resolver(TableResolver):
-        def resolve(self, client, parent_resource):
-            yield from generate(n)
-
-    class Client:
-        def id(self):
-            return "bench"
-
     scheduler = Scheduler(concurrency=1)
     start = time.perf_counter()
     rows = 0
-    for message in scheduler.sync(Client(), [Resolver(table)]):
+    for message in scheduler.sync(Client(), [Resolver(n)]):
         if isinstance(message, SyncInsertMessage):
             rows += message.record.num_rows
     seconds = time.perf_counter() - start
