@@ -104,6 +104,17 @@ class Plus2(dt.tzinfo):
         return dt.timedelta(0)
 
 
+class MyUUID(uuid.UUID):
+    pass
+
+
+def tampered_uuid(value: object) -> uuid.UUID:
+    """A UUID whose `int` was replaced behind its back."""
+    u = uuid.UUID(int=1)
+    object.__setattr__(u, "int", value)
+    return u
+
+
 def deep_list(depth: int) -> list[Any]:
     """A list nested `depth` levels below the outermost one."""
     value: list[Any] = []
@@ -221,6 +232,16 @@ VALUES: dict[str, tuple[pa.DataType, list[Any]]] = {
             bytes(range(16)),
             bytes(15),
             uuid.UUID(int=5),
+            uuid.UUID(int=2**128 - 1),
+            uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            MyUUID(int=9),
+            # The fast path reads a UUID's `int` slot in place; object.__setattr__ can put
+            # anything there.
+            tampered_uuid(-1),
+            tampered_uuid(2**128),
+            tampered_uuid(2**200),
+            tampered_uuid("not an int"),
+            tampered_uuid(MyInt(3)),
             "00000000-0000-0000-0000-000000000007",
             MyBytes(bytes(16)),
             None,

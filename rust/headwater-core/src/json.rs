@@ -560,8 +560,9 @@ impl Validator<'_> {
 
 /// Appends `s` as a JSON string literal, quotes included.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     if !needs_escape(bytes) {
         // The common case: nothing to escape, one copy.
         out.extend_from_slice(bytes);
@@ -594,9 +595,26 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The bytes [`write_str`] escapes: control bytes, the quote and the backslash.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Whether `bytes` holds a quote, a backslash or a control byte: anything [`write_str`] must
 /// escape. Eight bytes at a time, as the scanner reads strings.
 fn needs_escape(bytes: &[u8]) -> bool {
+    if bytes.len() < 16 {
+        // Short strings (keys, labels): a table lookup per byte beats setting up words.
+        return bytes.iter().any(|&b| ESCAPED[usize::from(b)]);
+    }
     let mut words = bytes.chunks_exact(8);
     for chunk in &mut words {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));

@@ -7,11 +7,15 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
+use crate::ffi_read::UuidLayout;
+
 /// The recognised Python types, all owned references valid for the interpreter's life.
 #[derive(Debug)]
 pub struct Known {
     /// `uuid.UUID`.
     pub uuid: Py<PyType>,
+    /// Where a `uuid.UUID` keeps its value, when it can be read in place.
+    pub uuid_layout: Option<UuidLayout>,
     /// `decimal.Decimal`.
     pub decimal: Py<PyType>,
     /// The six `ipaddress` address, network and interface classes.
@@ -64,8 +68,10 @@ pub fn known(py: Python<'_>) -> PyResult<&'static Known> {
         Err(_) => None,
     };
     let dataclasses = py.import("dataclasses")?;
+    let uuid = ty("uuid", "UUID")?;
     let known = Known {
-        uuid: ty("uuid", "UUID")?,
+        uuid_layout: UuidLayout::of(uuid.bind(py))?,
+        uuid,
         decimal: ty("decimal", "Decimal")?,
         ip_types: ip_types.unbind(),
         utc: py

@@ -36,7 +36,7 @@ use std::ptr::NonNull;
 use headwater_core::builder::ColumnBuilder;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyType};
 
 use crate::context::Known;
 
@@ -48,7 +48,7 @@ pub type FastPush = fn(&mut ColumnBuilder, Inert<'_>) -> bool;
 /// A Python value read through a borrowed reference, valid for `'a`: the span of one
 /// [`FastPush`] call, during which no Python code runs. Its reads accept exact built-in types
 /// only (never subclasses, whose behaviour user code may change) and otherwise say `None`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Inert<'a> {
     ptr: NonNull<ffi::PyObject>,
     known: &'a Known,
@@ -270,6 +270,57 @@ impl<'a> Inert<'a> {
         }
     }
 
+    /// What the value is as JSON, told by one look at its type: the shape
+    /// `write_json_inert` (in `values`) writes, with `Other` for anything it leaves to the
+    /// general path.
+    #[inline]
+    pub fn json(self) -> Json<'a> {
+        let ty = self.type_ptr();
+        if ty == &raw mut ffi::PyUnicode_Type {
+            return self.as_str().map_or(Json::Other, Json::Str);
+        }
+        if ty == &raw mut ffi::PyLong_Type {
+            return self.as_i64().map_or(Json::Other, Json::Int);
+        }
+        if let Some(entries) = self.dict_entries() {
+            return Json::Object(entries);
+        }
+        if let Some(items) = self.items() {
+            return Json::Array(items);
+        }
+        if let Some(x) = self.as_f64() {
+            return Json::Float(x);
+        }
+        if self.is_none() {
+            return Json::Null;
+        }
+        self.as_bool().map_or(Json::Other, Json::Bool)
+    }
+
+    /// The 16 bytes of an exact `uuid.UUID`, read from its `int` slot (not on free-threaded
+    /// builds, where another thread may replace the slot's value under the reader).
+    #[inline]
+    pub fn as_uuid(self) -> Option<[u8; 16]> {
+        let layout = self.known.uuid_layout.as_ref()?;
+        if self.type_ptr().cast::<ffi::PyObject>() != self.known.uuid.as_ptr() {
+            return None;
+        }
+        // SAFETY: an exact UUID, whose object holds the `int` slot at `layout.offset` (checked
+        // when the layout was read). The slot's value is a borrowed pointer, alive while the
+        // UUID is; it is read only if it is an exact int.
+        unsafe {
+            let int = *self
+                .as_ptr()
+                .cast::<u8>()
+                .offset(layout.offset)
+                .cast::<*mut ffi::PyObject>();
+            if int.is_null() || ffi::Py_TYPE(int) != &raw mut ffi::PyLong_Type {
+                return None;
+            }
+            uuid_int_bytes(int)
+        }
+    }
+
     /// The entries of an exact `dict` (not on free-threaded builds, where another thread may
     /// change a dict under the reader).
     #[inline]
@@ -308,7 +359,122 @@ impl<'a> Inert<'a> {
     }
 }
 
+/// A value as [`Inert::json`] sees it.
+#[derive(Debug)]
+pub enum Json<'a> {
+    /// `None`.
+    Null,
+    /// `True` or `False`.
+    Bool(bool),
+    /// An exact int within i64.
+    Int(i64),
+    /// An exact float.
+    Float(f64),
+    /// An exact str.
+    Str(&'a str),
+    /// An exact dict's entries.
+    Object(DictEntries<'a>),
+    /// An exact list's or tuple's items.
+    Array(Items<'a>),
+    /// Anything else: subclasses, other types, ints beyond i64, strs with lone surrogates.
+    Other,
+}
+
+/// Where `uuid.UUID` keeps its value: the `int` member of its `__slots__`, read in place by
+/// [`Inert::as_uuid`].
+#[derive(Debug)]
+pub struct UuidLayout {
+    /// Byte offset of the `int` slot in a UUID object.
+    offset: isize,
+}
+
+impl UuidLayout {
+    /// Reads the layout of `uuid_type` from its `int` member descriptor; `None` if `int` is
+    /// not an object slot there (another Python implementation), or on free-threaded builds.
+    pub fn of(uuid_type: &Bound<'_, PyType>) -> PyResult<Option<Self>> {
+        if cfg!(Py_GIL_DISABLED) {
+            return Ok(None);
+        }
+        let py = uuid_type.py();
+        let Ok(descriptor) = uuid_type.getattr("__dict__")?.get_item("int") else {
+            return Ok(None);
+        };
+        let member_type = py.import("types")?.getattr("MemberDescriptorType")?;
+        if !descriptor.get_type().is(&member_type) {
+            return Ok(None);
+        }
+        // SAFETY: an object of type `member_descriptor` is a `PyMemberDescrObject`, whose
+        // `d_member` points to the type's static `PyMemberDef` for the slot (declared as a
+        // `PyGetSetDef` pointer for 3.10 by pyo3-ffi; it is a `PyMemberDef` there too).
+        let (type_code, offset) = unsafe {
+            let member = (*descriptor.as_ptr().cast::<ffi::PyMemberDescrObject>())
+                .d_member
+                .cast::<ffi::PyMemberDef>();
+            ((*member).type_code, (*member).offset)
+        };
+        let object_size = uuid_type.getattr("__basicsize__")?.extract::<usize>()?;
+        let slot = std::mem::size_of::<*mut ffi::PyObject>();
+        let inside = usize::try_from(offset).is_ok_and(|offset| {
+            offset >= std::mem::size_of::<ffi::PyObject>() && offset + slot <= object_size
+        });
+        if type_code != ffi::Py_T_OBJECT_EX || !inside {
+            return Ok(None);
+        }
+        Ok(Some(Self { offset }))
+    }
+}
+
+/// The 16 big-endian bytes of an exact int in `0..2**128` (a UUID's value); `None` for any
+/// other int, which `object.__setattr__` can put in a UUID. Raises nothing, runs no Python code.
+///
+/// # Safety
+/// `int` must be a live exact int.
+#[cfg(not(Py_3_13))]
+unsafe fn uuid_int_bytes(int: *mut ffi::PyObject) -> Option<[u8; 16]> {
+    extern "C" {
+        // Exported by CPython 3.10 to 3.12 (`Include/cpython/longobject.h`); neither raises.
+        fn _PyLong_Sign(v: *mut ffi::PyObject) -> std::ffi::c_int;
+        fn _PyLong_NumBits(v: *mut ffi::PyObject) -> usize;
+    }
+    let mut bytes = [0u8; 16];
+    // SAFETY: an exact int (the caller's contract). In 0..2**128 the conversion to 16
+    // unsigned bytes cannot fail, so it raises nothing.
+    unsafe {
+        if _PyLong_Sign(int) < 0 || _PyLong_NumBits(int) > 128 {
+            return None;
+        }
+        (ffi::_PyLong_AsByteArray(int.cast(), bytes.as_mut_ptr(), 16, 0, 0) == 0).then_some(bytes)
+    }
+}
+
+/// See the version for CPython before 3.13.
+///
+/// # Safety
+/// `int` must be a live exact int.
+#[cfg(Py_3_13)]
+unsafe fn uuid_int_bytes(int: *mut ffi::PyObject) -> Option<[u8; 16]> {
+    // Two's complement in 17 bytes: a value in 0..2**128 fits with a zero first byte. A
+    // value that does not fit is reported by the size returned, never by raising.
+    let mut signed = [0u8; 17];
+    // SAFETY: an exact int (the caller's contract) and a 17-byte buffer.
+    let needed = unsafe {
+        ffi::PyLong_AsNativeBytes(
+            int,
+            signed.as_mut_ptr().cast(),
+            17,
+            ffi::Py_ASNATIVEBYTES_BIG_ENDIAN,
+        )
+    };
+    if !(0..=17).contains(&needed) || signed[0] != 0 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&signed[1..]);
+    Some(bytes)
+}
+
 /// Iterator over the entries of an exact dict, as [`Inert`] key and value.
+#[derive(Debug)]
 pub struct DictEntries<'a> {
     dict: Inert<'a>,
     pos: ffi::Py_ssize_t,
@@ -335,6 +501,7 @@ impl<'a> Iterator for DictEntries<'a> {
 }
 
 /// Iterator over the items of a list or tuple, as [`Inert`] values.
+#[derive(Debug)]
 pub struct Items<'a> {
     seq: Inert<'a>,
     list: bool,
@@ -472,24 +639,29 @@ impl<'a, 'py> DictWalk<'a, 'py> {
         }
     }
 
-    /// Reads the next entries into `builders[from..]` (with `fast`) while their keys are
-    /// `names[from..]` themselves (identity: interned column names), until every column has
-    /// a value or one needs the general path.
+    /// Reads the next entries into `builders[from..]` (each with its column's `plan` entry)
+    /// while their keys are `names[from..]` themselves (identity: interned column names),
+    /// until every column has a value or one needs the general path.
     #[inline]
     pub fn read(
         &mut self,
         names: &[Py<PyString>],
         builders: &mut [ColumnBuilder],
         from: usize,
-        fast: FastPush,
+        plan: &[FastPush],
     ) -> Step<'py> {
         // Python code runs only between calls; the size tells whether it changed the dict.
         if self.dict.len() != self.len {
             return Step::Resized(from);
         }
-        let columns = names.iter().zip(builders.iter_mut()).enumerate().skip(from);
+        let columns = names
+            .iter()
+            .zip(builders.iter_mut())
+            .zip(plan)
+            .enumerate()
+            .skip(from);
         #[cfg(not(Py_GIL_DISABLED))]
-        for (i, (name, builder)) in columns {
+        for (i, ((name, builder), fast)) in columns {
             let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
             // SAFETY: `dict` is a live dict (held by the caller). `PyDict_Next` checks `pos`
             // against the current table, so it is safe even if Python code changed the dict
@@ -507,10 +679,10 @@ impl<'a, 'py> DictWalk<'a, 'py> {
             }
         }
         #[cfg(Py_GIL_DISABLED)]
-        for (i, (name, builder)) in columns {
+        for (i, ((name, builder), fast)) in columns {
             match self.entries.next() {
                 Some((k, v)) if k.as_ptr() == name.as_ptr() => {
-                    if !push_owned(&v, self.known, builder, fast) {
+                    if !push_owned(&v, self.known, builder, *fast) {
                         return Step::Slow(i, v);
                     }
                 }

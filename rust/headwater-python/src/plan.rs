@@ -9,8 +9,9 @@ use pyo3::types::PyString;
 
 use crate::context::Known;
 use crate::errors::IntoPyResult;
+use crate::ffi_read::FastPush;
 use crate::rows::Target;
-use crate::values::{Context, FieldNames};
+use crate::values::{fast_push_for, Context, FieldNames};
 
 /// One table's conversion plan.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct TablePlan {
     pub data_fields: Vec<FieldRef>,
     /// Interned Python names of `data_fields`.
     pub names: Vec<Py<PyString>>,
+    /// The fast path of each data column (see [`fast_push_for`]).
+    pub fast: Vec<FastPush>,
     /// Interned names of struct fields anywhere in the columns.
     pub struct_fields: FieldNames,
     /// Builder indices of the primary-key columns, when there are some and all can be
@@ -40,6 +43,7 @@ impl TablePlan {
             .map(|f| PyString::intern(py, f.name()).unbind())
             .collect();
         Ok(Self {
+            fast: builders.iter().map(fast_push_for).collect(),
             table: schema::table_name(&schema).to_string(),
             struct_fields: FieldNames::of(py, &data_fields),
             pipelined_keys: pipelined_keys(&builders),
@@ -59,6 +63,7 @@ impl TablePlan {
         Target {
             table: &self.table,
             names: &self.names,
+            fast: &self.fast,
         }
     }
 

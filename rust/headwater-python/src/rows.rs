@@ -13,12 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::errors::{row_error_instance, to_py_err};
-#[cfg(not(Py_GIL_DISABLED))]
-use crate::ffi_read::FastPush;
-use crate::ffi_read::{self, DictWalk, Entry, Step};
-#[cfg(not(Py_GIL_DISABLED))]
-use crate::values::fast_push_for;
-use crate::values::{is_scalar, push_inert, push_value, truncate_chars, Context, ConvError, Fault};
+use crate::ffi_read::{self, DictWalk, Entry, FastPush, Step};
+use crate::values::{is_scalar, push_value, truncate_chars, Context, ConvError, Fault};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -39,6 +35,8 @@ pub struct Target<'a> {
     pub table: &'a str,
     /// Column names, interned, in builder order.
     pub names: &'a [Py<PyString>],
+    /// The fast path of each column, in builder order.
+    pub fast: &'a [FastPush],
 }
 
 /// Result of reading rows.
@@ -80,7 +78,7 @@ pub fn append_rows(
     };
     if let Ok(list) = rows.cast::<PyList>() {
         #[cfg(not(Py_GIL_DISABLED))]
-        let mut pipeline = Pipeline::new(reading.builders);
+        let mut pipeline = Pipeline::new();
         let mut index = 0;
         while index < list.len() {
             #[cfg(not(Py_GIL_DISABLED))]
@@ -194,7 +192,6 @@ impl Reading<'_, '_> {
 /// declines pays for the attempt rarely.
 #[cfg(not(Py_GIL_DISABLED))]
 struct Pipeline {
-    plan: Vec<FastPush>,
     /// Rows to read the general way before the next attempt.
     pause: usize,
     /// The pause after the next decline.
@@ -206,9 +203,8 @@ impl Pipeline {
     const FIRST_BACKOFF: usize = 64;
     const MAX_BACKOFF: usize = CHUNK_ROWS;
 
-    fn new(builders: &[ColumnBuilder]) -> Self {
+    fn new() -> Self {
         Self {
-            plan: builders.iter().map(fast_push_for).collect(),
             pause: 0,
             backoff: Self::FIRST_BACKOFF,
         }
@@ -234,7 +230,7 @@ impl Pipeline {
             target.names,
             reading.cx.known,
             reading.builders,
-            &self.plan,
+            target.fast,
         );
         reading.stored(index..index + appended);
         if index + appended < end {
@@ -304,7 +300,7 @@ fn append_row(
         }
         for (i, name) in target.names.iter().enumerate() {
             let builder = &mut builders[i];
-            match ffi_read::lookup(dict, name, cx.known, builder, push_inert) {
+            match ffi_read::lookup(dict, name, cx.known, builder, target.fast[i]) {
                 Ok(Entry::Pushed) => {}
                 Ok(Entry::Slow(value)) => push(builders, i, &value)?,
                 Ok(Entry::Absent) => push(builders, i, &none)?,
@@ -358,7 +354,7 @@ fn append_row(
         .and_then(|d| d.cast_into::<PyDict>().ok());
     for (i, name) in target.names.iter().enumerate() {
         let found = match &attributes {
-            Some(d) => ffi_read::lookup(d, name, cx.known, &mut builders[i], push_inert)
+            Some(d) => ffi_read::lookup(d, name, cx.known, &mut builders[i], target.fast[i])
                 .map_err(|e| (Some(i), e.into()))?,
             None => Entry::Absent,
         };
@@ -389,7 +385,7 @@ fn walk_in_column_order(
     let mut walk = DictWalk::new(dict, cx.known);
     let mut from = 0;
     loop {
-        match walk.read(target.names, builders, from, push_inert) {
+        match walk.read(target.names, builders, from, target.fast) {
             Step::Done => return Ok(true),
             Step::Slow(i, value) => {
                 push_value(&mut builders[i], &value, cx).map_err(|e| (Some(i), e))?;

@@ -24,7 +24,7 @@ use pyo3::types::{
 };
 
 use crate::context::Known;
-use crate::ffi_read::{FastPush, Inert};
+use crate::ffi_read::{FastPush, Inert, Json};
 use crate::pyjson::{self, write_json};
 use crate::rows::lookup_attribute;
 
@@ -376,9 +376,15 @@ pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
         Values::LargeUtf8(c) => v.as_str().is_some_and(|s| c.push(s.as_bytes()).is_ok()),
         Values::Binary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
         Values::LargeBinary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
-        Values::FixedSizeBinary(c) | Values::Uuid(c) => v
+        Values::FixedSizeBinary(c) => v
             .as_bytes()
             .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
+        Values::Uuid(c) => match v.as_uuid() {
+            Some(bytes) => c.push(&bytes).is_ok(),
+            None => v
+                .as_bytes()
+                .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
+        },
         Values::Json(c) => push_json_inert(c, v),
         Values::Timestamp(c, unit) => {
             let Some(dt) = v.as_utc_datetime() else {
@@ -409,10 +415,9 @@ pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
     }
 }
 
-/// The fast path for a column, chosen once per batch: a [`FastPush`] specialised for the
+/// The fast path for a column, chosen once per table: a [`FastPush`] specialised for the
 /// column's storage and the value type it usually receives, which hands anything else to
 /// [`push_inert`]. Small enough to inline the push, unlike the general dispatch.
-#[cfg_attr(Py_GIL_DISABLED, allow(dead_code))] // only the read-ahead path uses it
 pub fn fast_push_for(builder: &ColumnBuilder) -> FastPush {
     match &builder.values {
         Values::Int64(_) => fast_int64,
@@ -498,61 +503,65 @@ fn push_json_inert(c: &mut BytesColumn<i32>, v: Inert<'_>) -> bool {
 /// (subclasses, enums, models, big ints, NaN, other keys, nesting too deep), which
 /// `write_json` then takes, faults included.
 fn write_json_inert(out: &mut Vec<u8>, v: Inert<'_>, depth: usize) -> bool {
-    if depth > pyjson::MAX_DEPTH {
-        return false;
-    }
-    if v.is_none() {
-        out.extend_from_slice(b"null");
-    } else if let Some(b) = v.as_bool() {
-        out.extend_from_slice(if b { b"true" } else { b"false" });
-    } else if let Some(s) = v.as_str() {
-        json::write_str(out, s);
-    } else if let Some(i) = v.as_i64() {
-        json::write_i64(out, i);
-    } else if let Some(x) = v.as_f64() {
-        return json::write_f64(out, x).is_ok();
-    } else if let Some(entries) = v.dict_entries() {
-        out.push(b'{');
-        for (n, (key, item)) in entries.enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            if let Some(key) = key.as_str() {
-                json::write_str(out, key);
-            } else if let Some(key) = key.as_i64() {
-                // As `write_json` writes str(key).
-                out.push(b'"');
-                json::write_i64(out, key);
-                out.push(b'"');
-            } else {
+    match v.json() {
+        Json::Str(s) => json::write_str(out, s),
+        Json::Int(i) => json::write_i64(out, i),
+        Json::Object(entries) => {
+            if depth >= pyjson::MAX_DEPTH {
                 return false;
             }
-            out.push(b':');
-            if !write_json_inert(out, item, depth + 1) {
-                return false;
+            out.push(b'{');
+            let mut first = true;
+            for (key, item) in entries {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                if let Some(key) = key.as_str() {
+                    json::write_str(out, key);
+                } else if let Some(key) = key.as_i64() {
+                    // As `write_json` writes str(key).
+                    out.push(b'"');
+                    json::write_i64(out, key);
+                    out.push(b'"');
+                } else {
+                    return false;
+                }
+                out.push(b':');
+                if !write_json_inert(out, item, depth + 1) {
+                    return false;
+                }
             }
+            out.push(b'}');
         }
-        out.push(b'}');
-    } else if let Some(items) = v.items() {
-        out.push(b'[');
-        for (n, item) in items.enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            if !write_json_inert(out, item, depth + 1) {
+        Json::Array(items) => {
+            if depth >= pyjson::MAX_DEPTH {
                 return false;
             }
+            out.push(b'[');
+            let mut first = true;
+            for item in items {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                if !write_json_inert(out, item, depth + 1) {
+                    return false;
+                }
+            }
+            out.push(b']');
         }
-        out.push(b']');
-    } else {
-        return false;
+        Json::Float(x) => return json::write_f64(out, x).is_ok(),
+        Json::Null => out.extend_from_slice(b"null"),
+        Json::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Json::Other => return false,
     }
     true
 }
 
 fn fast_uuid(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
-    if let (Values::Uuid(c), Some(b)) = (&mut builder.values, v.as_bytes()) {
-        return b.len() == 16 && c.push(b).is_ok();
+    if let (Values::Uuid(c), Some(bytes)) = (&mut builder.values, v.as_uuid()) {
+        return c.push(&bytes).is_ok();
     }
     push_inert(builder, v)
 }
@@ -974,8 +983,15 @@ pub fn uuid_like(v: &Bound<'_, PyAny>, known: &Known) -> PyResult<Result<[u8; 16
     }
     let uuid_type = known.uuid.bind(v.py());
     if v.get_type().is(uuid_type) || v.is_instance(uuid_type)? {
-        let int: u128 = v.getattr(intern!(v.py(), "int"))?.extract()?;
-        return Ok(Ok(int.to_be_bytes()));
+        // Always an int in 0..2**128, unless replaced with `object.__setattr__`.
+        let int = v.getattr(intern!(v.py(), "int"))?;
+        return Ok(match int.extract::<u128>() {
+            Ok(int) => Ok(int.to_be_bytes()),
+            Err(_) => Err(format!(
+                "is a uuid.UUID whose int, {}, is not an int in 0..2**128",
+                truncate_chars(int.repr()?.to_string(), 60)
+            )),
+        });
     }
     Ok(Err(
         "expected a uuid.UUID, a UUID str or 16 bytes".to_string()

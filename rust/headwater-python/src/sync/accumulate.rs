@@ -31,6 +31,10 @@ use super::{lock, Shared};
 /// Rows appended between two checks of an accumulator's byte size.
 const BYTES_CHECK_ROWS: usize = 64;
 
+/// Rows appended before the builders are sized for the rest of the batch from what they
+/// hold, so their buffers grow once instead of doubling (and copying) all the way.
+const SIZING_ROWS: usize = 1024;
+
 /// The thread an accumulator belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -57,6 +61,8 @@ pub struct Accumulator {
     held: Vec<(Arc<Py<PyAny>>, usize)>,
     /// State updates made after these rows were appended.
     states: Vec<StateUpdate>,
+    /// Bytes the builders were sized for (0 until [`SIZING_ROWS`] rows are in).
+    sized_bytes: usize,
     /// When the oldest row (or, without rows, the oldest state update) was added.
     since: Option<Instant>,
 }
@@ -88,6 +94,7 @@ impl Accumulator {
             parent_ids: Vec::new(),
             held: Vec::new(),
             states: Vec::new(),
+            sized_bytes: 0,
             since: None,
         })
     }
@@ -109,8 +116,26 @@ impl Accumulator {
         if let Some(held) = held {
             self.held.push(held);
         }
+        if self.rows == SIZING_ROWS {
+            self.size_for_batch(shared);
+        }
         self.rows >= shared.options.max_rows
             || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= shared.options.max_bytes)
+    }
+
+    /// Reserves room for the rows the batch will still take if they are like those so far:
+    /// up to the row limit, or to the byte limit if that comes first.
+    fn size_for_batch(&mut self, shared: &Shared) {
+        let per_row = (self.bytes() / self.rows).max(1);
+        let batch_rows = shared
+            .options
+            .max_rows
+            .min(shared.options.max_bytes / per_row + 1);
+        let more = batch_rows.saturating_sub(self.rows);
+        for builder in &mut self.builders {
+            builder.reserve_like(more);
+        }
+        self.sized_bytes = per_row * batch_rows;
     }
 
     /// Queues a state update behind the rows appended so far; it leaves with them, when
@@ -131,10 +156,10 @@ impl Accumulator {
     }
 
     /// An upper bound of the finished batch's memory, to reserve in the output buffer:
-    /// builders grow by doubling, so their buffers hold up to twice the bytes appended, and
-    /// `_cq_id` and `_cq_parent_id` add 16 bytes a row each.
+    /// builders grow by doubling, so their buffers hold up to twice the bytes appended (or
+    /// sized for), and `_cq_id` and `_cq_parent_id` add 16 bytes a row each.
     fn reservation(&self) -> usize {
-        2 * self.bytes() + 32 * self.rows
+        2 * self.bytes().max(self.sized_bytes) + 32 * self.rows
     }
 
     fn is_empty(&self) -> bool {
@@ -165,6 +190,7 @@ impl Accumulator {
             shared.scheduler.hold();
         }
         self.since = None;
+        self.sized_bytes = 0;
         Ok(Some(Bundle {
             table: self.table,
             builders,
