@@ -117,6 +117,8 @@ class Destination(Protocol):
     url: str
     #: Rows per :meth:`write` the destination prefers: smaller batches are gathered first.
     write_batch_rows: int
+    #: Bytes gathered at most for one :meth:`write`, whatever ``write_batch_rows`` says.
+    write_batch_bytes: int
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and return the incremental state to sync from.

@@ -220,6 +220,7 @@ class FileDestination:
     def __init__(self, root: str, format: str, query: dict[str, str], url: str) -> None:
         self.url = url
         self.write_batch_rows = 10_000
+        self.write_batch_bytes = 64 * 1024 * 1024
         self.format = format
         try:
             self.file_options = FileOptions.model_validate(query)

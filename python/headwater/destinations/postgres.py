@@ -75,6 +75,7 @@ class PostgresDestination:
         self.url = url
         # Each COPY costs a catalog query and a round trip: fewer, larger ones go faster.
         self.write_batch_rows = 100_000
+        self.write_batch_bytes = 64 * 1024 * 1024
         try:
             import adbc_driver_manager
             import adbc_driver_postgresql.dbapi as pg

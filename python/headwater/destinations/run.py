@@ -45,8 +45,6 @@ logger = logging.getLogger("headwater.local")
 
 #: Seconds between commits of state (and the rows it covers) during a sync.
 DEFAULT_COMMIT_INTERVAL = 1.0
-#: Batches are gathered up to this many bytes at most before they are written.
-_COALESCE_BYTES = 64 * 1024 * 1024
 
 
 class _Coalescer:
@@ -60,6 +58,7 @@ class _Coalescer:
     def __init__(self, destination: Destination, rows: int) -> None:
         self._destination = destination
         self._limit = rows
+        self._byte_limit = destination.write_batch_bytes
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._rows: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
@@ -72,7 +71,7 @@ class _Coalescer:
         self._pending.setdefault(table, []).append(batch)
         self._rows[table] = self._rows.get(table, 0) + batch.num_rows
         self._bytes[table] = self._bytes.get(table, 0) + batch.nbytes
-        if self._rows[table] >= self._limit or self._bytes[table] >= _COALESCE_BYTES:
+        if self._rows[table] >= self._limit or self._bytes[table] >= self._byte_limit:
             self._flush(table)
 
     def _flush(self, table: str) -> None:
