@@ -609,7 +609,8 @@ static ESCAPED: [bool; 256] = {
 };
 
 /// Whether `bytes` holds a quote, a backslash or a control byte: anything [`write_str`] must
-/// escape. Eight bytes at a time, as the scanner reads strings.
+/// escape. Short strings byte by byte through a table; longer ones eight bytes at a time, as
+/// the scanner reads strings.
 fn needs_escape(bytes: &[u8]) -> bool {
     if bytes.len() < 16 {
         // Short strings (keys, labels): a table lookup per byte beats setting up words.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::OffsetSizeTrait;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
-use headwater_core::builder::{BytesColumn, ColumnBuilder, ListColumn, Values};
+use headwater_core::builder::{BytesColumn, ColumnBuilder, FixedColumn, ListColumn, Values};
 use headwater_core::schema::type_label;
 use headwater_core::{decimal, json, net, temporal, CoreError};
 use pyo3::exceptions::PyOverflowError;
@@ -376,14 +376,10 @@ pub fn push_inert(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
         Values::LargeUtf8(c) => v.as_str().is_some_and(|s| c.push(s.as_bytes()).is_ok()),
         Values::Binary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
         Values::LargeBinary(c) => v.as_bytes().is_some_and(|b| c.push(b).is_ok()),
-        Values::FixedSizeBinary(c) => v
-            .as_bytes()
-            .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
+        Values::FixedSizeBinary(c) => push_inert_fixed(c, v),
         Values::Uuid(c) => match v.as_uuid() {
             Some(bytes) => c.push(&bytes).is_ok(),
-            None => v
-                .as_bytes()
-                .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok()),
+            None => push_inert_fixed(c, v),
         },
         Values::Json(c) => push_json_inert(c, v),
         Values::Timestamp(c, unit) => {
@@ -589,6 +585,12 @@ fn fast_list(builder: &mut ColumnBuilder, v: Inert<'_>) -> bool {
         }
     }
     push_inert(builder, v)
+}
+
+/// [`push_inert`] for exact bytes of a fixed-size binary column's width.
+fn push_inert_fixed(c: &mut FixedColumn, v: Inert<'_>) -> bool {
+    v.as_bytes()
+        .is_some_and(|b| b.len() == c.width() && c.push(b).is_ok())
 }
 
 /// [`push_inert`] for an exact list or tuple: all of its items, or nothing.

@@ -27,13 +27,10 @@ use pyo3::prelude::*;
 
 use super::finisher::{Job, Work};
 use super::{lock, Shared};
+use crate::rows::SIZING_ROWS;
 
 /// Rows appended between two checks of an accumulator's byte size.
 const BYTES_CHECK_ROWS: usize = 64;
-
-/// Rows appended before the builders are sized for the rest of the batch from what they
-/// hold, so their buffers grow once instead of doubling (and copying) all the way.
-const SIZING_ROWS: usize = 1024;
 
 /// The thread an accumulator belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
