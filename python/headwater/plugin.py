@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import re
 import zlib
@@ -27,7 +29,7 @@ import pydantic
 from headwater.errors import PluginError
 from headwater.schema import Column, Resolver, RowHook, Table, table_columns
 from headwater.spec import spec_schema, validate_spec
-from headwater.sync import SyncRun, _EventLoop, make_engine, select_tables
+from headwater.sync import SyncRun, _EventLoop, make_engine, run_to_end, select_tables
 
 __all__ = ["Plugin", "table"]
 
@@ -109,6 +111,9 @@ class Plugin:
             works); ``None`` for a plugin without settings.
         connect: ``connect(spec) -> client``: makes the client object resolvers receive,
             from the validated spec. Without it, resolvers receive the spec itself.
+        disconnect: ``disconnect(client)`` (or ``async def``): releases a client ``connect``
+            made, once no resolver needs it. Without it, the client's own ``close()`` or
+            ``aclose()`` is called, if it has one (see :meth:`release`).
         clients: ``clients(client) -> iterable of clients``: runs every top-level table once
             per client (accounts, regions); tables may override it.
         test_connection: ``test_connection(client)``: checks credentials and reachability;
@@ -129,6 +134,7 @@ class Plugin:
         *,
         spec: type[pydantic.BaseModel] | None = None,
         connect: Callable[[Any], Any] | None = None,
+        disconnect: Callable[[Any], Any] | None = None,
         clients: Callable[[Any], Iterable[Any]] | None = None,
         test_connection: Callable[[Any], Any] | None = None,
         title: str | None = None,
@@ -150,6 +156,7 @@ class Plugin:
             )
         for option, function in (
             ("connect", connect),
+            ("disconnect", disconnect),
             ("clients", clients),
             ("test_connection", test_connection),
         ):
@@ -160,6 +167,7 @@ class Plugin:
         self.tables = _check_tables(name, tables)
         self.spec = spec
         self.connect = connect
+        self.disconnect = disconnect
         self.clients = clients
         self.test_connection = test_connection
         self.title = title or name
@@ -217,9 +225,37 @@ class Plugin:
         return select_tables(self.tables, tables, skip_tables, skip_dependent_tables)
 
     def client(self, spec: object = None) -> Any:
-        """Validate ``spec`` and make the client resolvers receive (``connect(spec)``)."""
+        """Validate ``spec`` and make the client resolvers receive (``connect(spec)``).
+
+        Hand it to :meth:`release` when done with it; :meth:`sync` without ``client=`` makes
+        and releases its own.
+        """
         validated = self.validate_spec(spec)
         return self.connect(validated) if self.connect is not None else validated
+
+    def release(self, client: Any) -> None:
+        """Release a client made by :meth:`client` (its connections, sessions, threads).
+
+        Calls ``disconnect(client)``; without that hook, the client's ``close()``, or else its
+        ``aclose()``, if it has one. A coroutine they return is run to its end. A plugin
+        without ``connect`` and ``disconnect`` has nothing to release: its resolvers receive
+        the spec. What the hook raises passes through.
+        """
+        outcome = self._start_release(client)
+        if inspect.isawaitable(outcome):
+            run_to_end(outcome)
+
+    def _start_release(self, client: Any) -> Any:
+        """Begins :meth:`release`; returns what the hook returned, perhaps an awaitable."""
+        if self.disconnect is not None:
+            return self.disconnect(client)
+        if self.connect is None:
+            return None
+        for name in ("close", "aclose"):
+            method = getattr(client, name, None)
+            if callable(method):
+                return method()
+        return None
 
     def sync(
         self,
@@ -290,7 +326,9 @@ class Plugin:
                 parts of the top-level ``(table, client)`` tasks; the parts of all shards
                 cover the sync exactly once.
             client: A client made earlier with :meth:`client` (a server connects once, at
-                ``Init``); by default ``connect`` is called with the validated spec.
+                ``Init``), which the caller releases; by default ``connect`` is called with
+                the validated spec, and the run releases that client when it ends, fails or
+                is closed (:meth:`release`).
             logger: Where sync events are logged (default ``headwater.sync``).
 
         Returns:
@@ -306,8 +344,47 @@ class Plugin:
             raise ValueError(f"on_row_error must be 'skip' or 'fail', not {on_row_error!r}")
         initial_state = _check_state(state)
         selected = self.select_tables(tables, skip_tables, skip_dependent_tables)
+        release: Callable[[], Any] | None = None
         if client is _CONNECT:
             client = self.client(spec)
+            release = functools.partial(self._start_release, client)
+        try:
+            clients, roots = self._multiplex(selected, client)
+            client_ids = _client_ids(selected, clients, roots)
+            if shuffle_seed is None:
+                shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
+            log = logger or logging.getLogger("headwater.sync")
+            loop = _EventLoop()
+            engine = make_engine(
+                selected,
+                roots,
+                clients,
+                client_ids,
+                loop,
+                log,
+                strategy=strategy,
+                shuffle_seed=shuffle_seed,
+                concurrency=concurrency,
+                table_concurrency=table_concurrency,
+                depth_concurrency=None if depth_concurrency is None else list(depth_concurrency),
+                max_buffer_bytes=max_buffer_bytes,
+                max_rows=batch_max_rows,
+                max_bytes=batch_max_bytes,
+                max_latency=batch_max_latency,
+                fail_on_row_error=on_row_error == "fail",
+                state=initial_state,
+                shard=_check_shard(shard),
+            )
+            return SyncRun(selected, engine, loop, log, release)
+        except BaseException:
+            if release is not None:
+                self.release(client)
+            raise
+
+    def _multiplex(
+        self, selected: list[Table], client: Any
+    ) -> tuple[list[Any], list[tuple[int, list[int]]]]:
+        """The distinct clients, and each top-level table's index with its clients' positions."""
         clients: list[Any] = []
         positions: dict[int, int] = {}
         roots: list[tuple[int, list[int]]] = []
@@ -321,31 +398,7 @@ class Plugin:
                     clients.append(each)
                 table_clients.append(positions[id(each)])
             roots.append((index, table_clients))
-        if shuffle_seed is None:
-            shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
-        log = logger or logging.getLogger("headwater.sync")
-        loop = _EventLoop()
-        engine = make_engine(
-            selected,
-            roots,
-            clients,
-            [_client_id(c, i) for i, c in enumerate(clients)],
-            loop,
-            log,
-            strategy=strategy,
-            shuffle_seed=shuffle_seed,
-            concurrency=concurrency,
-            table_concurrency=table_concurrency,
-            depth_concurrency=list(depth_concurrency) if depth_concurrency is not None else None,
-            max_buffer_bytes=max_buffer_bytes,
-            max_rows=batch_max_rows,
-            max_bytes=batch_max_bytes,
-            max_latency=batch_max_latency,
-            fail_on_row_error=on_row_error == "fail",
-            state=initial_state,
-            shard=_check_shard(shard),
-        )
-        return SyncRun(selected, engine, loop, log)
+        return clients, roots
 
     def _clients_of(self, top: Table, client: Any) -> list[Any]:
         multiplex = top.clients or self.clients
@@ -386,20 +439,62 @@ def _check_state(state: Mapping[str, str] | None) -> dict[str, str]:
     return dict(state)
 
 
-def _client_id(client: Any, index: int) -> str:
-    """A client's id for messages and logs.
+def _client_ids(
+    selected: list[Table], clients: list[Any], roots: list[tuple[int, list[int]]]
+) -> list[str]:
+    """Each client's id, for messages, logs and the state keys of :class:`~headwater.Cursor`.
 
-    Its ``id`` attribute, or itself if a str, or its type and position: never its repr,
-    which may hold secrets.
+    Raises:
+        PluginError: Two clients of a table share an id, or a table keeping state per
+            client runs with several clients that have no ``id`` (their fallback ids follow
+            the order ``clients`` returns them in, so a reordering would hand one client
+            another's cursor and skip rows).
+    """
+    ids = [_client_id(c, i) for i, c in enumerate(clients)]
+    for index, positions in roots:
+        owners: dict[str, int] = {}
+        for position in positions:
+            if ids[position] in owners:
+                first = owners[ids[position]]
+                raise PluginError(
+                    f"table {selected[index].name!r}: two of its clients share the id "
+                    f"{ids[position]!r} ({type(clients[first]).__name__} and "
+                    f"{type(clients[position]).__name__}): clients(client) must return clients "
+                    "with distinct ids (an 'id' attribute, or distinct strings)"
+                )
+            owners[ids[position]] = position
+        unnamed = [p for p in positions if _positional(clients[p])]
+        if len(positions) < 2 or not unnamed:
+            continue
+        keeping = [t.name for t in selected[index].walk() if t.resolver_wants_state]
+        if keeping:
+            raise PluginError(
+                f"table {keeping[0]!r} keeps incremental state per client and runs with "
+                f"{len(positions)} clients, but {type(clients[unnamed[0]]).__name__} has no "
+                "'id' attribute: give every client a stable id (a str or int 'id' attribute) "
+                "so that its state stays its own whatever order clients(client) returns"
+            )
+    return ids
+
+
+def _positional(client: Any) -> bool:
+    """Whether :func:`_client_id` falls back to the client's position for it."""
+    if client is None or isinstance(client, str):
+        return False
+    ident = getattr(client, "id", None)
+    return not isinstance(ident, (str, int)) or isinstance(ident, bool)
+
+
+def _client_id(client: Any, index: int) -> str:
+    """A client's id: its ``id`` attribute, itself if a str, or its type and position.
+
+    Never its repr, which may hold secrets.
     """
     if client is None:
         return "default"
-    if isinstance(client, str):
-        return client
-    ident = getattr(client, "id", None)
-    if isinstance(ident, (str, int)) and not isinstance(ident, bool):
-        return str(ident)
-    return f"{type(client).__name__}#{index}"
+    if _positional(client):
+        return f"{type(client).__name__}#{index}"
+    return client if isinstance(client, str) else str(client.id)
 
 
 def _check_tables(plugin: str, tables: Iterable[Table]) -> tuple[Table, ...]:

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import fnmatch
+import inspect
 import logging
 import threading
 import time
@@ -347,6 +348,24 @@ class _EventLoop:
         with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
             loop.call_soon_threadsafe(cancel)
 
+    def cancel_and_wait(self, timeout: float = 30.0) -> None:
+        """Cancels the resolvers running on the loop and waits until they have stopped."""
+        with self._lock:
+            loop = None if self._closed else self._loop
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout)
+
+    def run(self, awaitable: Awaitable[Any], timeout: float = 30.0) -> Any:
+        """Runs ``awaitable`` to its end on the loop, where async clients live.
+
+        When no async resolver started the loop, ``awaitable`` gets a loop of its own.
+        """
+        with self._lock:
+            loop = None if self._closed else self._loop
+        if loop is None:
+            return run_to_end(awaitable)
+        return asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop).result(timeout)
+
     def close(self, timeout: float = 30.0) -> None:
         """Cancels the resolvers still running (their generators are closed) and stops."""
         with self._lock:
@@ -362,6 +381,15 @@ class _EventLoop:
             thread.join(timeout)
             if not thread.is_alive():
                 loop.close()
+
+
+def run_to_end(awaitable: Awaitable[Any]) -> Any:
+    """Runs ``awaitable`` on a new event loop in this thread; returns its result."""
+    return asyncio.run(_awaited(awaitable))
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 async def _cancel_all() -> None:
@@ -522,16 +550,23 @@ class SyncRun(Iterator[SyncMessage]):
     """A sync in progress: iterate it for messages; made by :meth:`headwater.Plugin.sync`.
 
     The engine starts on the first ``next()``. Use it as a context manager, or call
-    :meth:`close`, to cancel a sync you stop reading early.
+    :meth:`close`, to cancel a sync you stop reading early. A client the sync made itself is
+    released (:meth:`headwater.Plugin.release`) when the run ends, fails or is closed.
     """
 
     def __init__(
-        self, tables: list[Table], engine: _core.SyncEngine, loop: _EventLoop, log: logging.Logger
+        self,
+        tables: list[Table],
+        engine: _core.SyncEngine,
+        loop: _EventLoop,
+        log: logging.Logger,
+        release: Callable[[], Any] | None = None,
     ) -> None:
         self._migrations = collections.deque(MigrateTable(t, t.arrow_schema) for t in tables)
         self._engine = engine
         self._loop = loop
         self._log = log
+        self._release = release
         self._state = "new"
         self._started = 0.0
         self._duration: float | None = None
@@ -573,16 +608,23 @@ class SyncRun(Iterator[SyncMessage]):
     def close(self) -> None:
         """Cancel the sync if it is still running, and wait for its threads to exit."""
         if self._state != "running":
-            self._state = "closed" if self._state == "new" else self._state
+            if self._state == "new":
+                self._state = "closed"
+                self._release_client()
             return
         self._engine.cancel()
         self._end(complete=False)
 
     def _end(self, *, complete: bool) -> None:
         try:
-            self._loop.close()
+            try:
+                self._loop.cancel_and_wait()
+            finally:
+                self._engine.close()
+            # Every resolver has stopped: nothing uses the client any more.
+            self._release_client()
         finally:
-            self._engine.close()
+            self._loop.close()
         self._duration = time.perf_counter() - self._started
         self._state = "done" if complete else "closed"
         _live_runs.discard(self)
@@ -596,6 +638,20 @@ class SyncRun(Iterator[SyncMessage]):
                 "duration": round(summary.duration, 3),
             },
         )
+
+    def _release_client(self) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            outcome = release()
+            if inspect.isawaitable(outcome):
+                self._loop.run(outcome)
+        except Exception as exc:
+            # The rows are out; a client that fails to close is worth a warning, not the sync.
+            self._log.warning(
+                "releasing the client failed: %s: %s", type(exc).__name__, exc, exc_info=True
+            )
 
     @property
     def summary(self) -> SyncSummary:
@@ -632,7 +688,7 @@ class SyncRun(Iterator[SyncMessage]):
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) == "running":
+        if getattr(self, "_state", None) in ("new", "running"):
             self.close()
 
 

@@ -131,6 +131,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _release(plugin: Plugin, client: Any) -> bool:
+    """Releases ``client``; says so on stderr and returns False if that fails."""
+    try:
+        plugin.release(client)
+    except Exception as exc:
+        _error(f"releasing the client of {plugin.name!r} failed: {type(exc).__name__}: {exc}")
+        return False
+    return True
+
+
 def _error(message: object, *, json_logs: bool = False) -> None:
     if json_logs:
         import logging
@@ -323,12 +333,16 @@ def _check(args: argparse.Namespace, plugin: Plugin) -> int:
     except SpecError as exc:
         _error(exc)
         return EXIT_USAGE
-    if plugin.test_connection is not None:
-        try:
+    try:
+        if plugin.test_connection is not None:
             plugin.test_connection(client)
-        except Exception as exc:
-            _error(f"connection test of plugin {plugin.name!r} failed: {type(exc).__name__}: {exc}")
-            return EXIT_FAILED
+    except Exception as exc:
+        _error(f"connection test of plugin {plugin.name!r} failed: {type(exc).__name__}: {exc}")
+        _release(plugin, client)
+        return EXIT_FAILED
+    if not _release(plugin, client):
+        return EXIT_FAILED
+    if plugin.test_connection is not None:
         print(f"plugin {plugin.name}: spec valid, connection ok")
     else:
         print(f"plugin {plugin.name}: spec valid (the plugin defines no connection test)")

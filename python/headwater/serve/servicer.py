@@ -238,7 +238,7 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
     def Close(
         self, request: plugin_pb2.Close.Request, context: grpc.ServicerContext
     ) -> plugin_pb2.Close.Response:
-        """Releases the client (calling its ``close()`` if it has one)."""
+        """Releases the client (:meth:`headwater.Plugin.release`)."""
         with self._lock:
             self._close_client()
             self._initialised = self._connected = False
@@ -254,7 +254,7 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
                 if self._plugin.test_connection is not None:
                     self._plugin.test_connection(client)
             finally:
-                _close(client)
+                self._release(client)
         except SpecError as exc:
             return _failed("INVALID_SPEC", str(exc))
         except ConnectionTestFailed as exc:
@@ -265,8 +265,14 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
 
     def _close_client(self) -> None:
         if self._client is not None and self._client is not self._spec:
-            _close(self._client)
+            self._release(self._client)
         self._client = None
+
+    def _release(self, client: Any) -> None:
+        try:
+            self._plugin.release(client)
+        except Exception:
+            logger.exception("releasing the client failed")
 
 
 def _failed(code: str, description: str) -> plugin_pb2.TestConnection.Response:
@@ -277,15 +283,6 @@ def _failed(code: str, description: str) -> plugin_pb2.TestConnection.Response:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _close(client: Any) -> None:
-    close = getattr(client, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:
-            logger.exception("closing the client failed")
 
 
 def _open_backend(

@@ -81,8 +81,9 @@ def run_sync(
 ) -> SyncResult:
     """Run a sync of ``plugin`` to the end and collect what it delivered.
 
-    The client is made from ``spec`` with the plugin's ``connect`` and closed afterwards (if it
-    has ``close()``), so tests leave no connections open.
+    The client is made from ``spec`` with the plugin's ``connect`` and released afterwards
+    (:meth:`headwater.Plugin.release`), so tests leave no connections open; a failing
+    ``disconnect`` raises here.
 
     Args:
         plugin: The plugin.
@@ -117,9 +118,8 @@ def run_sync(
             final_state = run.state
             summary = run.summary
     finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+        # Here a failing disconnect raises, so that a plugin's tests catch it.
+        plugin.release(client)
     return SyncResult(
         tables={
             name: pa.Table.from_batches(parts, schema=schemas[name])
