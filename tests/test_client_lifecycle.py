@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pytest
@@ -22,7 +22,7 @@ COLUMNS = [hw.Column("id", pa.int64(), primary_key=True)]
 class Session:
     """A client that records its life: resolvers check it is still open when they use it."""
 
-    made: list[Session] = []
+    made: ClassVar[list[Session]] = []
 
     def __init__(self, spec: Any = None, ident: str | None = None) -> None:
         self.events: list[str] = []

@@ -318,3 +318,43 @@ def test_nested_values(url: str) -> None:
         assert found["owners"] == "UUID[]"
         assert found["docs"] == "JSON[]"
         assert found["point"].startswith("STRUCT(x BIGINT") and "UUID" in found["point"]
+
+
+def test_tables_waiting_to_be_written_share_one_byte_budget(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from headwater.destinations import open_destination
+    from headwater.destinations.base import TablePlan, WriteOptions
+    from headwater.destinations.run import _Coalescer
+
+    def rows(client: Any) -> Iterator[dict[str, Any]]:
+        yield from ({"id": i, "text": "x" * 100} for i in range(2_000))
+
+    tables = [
+        hw.Table(
+            f"wide_{n}",
+            [hw.Column("id", pa.int64()), hw.Column("text", pa.string())],
+            resolver=rows,
+        )
+        for n in range(6)
+    ]
+    plugin = hw.Plugin(name="wide", version="1", tables=tables)
+    url = f"duckdb://{tmp_path / 'wide.duckdb'}"
+    destination = open_destination(url)
+    destination.write_batch_bytes = budget = 100_000  # a 2,000-row table holds ~250 kB
+    options = WriteOptions(source_name="wide", sync_time=dt.datetime.now(dt.timezone.utc))
+    destination.prepare([TablePlan(t, t.arrow_schema, False) for t in tables], options)
+    batches = _Coalescer(destination, rows=1_000_000)  # only bytes make it write
+    held, largest = 0, 0
+    for message in plugin.sync(batch_max_rows=50, strategy="round-robin"):
+        if isinstance(message, hw.Insert):
+            batches.write(message.table_name, message.batch)
+            held, largest = max(held, batches.held_bytes), max(largest, message.batch.nbytes)
+    batches.flush()
+    destination.finish([t.name for t in tables], [])
+    destination.close()
+    assert batches.held_bytes == 0
+    assert 0 < held < budget, (held, budget)  # each table alone never reached the budget
+    assert largest * 6 < budget  # batches were small: tables filled side by side
+    for table in tables:
+        assert len(read_rows(url, table.name)) == 2_000

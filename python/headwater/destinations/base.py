@@ -117,7 +117,8 @@ class Destination(Protocol):
     url: str
     #: Rows per :meth:`write` the destination prefers: smaller batches are gathered first.
     write_batch_rows: int
-    #: Bytes gathered at most for one :meth:`write`, whatever ``write_batch_rows`` says.
+    #: Bytes gathered at most, for one :meth:`write` and for all tables together, whatever
+    #: ``write_batch_rows`` says.
     write_batch_bytes: int
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:

@@ -114,7 +114,8 @@ class DuckDBDestination:
         # the row groups of one INSERT on all its threads when the INSERT is large (400k rows
         # and up) and need not keep the input's order: 1.0-1.3M rows/s against 0.5-0.6M for
         # 10k-100k-row INSERTs, which it takes on one thread and compresses again at commit.
-        # Rows held for that are at most 128 MiB, beside the engine's own buffer.
+        # Rows held for that, all tables together, are at most 128 MiB beside the engine's
+        # own buffer.
         self.write_batch_rows = 500_000
         self.write_batch_bytes = 128 * 1024 * 1024
         self._path = path

@@ -52,7 +52,9 @@ class _Coalescer:
 
     Every write costs the destination a statement or two whatever its size, and the engine
     cuts a batch whenever a resolver sets state, so a resolver setting state every few rows
-    would otherwise make the destination the bottleneck.
+    would otherwise make the destination the bottleneck. All tables together hold at most the
+    destination's ``write_batch_bytes`` (the table holding most is written first), so a sync
+    of many tables holds no more than one of few.
     """
 
     def __init__(self, destination: Destination, rows: int) -> None:
@@ -62,6 +64,7 @@ class _Coalescer:
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._rows: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
+        self.held_bytes = 0
 
     def write(self, table: str, batch: pa.RecordBatch) -> None:
         waiting = self._pending.get(table)
@@ -71,12 +74,16 @@ class _Coalescer:
         self._pending.setdefault(table, []).append(batch)
         self._rows[table] = self._rows.get(table, 0) + batch.num_rows
         self._bytes[table] = self._bytes.get(table, 0) + batch.nbytes
+        self.held_bytes += batch.nbytes
         if self._rows[table] >= self._limit or self._bytes[table] >= self._byte_limit:
             self._flush(table)
+        while self._bytes and self.held_bytes >= self._byte_limit:
+            self._flush(max(self._bytes, key=self._bytes.__getitem__))
 
     def _flush(self, table: str) -> None:
         waiting = self._pending.pop(table, [])
-        self._rows[table] = self._bytes[table] = 0
+        self.held_bytes -= self._bytes.pop(table, 0)
+        self._rows.pop(table, None)
         if len(waiting) == 1:
             self._destination.write(table, waiting[0])
         elif waiting:
