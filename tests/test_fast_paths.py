@@ -506,3 +506,42 @@ def test_the_benchmark_rows_every_way() -> None:
     assert batch.equals(one_pass)
     assert batch.column("name")[2999].as_py() == "item-2999"
     assert batch.column("updated_at")[1].as_py() == start + dt.timedelta(seconds=1)
+
+
+def test_dicts_of_every_table_layout_read_in_place_as_by_the_c_api() -> None:
+    # Row and JSON dicts are read straight from their entry table when it is combined with
+    # str keys; holes left by deletions, wide index arrays, non-str keys (another layout) and
+    # split tables (an instance's __dict__, read through the C API) must all read the same.
+    class Attributes:
+        def __init__(self) -> None:
+            self.env = "prod"
+            self.tier = 2
+
+    def with_hole(**entries: Any) -> dict[str, Any]:
+        row = {"dropped": 0, **entries}
+        del row["dropped"]
+        return row
+
+    wide = {f"key{i}": i for i in range(300)}  # 2-byte indices
+    del wide["key7"]
+    shrunk = {f"k{i}": i for i in range(40)}
+    for i in range(38):
+        del shrunk[f"k{i}"]
+    json_values = [
+        wide,
+        shrunk,
+        with_hole(a=1, b=[1, {"c": None}]),
+        {1: "int key", "s": "str key"},
+        vars(Attributes()),
+        {},
+    ]
+    t = table(n=pa.int64(), doc=types.json(), name=pa.string())
+    rows = [with_hole(n=i, doc=doc, name=f"row{i}") for i, doc in enumerate(json_values)]
+    rows.append({"n": 99, "doc": wide, "name": "plain"})
+    result = assert_same_every_way(t, rows)
+    docs = result.column("doc").to_pylist()
+    assert docs[0] == wide
+    assert docs[1] == {"k38": 38, "k39": 39}
+    assert docs[3] == {"1": "int key", "s": "str key"}
+    assert docs[4] == {"env": "prod", "tier": 2}
+    assert result.column("name").to_pylist() == [f"row{i}" for i in range(6)] + ["plain"]

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
-use crate::ffi_read::UuidLayout;
+use crate::ffi_read::{DictLayout, UuidLayout};
 
 /// The recognised Python types, all owned references valid for the interpreter's life.
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub struct Known {
     pub uuid: Py<PyType>,
     /// Where a `uuid.UUID` keeps its value, when it can be read in place.
     pub uuid_layout: Option<UuidLayout>,
+    /// Whether dict entries can be read in place (see `ffi_read::DictLayout`).
+    pub dict_layout: Option<DictLayout>,
     /// `decimal.Decimal`.
     pub decimal: Py<PyType>,
     /// The six `ipaddress` address, network and interface classes.
@@ -71,6 +73,7 @@ pub fn known(py: Python<'_>) -> PyResult<&'static Known> {
     let uuid = ty("uuid", "UUID")?;
     let known = Known {
         uuid_layout: UuidLayout::of(uuid.bind(py))?,
+        dict_layout: DictLayout::probe(py)?,
         uuid,
         decimal: ty("decimal", "Decimal")?,
         ip_types: ip_types.unbind(),

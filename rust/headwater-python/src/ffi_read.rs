@@ -317,7 +317,10 @@ impl<'a> Inert<'a> {
             if int.is_null() || ffi::Py_TYPE(int) != &raw mut ffi::PyLong_Type {
                 return None;
             }
-            uuid_int_bytes(int)
+            match layout.digits {
+                Some(digits) => digits.value(int).map(u128::to_be_bytes),
+                None => uuid_int_bytes(int),
+            }
         }
     }
 
@@ -328,7 +331,12 @@ impl<'a> Inert<'a> {
         if cfg!(Py_GIL_DISABLED) || self.type_ptr() != &raw mut ffi::PyDict_Type {
             return None;
         }
-        Some(DictEntries { dict: self, pos: 0 })
+        Some(DictEntries {
+            // SAFETY: a live exact dict, unchanged for 'a (no Python code runs).
+            entries: unsafe { Entries::of(self.as_ptr(), self.known.dict_layout) },
+            known: self.known,
+            pos: 0,
+        })
     }
 
     /// The items of an exact `tuple`, or of an exact `list` (not on free-threaded builds,
@@ -380,12 +388,276 @@ pub enum Json<'a> {
     Other,
 }
 
+/// The entries of a dict, read from `pos` on (an entry index, as `PyDict_Next` takes it) as
+/// borrowed keys and values, valid while no Python code runs.
+///
+/// With a [`DictLayout`], the entries of a combined table with str keys (every dict literal
+/// or `dict(...)` of str keys) are read straight from the table, which costs a few loads where
+/// `PyDict_Next`, a call into CPython, costs forty-odd instructions; any other dict goes
+/// through `PyDict_Next`.
+#[derive(Debug, Clone, Copy)]
+enum Entries<'a> {
+    /// The dict's own table of entries.
+    #[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+    Table(&'a [StrEntry]),
+    /// Through `PyDict_Next`.
+    Api(*mut ffi::PyObject, PhantomData<&'a ()>),
+}
+
+impl Entries<'_> {
+    /// # Safety
+    /// `dict` must be a live exact dict, and the result must not be used once Python code
+    /// has run (which may change or free the table).
+    #[inline(always)]
+    unsafe fn of(dict: *mut ffi::PyObject, layout: Option<DictLayout>) -> Self {
+        #[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+        if layout.is_some() {
+            // SAFETY: a live exact dict; the layout was checked against this interpreter.
+            if let Some(table) = unsafe { DictLayout::str_entries(dict) } {
+                return Entries::Table(table);
+            }
+        }
+        let _ = layout;
+        Entries::Api(dict, PhantomData)
+    }
+
+    /// The next live entry from `*pos`, moving `pos` past it; `None` past the last.
+    #[inline(always)]
+    fn next(self, pos: &mut ffi::Py_ssize_t) -> Option<(*mut ffi::PyObject, *mut ffi::PyObject)> {
+        match self {
+            #[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+            Entries::Table(table) => {
+                while let Some(entry) = usize::try_from(*pos).ok().and_then(|i| table.get(i)) {
+                    *pos += 1;
+                    if !entry.key.is_null() && !entry.value.is_null() {
+                        return Some((entry.key, entry.value));
+                    }
+                }
+                None
+            }
+            Entries::Api(dict, _) => {
+                let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+                // SAFETY: a live dict (see `of`); `PyDict_Next` checks `pos` against its
+                // current table and returns borrowed references to a live entry.
+                let found = unsafe { ffi::PyDict_Next(dict, pos, &mut key, &mut value) };
+                (found != 0).then_some((key, value))
+            }
+        }
+    }
+}
+
+/// Proof that this interpreter lays dicts out as CPython 3.11 to 3.14 do (without free
+/// threading), so [`Entries`] may read the entries of a combined str-keyed table in place.
+/// Made only by [`DictLayout::probe`], which compares such reads with `PyDict_Next` on dicts
+/// of every shape it handles.
+#[derive(Debug, Clone, Copy)]
+pub struct DictLayout(());
+
+/// The header of a `PyDictKeysObject` (CPython 3.11+, `Include/internal/pycore_dict.h`),
+/// followed by `1 << log2_index_bytes` bytes of indices and then the entries.
+#[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+#[repr(C)]
+struct KeysHeader {
+    refcnt: ffi::Py_ssize_t,
+    log2_size: u8,
+    log2_index_bytes: u8,
+    kind: u8,
+    version: u32,
+    usable: ffi::Py_ssize_t,
+    nentries: ffi::Py_ssize_t,
+}
+
+/// An entry of a table whose keys are all str (`PyDictUnicodeEntry`): no stored hash.
+#[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+#[repr(C)]
+#[derive(Debug)]
+struct StrEntry {
+    key: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+}
+
+/// `DICT_KEYS_UNICODE`: a combined table whose keys are all str.
+#[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+const DICT_KEYS_UNICODE: u8 = 1;
+
+impl DictLayout {
+    /// Checks the layout against `PyDict_Next` on dicts built here: small and large (1- and
+    /// 2-byte indices), with a deleted entry, with a non-str key (which must be declined) and
+    /// split (an instance's `__dict__`, declined too). `None` if anything differs, and always
+    /// on versions or builds this module does not know.
+    pub fn probe(py: Python<'_>) -> PyResult<Option<Self>> {
+        #[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+        {
+            let small = PyDict::new(py);
+            for i in 0..5 {
+                small.set_item(format!("key{i}"), i)?;
+            }
+            let large = PyDict::new(py);
+            for i in 0..300 {
+                large.set_item(format!("key{i}"), i)?;
+            }
+            large.del_item("key7")?;
+            small.del_item("key2")?;
+            let general = PyDict::new(py);
+            general.set_item("a", 1)?;
+            general.set_item(1, "b")?;
+            let instance = py.eval(c"type('Probe', (), {})()", None, None)?;
+            instance.setattr("a", 1)?;
+            instance.setattr("b", 2)?;
+            let split = instance.getattr("__dict__")?.cast_into::<PyDict>()?;
+            // SAFETY: live exact dicts, and no Python code runs while they are read.
+            let same = |dict: &Bound<'_, PyDict>, taken: bool| unsafe {
+                let entries = Self::str_entries(dict.as_ptr());
+                if entries.is_some() != taken {
+                    return false;
+                }
+                let direct_entries = Entries::of(dict.as_ptr(), Some(DictLayout(())));
+                let reference_entries = Entries::of(dict.as_ptr(), None);
+                let (mut a, mut b) = (0, 0);
+                loop {
+                    let direct = direct_entries.next(&mut a);
+                    let reference = reference_entries.next(&mut b);
+                    if direct != reference || a != b {
+                        return false;
+                    }
+                    if direct.is_none() {
+                        return true;
+                    }
+                }
+            };
+            let fits = same(&small, true)
+                && same(&large, true)
+                && same(&general, false)
+                && same(&split, false);
+            return Ok(fits.then_some(DictLayout(())));
+        }
+        #[allow(unreachable_code)]
+        {
+            let _ = py;
+            Ok(None)
+        }
+    }
+
+    /// The entries of a combined table with str keys; `None` for any other dict.
+    ///
+    /// # Safety
+    /// `dict` must be a live exact dict on an interpreter whose layout was probed.
+    #[cfg(all(Py_3_11, not(Py_GIL_DISABLED)))]
+    #[inline(always)]
+    unsafe fn str_entries<'a>(dict: *mut ffi::PyObject) -> Option<&'a [StrEntry]> {
+        // SAFETY: per the contract: the dict's fields, then its keys object's header, then its
+        // entries, `nentries` of them, after `1 << log2_index_bytes` bytes of indices.
+        unsafe {
+            let dict = dict.cast::<ffi::PyDictObject>();
+            if !(*dict).ma_values.is_null() {
+                return None;
+            }
+            let keys = (*dict).ma_keys.cast::<KeysHeader>();
+            if (*keys).kind != DICT_KEYS_UNICODE {
+                return None;
+            }
+            let entries = keys
+                .add(1)
+                .cast::<u8>()
+                .add(1usize << (*keys).log2_index_bytes)
+                .cast::<StrEntry>();
+            let len = usize::try_from((*keys).nentries).ok()?;
+            Some(std::slice::from_raw_parts(entries, len))
+        }
+    }
+}
+
 /// Where `uuid.UUID` keeps its value: the `int` member of its `__slots__`, read in place by
 /// [`Inert::as_uuid`].
 #[derive(Debug)]
 pub struct UuidLayout {
     /// Byte offset of the `int` slot in a UUID object.
     offset: isize,
+    /// How to read an int's digits in place, when the probe found this interpreter's ints
+    /// laid out as CPython's; otherwise they are read through the C API.
+    digits: Option<IntDigits>,
+}
+
+/// The digits of a CPython int, as `sys.int_info` describes them: `bits` bits in each
+/// `width`-byte digit, least significant first, right after the object's header; the digit
+/// count and sign in the header word before them (`ob_size` up to 3.11, `lv_tag` from 3.12).
+#[derive(Debug, Clone, Copy)]
+struct IntDigits {
+    bits: u32,
+    width: usize,
+}
+
+impl IntDigits {
+    /// The value of an int in `0..2**128`; `None` for any other.
+    ///
+    /// # Safety
+    /// `int` must be a live exact int of an interpreter whose layout was probed.
+    #[inline]
+    unsafe fn value(self, int: *mut ffi::PyObject) -> Option<u128> {
+        // SAFETY: per the contract: the header word, then that many digits.
+        unsafe {
+            let header = int.cast::<ffi::PyVarObject>();
+            #[cfg(not(Py_3_12))]
+            let count = usize::try_from((*header).ob_size).ok()?; // negative: a negative int
+            #[cfg(Py_3_12)]
+            let count = {
+                let tag = (*header).ob_size as usize; // `lv_tag`: sign in bits 0-1, count above
+                if tag & 3 == 2 {
+                    return None;
+                }
+                tag >> 3
+            };
+            let digits = header.add(1).cast::<u8>();
+            let mut value: u128 = 0;
+            for i in (0..count).rev() {
+                let digit = if self.width == 4 {
+                    u128::from(digits.add(4 * i).cast::<u32>().read_unaligned())
+                } else {
+                    u128::from(digits.add(2 * i).cast::<u16>().read_unaligned())
+                };
+                if value.leading_zeros() < self.bits {
+                    return None;
+                }
+                value = (value << self.bits) | digit;
+            }
+            Some(value)
+        }
+    }
+
+    /// The digit format from `sys.int_info`, if the values it reads in place from sample ints
+    /// are the C API's; `None` on free-threaded builds and layouts it does not know.
+    fn probe(py: Python<'_>) -> PyResult<Option<Self>> {
+        if cfg!(Py_GIL_DISABLED) {
+            return Ok(None);
+        }
+        let info = py.import("sys")?.getattr("int_info")?;
+        let bits: u32 = info.getattr("bits_per_digit")?.extract()?;
+        let width: usize = info.getattr("sizeof_digit")?.extract()?;
+        if !matches!((bits, width), (30, 4) | (15, 2)) {
+            return Ok(None);
+        }
+        let digits = Self { bits, width };
+        let samples = py.eval(
+            c"[0, 1, 2**15 - 1, 2**15, 2**30 - 1, 2**30, 2**64 + 5, 2**127 + 12345, \
+               2**128 - 1, 2**128, 2**200, -1, -(2**100)]",
+            None,
+            None,
+        )?;
+        for sample in samples.try_iter()? {
+            let sample = sample?;
+            // SAFETY: live exact ints, held by the list; nothing runs while they are read.
+            let (in_place, through_api) = unsafe {
+                (
+                    digits.value(sample.as_ptr()),
+                    uuid_int_bytes(sample.as_ptr()),
+                )
+            };
+            if in_place.map(u128::to_be_bytes) != through_api {
+                return Ok(None);
+            }
+        }
+        Ok(Some(digits))
+    }
 }
 
 impl UuidLayout {
@@ -420,7 +692,10 @@ impl UuidLayout {
         if type_code != ffi::Py_T_OBJECT_EX || !inside {
             return Ok(None);
         }
-        Ok(Some(Self { offset }))
+        Ok(Some(Self {
+            offset,
+            digits: IntDigits::probe(py)?,
+        }))
     }
 }
 
@@ -476,7 +751,8 @@ unsafe fn uuid_int_bytes(int: *mut ffi::PyObject) -> Option<[u8; 16]> {
 /// Iterator over the entries of an exact dict, as [`Inert`] key and value.
 #[derive(Debug)]
 pub struct DictEntries<'a> {
-    dict: Inert<'a>,
+    entries: Entries<'a>,
+    known: &'a Known,
     pos: ffi::Py_ssize_t,
 }
 
@@ -485,18 +761,10 @@ impl<'a> Iterator for DictEntries<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<(Inert<'a>, Inert<'a>)> {
-        let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
-        // SAFETY: `dict` is an exact dict, alive and unchanged for 'a (no Python code runs);
-        // `PyDict_Next` returns borrowed references to its live entries, which it keeps alive.
-        unsafe {
-            if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
-                return None;
-            }
-            Some((
-                Inert::new(key, self.dict.known),
-                Inert::new(value, self.dict.known),
-            ))
-        }
+        let (key, value) = self.entries.next(&mut self.pos)?;
+        // SAFETY: live entries of a dict alive and unchanged for 'a (no Python code runs),
+        // which keeps them alive.
+        unsafe { Some((Inert::new(key, self.known), Inert::new(value, self.known))) }
     }
 }
 
@@ -661,16 +929,18 @@ impl<'a, 'py> DictWalk<'a, 'py> {
             .enumerate()
             .skip(from);
         #[cfg(not(Py_GIL_DISABLED))]
+        // SAFETY: `dict` is a live dict (held by the caller); its entries are read afresh
+        // on every call, since the general path may have run Python code since the last.
+        // `next` checks `pos` against the current table and returns borrowed references to
+        // live entries; no Python code runs in this loop.
+        #[cfg(not(Py_GIL_DISABLED))]
+        let entries = unsafe { Entries::of(self.dict.as_ptr(), self.known.dict_layout) };
+        #[cfg(not(Py_GIL_DISABLED))]
         for (i, ((name, builder), fast)) in columns {
-            let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
-            // SAFETY: `dict` is a live dict (held by the caller). `PyDict_Next` checks `pos`
-            // against the current table, so it is safe even if Python code changed the dict
-            // since the last call; it returns borrowed references to a live entry.
-            let found =
-                unsafe { ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut k, &mut v) };
-            if found == 0 || k != name.as_ptr() {
+            let entry = entries.next(&mut self.pos);
+            let Some((_, v)) = entry.filter(|(k, _)| *k == name.as_ptr()) else {
                 return Step::Mismatch(i);
-            }
+            };
             // SAFETY: `v` was just returned by the dict, and nothing has run since; `fast`
             // cannot run Python code (see `FastPush`).
             if !fast(builder, unsafe { Inert::new(v, self.known) }) {
@@ -779,20 +1049,22 @@ unsafe fn gather(
     dict: *mut ffi::PyObject,
     names: &[Py<PyString>],
     values: &mut [*mut ffi::PyObject],
+    layout: Option<DictLayout>,
 ) -> bool {
     // SAFETY: a live object; for an exact dict, its size (`ma_used`, what `PyDict_Size`
-    // reads) is a field of the dict object, and `PyDict_Next` only reads.
+    // reads) is a field of the dict object, and `dict_next` only reads.
     unsafe {
         if ffi::Py_TYPE(dict) != &raw mut ffi::PyDict_Type
             || usize::try_from((*dict.cast::<ffi::PyDictObject>()).ma_used) != Ok(names.len())
         {
             return false;
         }
+        let entries = Entries::of(dict, layout);
         let mut pos = 0;
         for (name, value) in names.iter().zip(values.iter_mut()) {
-            let mut k = std::ptr::null_mut();
-            if ffi::PyDict_Next(dict, &mut pos, &mut k, value) == 0 || k != name.as_ptr() {
-                return false;
+            match entries.next(&mut pos) {
+                Some((k, v)) if k == name.as_ptr() => *value = v,
+                _ => return false,
             }
             prefetch(*value);
         }
@@ -827,8 +1099,15 @@ pub fn read_rows(
     // The values of two rows: the one being read and the next, alternating halves.
     let mut values = vec![std::ptr::null_mut(); 2 * width];
     // SAFETY: a live item; nothing runs between gathering and reading the pointers.
-    let mut next_ok =
-        rows.start < end && unsafe { gather(item(rows.start), names, &mut values[..width]) };
+    let mut next_ok = rows.start < end
+        && unsafe {
+            gather(
+                item(rows.start),
+                names,
+                &mut values[..width],
+                known.dict_layout,
+            )
+        };
     let mut done = 0;
     for row in rows.start..end {
         if !next_ok {
@@ -848,7 +1127,7 @@ pub fn read_rows(
             unsafe { prefetch_table(item(row + 2)) };
         }
         // SAFETY: a live item.
-        next_ok = row + 1 < end && unsafe { gather(item(row + 1), names, next) };
+        next_ok = row + 1 < end && unsafe { gather(item(row + 1), names, next, known.dict_layout) };
         for ((builder, &value), fast) in builders.iter_mut().zip(&*current).zip(plan) {
             // SAFETY: gathered from a row of the list just now; no Python code has run since,
             // and `fast` cannot run any.
