@@ -12,14 +12,12 @@ within a table is not kept (SQL tables have none: use ``ORDER BY``).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from headwater import types
 from headwater.destinations.base import (
@@ -34,44 +32,14 @@ from headwater.destinations.base import (
     one_batch,
     state_of,
 )
+from headwater.destinations.sql import dedupe_last, literal, quote, timestamp_literal
 from headwater.destinations.typemap import batch_converter
 from headwater.errors import DestinationError, MigrationError
 
-__all__ = ["DuckDBDestination", "dedupe_last", "quote"]
+__all__ = ["DuckDBDestination"]
 
 STATE_TABLE = "_headwater_state"
 _BATCH_VIEW = "_headwater_batch"
-
-
-def quote(identifier: str) -> str:
-    """``identifier`` as a double-quoted SQL identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(value: str) -> str:
-    """``value`` as a single-quoted SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def timestamp_literal(value: dt.datetime) -> str:
-    """A ``TIMESTAMPTZ`` literal of a UTC datetime, to the microsecond."""
-    return f"TIMESTAMPTZ {literal(value.isoformat(timespec='microseconds'))}"
-
-
-def dedupe_last(batch: pa.RecordBatch, column: str = "_cq_id") -> pa.RecordBatch:
-    """``batch`` with only the last row of each value of ``column`` (upserts: last one wins).
-
-    ``_cq_id`` is derived from the primary key, so one ``_cq_id`` is one key.
-    """
-    values = batch.column(column)
-    if isinstance(values, pa.ExtensionArray):
-        values = values.storage
-    if pc.count_distinct(values, mode="all").as_py() == batch.num_rows:
-        return batch
-    positions = pa.table({"k": values, "i": pa.array(range(batch.num_rows), pa.int64())})
-    last = positions.group_by("k", use_threads=False).aggregate([("i", "max")])
-    last_rows = last.column("i_max").combine_chunks()
-    return batch.take(pc.take(last_rows, pc.sort_indices(last_rows)))
 
 
 def _error(url: str, action: str, exc: BaseException) -> DestinationError:

@@ -561,7 +561,7 @@ class FileDestination:
 
 
 def _json_select(plan: TablePlan, options: WriteOptions) -> str:
-    from headwater.destinations.duckdb import literal, quote, timestamp_literal
+    from headwater.destinations.sql import literal, quote, timestamp_literal
 
     expressions = []
     for field in plan.schema:

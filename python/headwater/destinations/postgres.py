@@ -32,7 +32,7 @@ from headwater.destinations.base import (
     one_batch,
     state_of,
 )
-from headwater.destinations.duckdb import dedupe_last, literal, quote, timestamp_literal
+from headwater.destinations.sql import dedupe_last, literal, quote, timestamp_literal
 from headwater.destinations.typemap import (
     batch_converter,
     postgres_cast,
