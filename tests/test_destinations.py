@@ -358,3 +358,18 @@ def test_tables_waiting_to_be_written_share_one_byte_budget(tmp_path: Path) -> N
     assert largest * 6 < budget  # batches were small: tables filled side by side
     for table in tables:
         assert len(read_rows(url, table.name)) == 2_000
+
+
+@pytest.mark.parametrize("scheme", ["parquet", "jsonl"])
+def test_a_directory_another_sync_writes_into_is_refused(scheme: str, tmp_path: Path) -> None:
+    from headwater.destinations import open_destination
+
+    url = f"{scheme}://{tmp_path / 'out'}"
+    first = open_destination(url)
+    try:
+        with pytest.raises(DestinationError, match="another sync is writing into") as refused:
+            open_destination(url)
+        assert "lock file" in str(refused.value)
+    finally:
+        first.close()
+    open_destination(url).close()  # free again once the first is closed

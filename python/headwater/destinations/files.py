@@ -23,10 +23,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
-import fcntl
 import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -237,7 +237,7 @@ class FileDestination:
         except OSError as exc:
             raise DestinationError(f"{url}: cannot use directory {root!r}: {exc}") from None
         try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusively(self._lock)
         except OSError:
             self._lock.close()
             self._lock = None
@@ -558,6 +558,23 @@ class FileDestination:
         )
         start, end = offsets[0].as_py(), offsets[-1].as_py()
         return data.slice(start, end - start)
+
+
+def _lock_exclusively(file: IO[bytes]) -> None:
+    """Takes an exclusive lock on ``file`` without waiting (released when it is closed).
+
+    Raises:
+        OSError: Another process holds the lock.
+    """
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(file.fileno(), 0, os.SEEK_SET)  # msvcrt locks bytes from the position on
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _json_select(plan: TablePlan, options: WriteOptions) -> str:
