@@ -13,6 +13,11 @@
 //! values (borrowed) and prefetch memory for the rows after while it converts the current
 //! one. The first row it cannot take whole is left to the general path.
 //!
+//! Two reads go below the C API, each only once a probe at first use has checked it against
+//! the C API on sample objects of this interpreter (else the C API is used): the entries of
+//! str-keyed dicts straight from their table ([`DictLayout`]), and the digits of a UUID's int
+//! ([`UuidLayout`]).
+//!
 //! This is the only module of the crate with `unsafe` code. The rule that makes it sound: a
 //! borrowed reference is valid as long as its owner (the rows list, a row dict, a list) is
 //! neither changed nor dropped, and both can happen only if Python code runs. So an [`Inert`]
