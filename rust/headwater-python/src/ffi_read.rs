@@ -486,8 +486,8 @@ struct StrEntry {
 const DICT_KEYS_UNICODE: u8 = 1;
 
 impl DictLayout {
-    /// Checks the layout against `PyDict_Next` on dicts built here: small and large (1- and
-    /// 2-byte indices), with a deleted entry, with a non-str key (which must be declined) and
+    /// Checks the layout against `PyDict_Next` on dicts built here: empty, small and large (1-
+    /// and 2-byte indices), with a deleted entry, with a non-str key (which must be declined) and
     /// split (an instance's `__dict__`, declined too). `None` if anything differs, and always
     /// on versions or builds this module does not know.
     pub fn probe(py: Python<'_>) -> PyResult<Option<Self>> {
@@ -530,7 +530,8 @@ impl DictLayout {
                     }
                 }
             };
-            let fits = same(&small, true)
+            let fits = same(&PyDict::new(py), true)
+                && same(&small, true)
                 && same(&large, true)
                 && same(&general, false)
                 && same(&split, false);
@@ -561,13 +562,19 @@ impl DictLayout {
             if (*keys).kind != DICT_KEYS_UNICODE {
                 return None;
             }
+            let len = usize::try_from((*keys).nentries).ok()?;
+            if len == 0 {
+                // The shared empty table has a single byte of indices, so no aligned entries.
+                return Some(&[]);
+            }
             let entries = keys
                 .add(1)
                 .cast::<u8>()
                 .add(1usize << (*keys).log2_index_bytes)
                 .cast::<StrEntry>();
-            let len = usize::try_from((*keys).nentries).ok()?;
-            Some(std::slice::from_raw_parts(entries, len))
+            entries
+                .is_aligned()
+                .then(|| std::slice::from_raw_parts(entries, len))
         }
     }
 }
