@@ -69,7 +69,7 @@ class TrackerClient:
         )
 
     def close(self) -> None:
-        """Close the connections."""
+        """Close the connections: headwater calls this once a sync that connected is over."""
         self.http.close()
 
     def pages(self, path: str, **params: Any) -> Iterator[list[dict[str, Any]]]:
