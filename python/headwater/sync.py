@@ -350,21 +350,22 @@ class _EventLoop:
 
     def cancel_and_wait(self, timeout: float = 30.0) -> None:
         """Cancels the resolvers running on the loop and waits until they have stopped."""
-        with self._lock:
-            loop = None if self._closed else self._loop
-        if loop is not None:
-            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout)
+        if self._open_loop() is not None:
+            self.run(_cancel_all(), timeout)
 
     def run(self, awaitable: Awaitable[Any], timeout: float = 30.0) -> Any:
         """Runs ``awaitable`` to its end on the loop, where async clients live.
 
         When no async resolver started the loop, ``awaitable`` gets a loop of its own.
         """
-        with self._lock:
-            loop = None if self._closed else self._loop
+        loop = self._open_loop()
         if loop is None:
             return run_to_end(awaitable)
         return asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop).result(timeout)
+
+    def _open_loop(self) -> asyncio.AbstractEventLoop | None:
+        with self._lock:
+            return None if self._closed else self._loop
 
     def close(self, timeout: float = 30.0) -> None:
         """Cancels the resolvers still running (their generators are closed) and stops."""

@@ -940,7 +940,6 @@ impl<'a, 'py> DictWalk<'a, 'py> {
             .zip(plan)
             .enumerate()
             .skip(from);
-        #[cfg(not(Py_GIL_DISABLED))]
         // SAFETY: `dict` is a live dict (held by the caller); its entries are read afresh
         // on every call, since the general path may have run Python code since the last.
         // `next` checks `pos` against the current table and returns borrowed references to
@@ -949,9 +948,9 @@ impl<'a, 'py> DictWalk<'a, 'py> {
         let entries = unsafe { Entries::of(self.dict.as_ptr(), self.known.dict_layout) };
         #[cfg(not(Py_GIL_DISABLED))]
         for (i, ((name, builder), fast)) in columns {
-            let entry = entries.next(&mut self.pos);
-            let Some((_, v)) = entry.filter(|(k, _)| *k == name.as_ptr()) else {
-                return Step::Mismatch(i);
+            let v = match entries.next(&mut self.pos) {
+                Some((k, v)) if k == name.as_ptr() => v,
+                _ => return Step::Mismatch(i),
             };
             // SAFETY: `v` was just returned by the dict, and nothing has run since; `fast`
             // cannot run Python code (see `FastPush`).
