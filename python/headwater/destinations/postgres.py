@@ -7,14 +7,24 @@ that need a server-side cast (``inet``, ``mac`` text) and upserts go through a t
 table. A sync runs in one transaction per commit, with the state it covers
 (``_headwater_state``), so a crash rolls back to the last commit.
 
+Large appends are split over a second connection, whose half is COPYed at the same time: one
+backend parses and stores rows on one core, so a single COPY stream leaves the server's other
+cores idle and is bound by that one backend. The second connection commits first, then the
+first commits the state with its half: state never covers rows that are not durable. A crash
+between the two commits leaves the second half of the last batch stored, and the rerun appends
+it again; ``upsert`` and ``overwrite`` stay on one connection, so they never double a row and
+``overwrite`` replaces atomically.
+
 Needs ``pip install 'headwater[postgres]'``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,6 +53,8 @@ from headwater.errors import DestinationError, MigrationError
 
 __all__ = ["PostgresDestination"]
 
+logger = logging.getLogger("headwater.local")
+
 STATE_TABLE = "_headwater_state"
 #: How long a statement waits for a lock held by another session before failing.
 DEFAULT_LOCK_TIMEOUT = "30s"
@@ -52,6 +64,8 @@ DEFAULT_CONNECT_TIMEOUT = 10
 #: 100k-row batch left the server and the client taking turns (about 150k rows/s here against
 #: 220k).
 COPY_CHUNK_ROWS = 10_000
+#: Appends of at least this many rows are split over two connections (see the module doc).
+PARALLEL_MIN_ROWS = 2 * COPY_CHUNK_ROWS
 
 
 def _short_name(prefix: str, table: str) -> str:
@@ -89,21 +103,20 @@ class PostgresDestination:
             uri += ("&" if "?" in uri else "?") + f"connect_timeout={DEFAULT_CONNECT_TIMEOUT}"
         if uri.startswith("postgres://"):
             uri = "postgresql://" + uri[len("postgres://") :]
+        self._connect: Callable[[], Any] = lambda: pg.connect(uri)
         try:
-            self._con: Any = pg.connect(uri)
+            self._con: Any = self._connect()
         except self._driver_error as exc:
             raise DestinationError(f"{url}: cannot connect: {_first_line(exc)}") from None
         self._cur: Any = self._con.cursor()
+        self._second: _SecondConnection | None = None
+        self._second_refused = False
         self._options: WriteOptions | None = None
         self._plans: dict[str, TablePlan] = {}
         self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
         self._pending_overwrite_state: list[StateEntry] = []
         with self._errors("setting up the session"):
-            self._execute("SET standard_conforming_strings = on")
-            timeout = self._query("SELECT current_setting('lock_timeout'), current_schema()")
-            if timeout[0][0] == "0":
-                self._execute(f"SET lock_timeout = '{DEFAULT_LOCK_TIMEOUT}'")
-            self._schema: str = timeout[0][1] or "public"
+            self._schema: str = _set_up_session(self._cur)
             self._con.commit()
 
     # --- protocol ------------------------------------------------------------------------------
@@ -146,6 +159,7 @@ class PostgresDestination:
             self._pending_overwrite_state.extend(state)
             return
         with self._errors("committing"):
+            self._commit_second()
             self._store_state(state, options)
             self._con.commit()
 
@@ -155,6 +169,7 @@ class PostgresDestination:
         sync_time = timestamp_literal(options.sync_time)
         source = literal(options.source_name)
         with self._errors("committing the end of the sync"):
+            self._commit_second()
             if options.mode == "overwrite":
                 state = [*self._pending_overwrite_state, *state]
                 this_sync = (
@@ -185,25 +200,31 @@ class PostgresDestination:
             self._con.commit()
 
     def abort(self) -> None:
-        """Roll back the open transaction."""
+        """Roll back the open transactions."""
         if self._con is None:
             return
         # A connection that is gone was rolled back by the server already.
-        with contextlib.suppress(self._driver_error):
-            self._con.rollback()
+        for con in (self._second.con if self._second else None, self._con):
+            if con is not None:
+                with contextlib.suppress(self._driver_error):
+                    con.rollback()
 
     def close(self) -> None:
-        """Roll back anything uncommitted and close the connection."""
+        """Roll back anything uncommitted and close the connections."""
         if self._con is None:
             return
         self.abort()
         try:
+            if self._second is not None:
+                with contextlib.suppress(self._driver_error):
+                    self._second.close()
             self._cur.close()
             self._con.close()
         except self._driver_error:
             pass
         finally:
             self._con = None
+            self._second = None
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -239,6 +260,27 @@ class PostgresDestination:
         self._cur.execute(sql)
         rows: list[tuple[Any, ...]] = self._cur.fetchall()
         return rows
+
+    def _second_connection(self) -> _SecondConnection | None:
+        """The connection that COPYs half of large appends, opened at the first one.
+
+        A server that refuses it (``max_connections`` reached) gets every write on one.
+        """
+        if self._second is None and not self._second_refused:
+            try:
+                self._second = _SecondConnection(self._connect())
+            except self._driver_error as exc:
+                self._second_refused = True
+                logger.warning(
+                    "writing on one connection: a second was refused",
+                    extra={"destination": self.url, "error": _first_line(exc)},
+                )
+        return self._second
+
+    def _commit_second(self) -> None:
+        # First: the state the other connection commits next may cover these rows.
+        if self._second is not None:
+            self._second.con.commit()
 
     def _store_state(self, state: Sequence[StateEntry], options: WriteOptions) -> None:
         entries = latest(state)
@@ -326,8 +368,26 @@ class PostgresDestination:
 
         if not upsert and not any(casts.values()):
 
+            def copy_with(cursor: Any, data: pa.RecordBatch | pa.Table) -> None:
+                cursor.adbc_ingest(plan.name, wire(data), "append", db_schema_name=self._schema)
+
             def copy(data: pa.RecordBatch | pa.Table) -> None:
-                cur.adbc_ingest(plan.name, wire(data), "append", db_schema_name=self._schema)
+                second = None
+                if options.mode == "append" and data.num_rows >= PARALLEL_MIN_ROWS:
+                    second = self._second_connection()
+                if second is None:
+                    copy_with(cur, data)
+                    return
+                half = data.num_rows // 2
+                other = second.submit(copy_with, data.slice(half))
+                try:
+                    copy_with(cur, data.slice(0, half))
+                finally:
+                    # Waited for even when this half failed: the transaction it is in rolls
+                    # back next, and a COPY still running on the other would outlive it.
+                    failed = other.exception()
+                if failed is not None:
+                    raise failed
 
             return copy
 
@@ -361,6 +421,41 @@ class PostgresDestination:
                 cur.execute(statement)
 
         return staged
+
+
+class _SecondConnection:
+    """A connection with the one thread that runs its COPYs next to the first connection's."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self._cur = con.cursor()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="headwater-postgres")
+        try:
+            _set_up_session(self._cur)
+            con.commit()
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, copy: Callable[[Any, pa.RecordBatch | pa.Table], None], data: Any) -> Any:
+        """Runs ``copy(cursor, data)`` on this connection's thread; returns its future."""
+        return self._thread.submit(copy, self._cur, data)
+
+    def close(self) -> None:
+        """Waits for the thread, then closes the connection."""
+        self._thread.shutdown()
+        self._cur.close()
+        self.con.close()
+
+
+def _set_up_session(cur: Any) -> str:
+    """Settings every connection of a sync needs; returns the session's schema."""
+    cur.execute("SET standard_conforming_strings = on")
+    cur.execute("SELECT current_setting('lock_timeout'), current_schema()")
+    timeout, schema = cur.fetchall()[0]
+    if timeout == "0":
+        cur.execute(f"SET lock_timeout = '{DEFAULT_LOCK_TIMEOUT}'")
+    return str(schema or "public")
 
 
 def chunks_of(batch: pa.RecordBatch, rows: int) -> list[pa.RecordBatch]:
