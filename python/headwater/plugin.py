@@ -65,7 +65,8 @@ def table(
     iterable; it yields rows (dicts, objects, dataclasses, pydantic models, tuples), pages of
     rows (lists), or Arrow data (a pyarrow batch or table, or anything with
     ``__arrow_c_stream__``/``__arrow_c_array__``). Add child tables with
-    :meth:`Table.child`.
+    :meth:`Table.child`. A yielded row must not change afterwards: a new row may be read a
+    few rows later (see the README on read-ahead).
 
     Args:
         name: Table name.

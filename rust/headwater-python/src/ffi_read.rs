@@ -18,6 +18,9 @@
 //! str-keyed dicts straight from their table ([`DictLayout`]), and the digits of a UUID's int
 //! ([`UuidLayout`]).
 //!
+//! It also tells whether an object has no other reference than the caller's
+//! ([`only_reference`]), which the worker's read-ahead needs.
+//!
 //! This is the only module of the crate with `unsafe` code. The rule that makes it sound: a
 //! borrowed reference is valid as long as its owner (the rows list, a row dict, a list) is
 //! neither changed nor dropped, and both can happen only if Python code runs. So an [`Inert`]
@@ -44,6 +47,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
 
 use crate::context::Known;
+
+/// Whether the caller's `object` is its only reference: nothing else can reach it, so no
+/// Python code can change it. Always false on free-threaded builds, whose reference counts
+/// are split between threads.
+pub fn only_reference(object: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `object` is a live object; with the GIL held its count is exact.
+    cfg!(not(Py_GIL_DISABLED)) && unsafe { ffi::Py_REFCNT(object.as_ptr()) } == 1
+}
 
 /// A converter for the fast path: appends the value to the column and returns `true`, or
 /// returns `false` having appended nothing. A plain `fn` on purpose: it captures nothing, so

@@ -24,6 +24,7 @@ mod accumulate;
 mod async_task;
 mod engine;
 mod finisher;
+mod read_ahead;
 mod state;
 mod timer;
 mod worker;

@@ -7,6 +7,8 @@
 //! slow resolvers overlap. Workers are started on demand, up to the concurrency limit (plus
 //! one per task that waits for its children), and exit when the sync is over; the last one
 //! out flushes what is left and tells the finisher to close the output.
+//!
+//! Rows a generator yields quickly are converted in small groups (see [`super::read_ahead`]).
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -28,10 +30,12 @@ use pyo3_arrow::PyRecordBatch;
 use super::accumulate::{flush_holding_gil, Local, Owner};
 use super::async_task::AsyncTask;
 use super::finisher::{repeat_id, start_children, Job, Work};
+use super::read_ahead::Pace;
 use super::state::TaskState;
 use super::{lock, Counters, Parent, Payload, Shared};
 use crate::context::known;
 use crate::errors::{row_error_instance, to_py_err, IntoPyResult};
+use crate::ffi_read::only_reference;
 use crate::rows::{append_one, RowProblem};
 
 /// One running task: which table, client and parent, and what it has produced so far.
@@ -291,6 +295,11 @@ fn drive_result(
     }
     let mut items = result.try_iter()?;
     let has_children = !shared.tables[cx.table].children.is_empty();
+    // A parent's rows start its children's tasks, and a state update must come after the rows
+    // yielded before it: those tasks convert each row as it comes.
+    let may_hold = !has_children && cx.state.is_none();
+    let mut pace = Pace::new(Instant::now());
+    let mut held: Vec<Bound<'_, PyAny>> = Vec::new();
     let outcome = loop {
         if shared.is_cancelled() {
             break Ok(());
@@ -302,11 +311,35 @@ fn drive_result(
             break Ok(());
         }
         match items.next() {
-            None => break Ok(()),
-            // A generator that raised is finished already.
-            Some(Err(err)) => return Err(err),
+            None => break append_held(py, shared, local, cx, &mut held),
+            // A generator that raised is finished already; the rows before it are kept.
+            Some(Err(err)) => {
+                append_held(py, shared, local, cx, &mut held)?;
+                return Err(err);
+            }
+            // Only a row nothing else refers to is held: the resolver cannot change it later.
+            Some(Ok(item)) if may_hold && is_row(&item) && only_reference(&item) => {
+                let appended = if pace.holding() {
+                    held.push(item);
+                    Ok(())
+                } else {
+                    append_rows(py, shared, local, cx, std::iter::once(item))
+                };
+                let group_done = appended.and_then(|()| {
+                    if pace.count_row(Instant::now) {
+                        append_held(py, shared, local, cx, &mut held)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(err) = group_done {
+                    break Err(err);
+                }
+            }
             Some(Ok(item)) => {
-                if let Err(err) = drive(py, shared, local, cx, Some(slot), &item) {
+                let driven = append_held(py, shared, local, cx, &mut held)
+                    .and_then(|()| drive(py, shared, local, cx, Some(slot), &item));
+                if let Err(err) = driven {
                     break Err(err);
                 }
             }
@@ -347,7 +380,7 @@ pub fn drive(
     slot: Option<&Slot>,
     item: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    if item.cast_exact::<PyDict>().is_ok() || item.cast_exact::<PyTuple>().is_ok() {
+    if is_row(item) {
         return append_rows(py, shared, local, cx, std::iter::once(item.clone()));
     }
     if let Ok(page) = item.cast_exact::<PyList>() {
@@ -357,6 +390,25 @@ pub fn drive(
         return append_arrow(py, shared, cx, slot, item);
     }
     append_rows(py, shared, local, cx, std::iter::once(item.clone()))
+}
+
+/// A plain row: a dict or a tuple (subclasses, models and objects take the general path).
+fn is_row(item: &Bound<'_, PyAny>) -> bool {
+    item.cast_exact::<PyDict>().is_ok() || item.cast_exact::<PyTuple>().is_ok()
+}
+
+/// Converts the rows held back by read-ahead, if any.
+fn append_held<'py>(
+    py: Python<'py>,
+    shared: &Arc<Shared>,
+    local: &mut Local,
+    cx: &mut TaskContext,
+    held: &mut Vec<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    append_rows(py, shared, local, cx, held.drain(..))
 }
 
 fn append_rows<'py>(
