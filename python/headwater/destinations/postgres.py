@@ -24,7 +24,7 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -437,7 +437,11 @@ class _SecondConnection:
             self.close()
             raise
 
-    def submit(self, copy: Callable[[Any, pa.RecordBatch | pa.Table], None], data: Any) -> Any:
+    def submit(
+        self,
+        copy: Callable[[Any, pa.RecordBatch | pa.Table], None],
+        data: pa.RecordBatch | pa.Table,
+    ) -> Future[None]:
         """Runs ``copy(cursor, data)`` on this connection's thread; returns its future."""
         return self._thread.submit(copy, self._cur, data)
 
