@@ -74,6 +74,37 @@ def test_rows_the_resolver_keeps_and_changes_later_are_read_as_yielded() -> None
     assert set(tables["rows"]["name"].to_pylist()) == {"as yielded"}
 
 
+def test_a_list_or_dict_reused_in_every_row_is_read_as_each_row_had_it() -> None:
+    columns = [
+        hw.Column("id", pa.int64()),
+        hw.Column("tags", pa.list_(pa.string())),
+        hw.Column("attrs", hw.types.json()),
+    ]
+
+    def resolve(client: Any) -> Iterator[dict[str, Any]]:
+        tags: list[str] = []
+        attrs: dict[str, int] = {}
+        for i in range(N):
+            tags.clear()
+            tags.append(f"t{i}")
+            attrs["i"] = i
+            yield {"id": i, "tags": tags, "attrs": attrs}
+
+    def tuples(client: Any) -> Iterator[tuple[int, list[str], dict[str, int]]]:
+        tags: list[str] = []
+        for i in range(N):
+            tags[:] = [f"t{i}"]
+            yield (i, tags, {"i": i})
+
+    for resolver in (resolve, tuples):
+        table = hw.Table("nested", columns, resolver=resolver)
+        run = hw.Plugin(name="r", version="1", tables=[table]).sync()
+        _, tables, errors = run_all(run)
+        assert errors == []
+        assert tables["nested"]["tags"].to_pylist() == [[f"t{i}"] for i in range(N)]
+        assert tables["nested"]["attrs"].to_pylist() == [{"i": i} for i in range(N)]
+
+
 def test_rows_that_do_not_fit_are_skipped_with_their_own_index(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -18,8 +18,8 @@
 //! str-keyed dicts straight from their table ([`DictLayout`]), and the digits of a UUID's int
 //! ([`UuidLayout`]).
 //!
-//! It also tells whether an object has no other reference than the caller's
-//! ([`only_reference`]), which the worker's read-ahead needs.
+//! It also tells whether a row, and the lists and dicts directly in it, have no other reference
+//! than the caller's ([`row_kept_unchanged`]), which the worker's read-ahead needs.
 //!
 //! This is the only module of the crate with `unsafe` code. The rule that makes it sound: a
 //! borrowed reference is valid as long as its owner (the rows list, a row dict, a list) is
@@ -44,16 +44,42 @@ use std::ptr::NonNull;
 use headwater_core::builder::ColumnBuilder;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use crate::context::Known;
 
-/// Whether the caller's `object` is its only reference: nothing else can reach it, so no
-/// Python code can change it. Always false on free-threaded builds, whose reference counts
-/// are split between threads.
-pub fn only_reference(object: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: `object` is a live object; with the GIL held its count is exact.
-    cfg!(not(Py_GIL_DISABLED)) && unsafe { ffi::Py_REFCNT(object.as_ptr()) } == 1
+/// Whether the caller's `row` (an exact dict or tuple) can be read later, after more Python
+/// code has run, and still hold what it holds now: nothing but the caller refers to it, nor to
+/// a list or dict directly in it. Deeper values are not checked. Always false on free-threaded
+/// builds, whose reference counts are split between threads.
+pub fn row_kept_unchanged(row: &Bound<'_, PyAny>, known: &Known) -> bool {
+    let shared = |object: *mut ffi::PyObject| {
+        // SAFETY: a live object (the row, or borrowed from it), read with the GIL held.
+        unsafe {
+            ffi::Py_REFCNT(object) != 1
+                && (object == row.as_ptr()
+                    || ffi::PyList_Check(object) != 0
+                    || ffi::PyDict_Check(object) != 0)
+        }
+    };
+    if cfg!(Py_GIL_DISABLED) || shared(row.as_ptr()) {
+        return false;
+    }
+    if let Ok(tuple) = row.cast_exact::<PyTuple>() {
+        return !tuple.iter_borrowed().any(|item| shared(item.as_ptr()));
+    }
+    if row.cast_exact::<PyDict>().is_err() {
+        return false;
+    }
+    // SAFETY: a live exact dict; no Python code runs while its entries are read.
+    let entries = unsafe { Entries::of(row.as_ptr(), known.dict_layout) };
+    let mut pos = 0;
+    while let Some((_, value)) = entries.next(&mut pos) {
+        if shared(value) {
+            return false;
+        }
+    }
+    true
 }
 
 /// A converter for the fast path: appends the value to the column and returns `true`, or

@@ -17,10 +17,12 @@
 //! stall.
 //!
 //! Only a row that nothing but the worker refers to (a reference count of 1: a dict or tuple
-//! built in the `yield`) is held, so a resolver that yields the same dict again and again, or
-//! keeps its rows, has each converted as it comes. What a held row contains must not change
-//! after the `yield`: the resolver docs say so. Tables with children or incremental state,
-//! and free-threaded builds (where a reference count cannot show that), never hold rows.
+//! built in the `yield`), and whose lists and dicts nothing else refers to either, is held. So
+//! a resolver that yields the same dict again and again, keeps its rows, or reuses a list in
+//! each row has each row converted as it comes. Values nested deeper are not checked: the
+//! resolver docs say a yielded row must not change. Tables with children or incremental
+//! state, and free-threaded builds (where a reference count cannot show any of this), never
+//! hold rows.
 
 use std::time::{Duration, Instant};
 

@@ -35,7 +35,7 @@ use super::state::TaskState;
 use super::{lock, Counters, Parent, Payload, Shared};
 use crate::context::known;
 use crate::errors::{row_error_instance, to_py_err, IntoPyResult};
-use crate::ffi_read::only_reference;
+use crate::ffi_read::row_kept_unchanged;
 use crate::rows::{append_one, RowProblem};
 
 /// One running task: which table, client and parent, and what it has produced so far.
@@ -298,6 +298,7 @@ fn drive_result(
     // A parent's rows start its children's tasks, and a state update must come after the rows
     // yielded before it: those tasks convert each row as it comes.
     let may_hold = !has_children && cx.state.is_none();
+    let known = known(py)?;
     let mut pace = Pace::new(Instant::now());
     let mut held: Vec<Bound<'_, PyAny>> = Vec::new();
     let outcome = loop {
@@ -317,8 +318,8 @@ fn drive_result(
                 append_held(py, shared, local, cx, &mut held)?;
                 return Err(err);
             }
-            // Only a row nothing else refers to is held: the resolver cannot change it later.
-            Some(Ok(item)) if may_hold && is_row(&item) && only_reference(&item) => {
+            // Only a row the resolver cannot change any more is held.
+            Some(Ok(item)) if may_hold && is_row(&item) && row_kept_unchanged(&item, known) => {
                 let appended = if pace.holding() {
                     held.push(item);
                     Ok(())
