@@ -53,20 +53,17 @@ use crate::context::Known;
 /// a list or dict directly in it. Deeper values are not checked. Always false on free-threaded
 /// builds, whose reference counts are split between threads.
 pub fn row_kept_unchanged(row: &Bound<'_, PyAny>, known: &Known) -> bool {
-    let shared = |object: *mut ffi::PyObject| {
-        // SAFETY: a live object (the row, or borrowed from it), read with the GIL held.
-        unsafe {
-            ffi::Py_REFCNT(object) != 1
-                && (object == row.as_ptr()
-                    || ffi::PyList_Check(object) != 0
-                    || ffi::PyDict_Check(object) != 0)
-        }
+    // SAFETY (both): a live object (the row, or borrowed from it), read with the GIL held.
+    let only_reference = |object: *mut ffi::PyObject| unsafe { ffi::Py_REFCNT(object) == 1 };
+    let mutable = |object: *mut ffi::PyObject| unsafe {
+        ffi::PyList_Check(object) != 0 || ffi::PyDict_Check(object) != 0
     };
-    if cfg!(Py_GIL_DISABLED) || shared(row.as_ptr()) {
+    let kept = |value: *mut ffi::PyObject| !mutable(value) || only_reference(value);
+    if cfg!(Py_GIL_DISABLED) || !only_reference(row.as_ptr()) {
         return false;
     }
     if let Ok(tuple) = row.cast_exact::<PyTuple>() {
-        return !tuple.iter_borrowed().any(|item| shared(item.as_ptr()));
+        return tuple.iter_borrowed().all(|item| kept(item.as_ptr()));
     }
     if row.cast_exact::<PyDict>().is_err() {
         return false;
@@ -75,7 +72,7 @@ pub fn row_kept_unchanged(row: &Bound<'_, PyAny>, known: &Known) -> bool {
     let entries = unsafe { Entries::of(row.as_ptr(), known.dict_layout) };
     let mut pos = 0;
     while let Some((_, value)) = entries.next(&mut pos) {
-        if shared(value) {
+        if !kept(value) {
             return false;
         }
     }

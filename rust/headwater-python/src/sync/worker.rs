@@ -318,13 +318,15 @@ fn drive_result(
                 append_held(py, shared, local, cx, &mut held)?;
                 return Err(err);
             }
-            // Only a row the resolver cannot change any more is held.
-            Some(Ok(item)) if may_hold && is_row(&item) && row_kept_unchanged(&item, known) => {
-                let appended = if pace.holding() {
+            Some(Ok(item)) if may_hold && is_row(&item) => {
+                // Only a row the resolver cannot change any more is held; any other is
+                // converted now, after the rows held before it.
+                let appended = if pace.holding() && row_kept_unchanged(&item, known) {
                     held.push(item);
                     Ok(())
                 } else {
-                    append_rows(py, shared, local, cx, std::iter::once(item))
+                    append_held(py, shared, local, cx, &mut held)
+                        .and_then(|()| append_rows(py, shared, local, cx, std::iter::once(item)))
                 };
                 let group_done = appended.and_then(|()| {
                     if pace.count_row(Instant::now) {
