@@ -201,7 +201,8 @@ def test_closing_early_closes_generators_and_joins_threads() -> None:
     assert started
     assert sorted(closed) == sorted(started)
     assert not run.summary.complete
-    assert thread_count() <= before
+    # Joined threads can stay listed in /proc for a moment after the join returns.
+    wait_for(lambda: thread_count() <= before, "the joined engine threads to leave /proc")
     assert list(run) == []  # a closed run yields nothing more
 
 
@@ -391,7 +392,9 @@ def test_engine_threads_do_not_leak_across_many_syncs() -> None:
     before = thread_count()
     for _ in range(30):
         run_all(plugin.sync())
-    assert thread_count() <= before
+    # Joined threads can stay listed in /proc for a moment after the join returns; leaked
+    # ones stay for good.
+    wait_for(lambda: thread_count() <= before, "the joined engine threads to leave /proc", 5)
     assert os.getpid() > 0
 
 
