@@ -25,13 +25,15 @@ use arrow_array::{
 };
 use arrow_buffer::{i256, Buffer, NullBuffer};
 use arrow_schema::{DataType, Field, TimeUnit};
-use sha2::digest::generic_array::GenericArray;
 
 use crate::decimal::write_decimal_digits;
 use crate::error::{CoreError, Result};
 use crate::net::write_mac;
 use crate::schema::{self, Extension};
 use crate::temporal::{nanos_per, unit_name};
+
+mod row_hash;
+use row_hash::RowHasher;
 
 /// What the Go SDK prints for a null value (arrow-go's `array.NullValueStr`).
 pub const NULL_STRING: &str = "(null)";
@@ -119,80 +121,17 @@ pub fn deterministic_cq_ids(
 
 /// Fills `out` (16 bytes per row) with the ids of rows `first_row..`.
 fn hash_rows(columns: &[(&[u8], ValueFormat<'_>)], first_row: usize, out: &mut [u8]) {
-    let mut buf = Vec::with_capacity(256);
-    for (i, id) in out.chunks_exact_mut(16).enumerate() {
-        let row = first_row + i;
-        buf.clear();
+    let mut hasher = RowHasher::new();
+    let mut key = Vec::with_capacity(256);
+    for slot in 0..out.len() / 16 {
+        key.clear();
         for (name, format) in columns {
-            buf.extend_from_slice(name);
-            format.write(row, &mut buf);
+            key.extend_from_slice(name);
+            format.write(first_row + slot, &mut key);
         }
-        id.copy_from_slice(&uuid5_of_digest(&sha256_padding_in_place(&mut buf)));
+        hasher.push(&mut key, slot, out);
     }
-}
-
-/// SHA-256's initial state.
-const SHA256_IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
-
-/// SHA-1's initial state.
-const SHA1_IV: [u32; 5] = [
-    0x6745_2301,
-    0xefcd_ab89,
-    0x98ba_dcfe,
-    0x1032_5476,
-    0xc3d2_e1f0,
-];
-
-/// SHA-256 of `message`, which is padded in place (its contents are garbage afterwards) and fed
-/// to the compression function block by block. A row's key string is usually a single block,
-/// where the streaming API's buffering and copying cost about as much as the (SHA-NI
-/// accelerated) compression itself.
-fn sha256_padding_in_place(message: &mut Vec<u8>) -> [u8; 32] {
-    let bits = (message.len() as u64).wrapping_mul(8);
-    message.push(0x80);
-    let padded = (message.len() + 8).next_multiple_of(64);
-    message.resize(padded - 8, 0);
-    message.extend_from_slice(&bits.to_be_bytes());
-    let mut state = SHA256_IV;
-    for block in message.chunks_exact(64) {
-        sha2::compress256(
-            &mut state,
-            std::slice::from_ref(GenericArray::from_slice(block)),
-        );
-    }
-    let mut digest = [0u8; 32];
-    for (out, word) in digest.chunks_exact_mut(4).zip(state) {
-        out.copy_from_slice(&word.to_be_bytes());
-    }
-    digest
-}
-
-/// UUIDv5 of a SHA-256 digest in the all-zero namespace (Go's
-/// `uuid.NewSHA1(uuid.UUID{}, digest)`): SHA-1 over 16 zero bytes and the 32-byte digest,
-/// which with its padding is exactly one block.
-fn uuid5_of_digest(digest: &[u8; 32]) -> [u8; 16] {
-    let mut block = [0u8; 64];
-    block[16..48].copy_from_slice(digest);
-    block[48] = 0x80;
-    block[56..].copy_from_slice(&(48u64 * 8).to_be_bytes());
-    let mut state = SHA1_IV;
-    sha1::compress(&mut state, &[GenericArray::from(block)]);
-    let mut id = [0u8; 16];
-    for (out, word) in id.chunks_exact_mut(4).zip(state) {
-        out.copy_from_slice(&word.to_be_bytes());
-    }
-    id[6] = (id[6] & 0x0f) | 0x50;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    id
+    hasher.finish(out);
 }
 
 /// `num_rows` random UUIDv4s (one call to the OS random source for all of them).
@@ -1201,37 +1140,6 @@ mod tests {
         let refs: Vec<(&Field, &ArrayRef)> = columns.iter().map(|(f, a)| (f, a)).collect();
         let ids = deterministic_cq_ids(&refs, columns[0].1.len()).unwrap();
         (0..ids.len()).map(|i| uuid_text(ids.value(i))).collect()
-    }
-
-    #[test]
-    fn padded_sha256_matches_the_streaming_api_at_every_block_boundary() {
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
-        for len in 0..data.len() {
-            let expected: [u8; 32] = Sha256::digest(&data[..len]).into();
-            let mut message = data[..len].to_vec();
-            assert_eq!(
-                sha256_padding_in_place(&mut message),
-                expected,
-                "length {len}"
-            );
-        }
-    }
-
-    #[test]
-    fn one_block_uuid5_matches_the_streaming_api() {
-        for seed in 0..64u8 {
-            let digest: [u8; 32] = std::array::from_fn(|i| seed.wrapping_mul(31) ^ i as u8);
-            let hash = Sha1::new()
-                .chain_update([0u8; 16])
-                .chain_update(digest)
-                .finalize();
-            let id = uuid5_of_digest(&digest);
-            assert_eq!(id[..6], hash[..6]);
-            assert_eq!(id[6], (hash[6] & 0x0f) | 0x50);
-            assert_eq!(id[7], hash[7]);
-            assert_eq!(id[8], (hash[8] & 0x3f) | 0x80);
-            assert_eq!(id[9..], hash[9..16]);
-        }
     }
 
     /// Straightforward single-threaded reference: one `String` per value, hashes from scratch.
