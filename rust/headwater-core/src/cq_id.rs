@@ -7,7 +7,7 @@
 //! variant bits set. Tables without keys (or syncs without `deterministic_cq_id`) get random
 //! UUIDv4s. [`write_value_string`] reproduces the Go `String()` forms from Arrow values.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -41,6 +41,9 @@ pub const NULL_STRING: &str = "(null)";
 /// From this many rows on, [`deterministic_cq_ids`] spreads the hashing over all cores.
 pub const PARALLEL_MIN_ROWS: usize = 16 * 1024;
 
+/// The rows a thread takes at a time when [`deterministic_cq_ids`] hashes on all cores.
+const PARALLEL_CHUNK_ROWS: usize = 4 * 1024;
+
 /// Appends the Go SDK's `scalar.String()` form of `column[row]` to `out`.
 ///
 /// `field` describes the column (its extension metadata selects the `uuid`, `json`, `inet` and
@@ -68,7 +71,8 @@ pub fn write_value_string(
 ///
 /// The columns may come in any order (they are sorted by name here, as Go does); each must hold
 /// `num_rows` values. No allocation happens per row; from [`PARALLEL_MIN_ROWS`] rows on the
-/// work is split across `std::thread::available_parallelism()` threads.
+/// work is shared by the calling thread and helpers, `std::thread::available_parallelism()`
+/// threads in all.
 pub fn deterministic_cq_ids(
     key_columns: &[(&Field, &ArrayRef)],
     num_rows: usize,
@@ -104,12 +108,20 @@ pub fn deterministic_cq_ids(
     if threads <= 1 {
         hash_rows(&columns, 0, &mut ids);
     } else {
-        let rows_per_thread = num_rows.div_ceil(threads);
+        // Chunks are handed out one at a time rather than one fixed share per thread: a thread
+        // the OS pauses (the Python threads run on the same cores) then delays only its
+        // current chunk, while the others go on with the rest instead of waiting idle.
+        let chunks = Mutex::new(ids.chunks_mut(PARALLEL_CHUNK_ROWS * 16).enumerate());
+        let hash_chunks = || loop {
+            let next = chunks.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((i, chunk)) = next else { break };
+            hash_rows(&columns, i * PARALLEL_CHUNK_ROWS, chunk);
+        };
         std::thread::scope(|scope| {
-            for (i, chunk) in ids.chunks_mut(rows_per_thread * 16).enumerate() {
-                let columns = &columns;
-                scope.spawn(move || hash_rows(columns, i * rows_per_thread, chunk));
+            for _ in 1..threads {
+                scope.spawn(hash_chunks);
             }
+            hash_chunks();
         });
     }
     Ok(FixedSizeBinaryArray::try_new(
