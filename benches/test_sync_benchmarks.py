@@ -243,6 +243,16 @@ def probe_memory(rows: int, budget: int) -> dict[str, int]:
     return result
 
 
+def held_besides_buffer(probe: dict[str, int]) -> int:
+    """Peak RSS less the buffer's peak contents.
+
+    How full the buffer gets varies from run to run: the consumer needs the GIL back after each
+    sleep and gets it when the worker lets go. The smaller run's buffer peaked anywhere from 12
+    to 63 MiB, so runs are compared on what the process held apart from it.
+    """
+    return probe["peak"] - probe["peak_buffer_bytes"]
+
+
 #: What the process holds besides the buffer budget: the interpreter, pyarrow, the rows the
 #: resolver reuses, one batch being filled and one being finished.
 FIXED_OVERHEAD = 96 * 1024 * 1024
@@ -264,11 +274,12 @@ def test_memory_stays_within_the_budget_whatever_the_row_count(benchmark: Any) -
         f"\n{large:,} rows: peak RSS {result['peak'] / 2**20:.0f} MiB "
         f"(start {result['baseline'] / 2**20:.0f} MiB, growth {growth / 2**20:.0f} MiB, "
         f"buffer peak {result['peak_buffer_bytes'] / 2**20:.0f} MiB of {budget / 2**20:.0f}); "
-        f"{small:,} rows: peak {smaller['peak'] / 2**20:.0f} MiB"
+        f"{small:,} rows: peak {smaller['peak'] / 2**20:.0f} MiB (buffer peak "
+        f"{smaller['peak_buffer_bytes'] / 2**20:.0f} MiB)"
     )
     assert growth <= budget + FIXED_OVERHEAD
-    # Ten times the rows, (almost) the same memory.
-    assert result["peak"] <= smaller["peak"] * 1.25
+    # Ten times the rows, (almost) the same memory besides the buffer's contents.
+    assert held_besides_buffer(result) <= held_besides_buffer(smaller) * 1.25
 
 
 def test_arrow_batches_end_to_end(benchmark: Any) -> None:
