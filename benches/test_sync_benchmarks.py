@@ -198,13 +198,22 @@ def test_io_bound_resolvers_overlap(benchmark: Any) -> None:
 
 MEMORY_PROBE = textwrap.dedent(
     """
-    # Runs in a fresh interpreter so its peak RSS is the sync's alone.
-    import json, resource, sys, time
+    # Runs in a fresh interpreter so its peak RSS is the sync's alone. The peak is the kernel's
+    # high-water mark of this process's own memory (VmHWM): ru_maxrss would start from the RSS
+    # of the parent that spawned it, since Linux carries it across exec.
+    import json, sys, time
     sys.path.insert(0, sys.argv[3])
     import headwater as hw
     from shapes import TEN_COLUMNS, make_rows
 
     n, budget = int(sys.argv[1]), int(sys.argv[2])
+
+    def peak_rss():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc/self/status")
     rows = make_rows(1000)  # the resolver reuses these: its own memory stays flat
 
     def resolve(client):
@@ -213,7 +222,7 @@ MEMORY_PROBE = textwrap.dedent(
 
     table = hw.Table(TEN_COLUMNS.name, TEN_COLUMNS.columns, resolver=resolve)
     plugin = hw.Plugin(name="memory", version="1", tables=[table])
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = peak_rss()
     run = plugin.sync(max_buffer_bytes=budget)
     total = 0
     for message in run:
@@ -221,7 +230,7 @@ MEMORY_PROBE = textwrap.dedent(
             total += message.batch.num_rows
             del message
             time.sleep(0.001)  # a slow consumer
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(json.dumps({
         "rows": total, "baseline": baseline, "peak": peak,
         "peak_buffer_bytes": run.peak_buffer_bytes,
