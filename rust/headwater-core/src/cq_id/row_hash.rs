@@ -48,7 +48,8 @@ const SHA1_IV: [u32; 5] = [
 /// row's id may only be written to `out` at a later push or at `finish`.
 #[derive(Debug)]
 pub(super) struct RowHasher {
-    interleave: bool,
+    /// Present when this hasher interleaves rows (the CPU has the SHA extensions).
+    sha_ni: Option<interleaved::ShaNi>,
     /// Padded blocks of the rows waiting for a full group.
     blocks: [[u8; 64]; LANES],
     /// Where each waiting row's id goes in `out`.
@@ -59,13 +60,13 @@ pub(super) struct RowHasher {
 impl RowHasher {
     /// A hasher that interleaves rows when this CPU can.
     pub(super) fn new() -> Self {
-        Self::with_interleaving(interleaved::available())
+        Self::with_interleaving(true)
     }
 
     /// A hasher that interleaves rows only if `interleave` (and the CPU can); tests compare both.
     pub(super) fn with_interleaving(interleave: bool) -> Self {
         Self {
-            interleave: interleave && interleaved::available(),
+            sha_ni: interleaved::ShaNi::detect().filter(|_| interleave),
             blocks: [[0; 64]; LANES],
             slots: [0; LANES],
             waiting: 0,
@@ -75,10 +76,10 @@ impl RowHasher {
     /// Hashes `key`, the row's key string, into `out[16 * slot..][..16]`. `key` is scratch
     /// space: it may be padded in place.
     pub(super) fn push(&mut self, key: &mut Vec<u8>, slot: usize, out: &mut [u8]) {
-        if !self.interleave || key.len() > ONE_BLOCK_MAX {
+        let Some(sha_ni) = self.sha_ni.filter(|_| key.len() <= ONE_BLOCK_MAX) else {
             out[16 * slot..][..16].copy_from_slice(&uuid5_of_digest(&sha256_padding_in_place(key)));
             return;
-        }
+        };
         let block = &mut self.blocks[self.waiting];
         // Zeroing the whole block is a few fixed stores; zeroing just the tail would be a
         // call to `memset` for every row.
@@ -89,7 +90,7 @@ impl RowHasher {
         self.slots[self.waiting] = slot;
         self.waiting += 1;
         if self.waiting == LANES {
-            let ids = interleaved::ids(&self.blocks);
+            let ids = sha_ni.ids(&self.blocks);
             for (id, &slot) in ids.iter().zip(&self.slots) {
                 out[16 * slot..][..16].copy_from_slice(id);
             }
@@ -247,22 +248,27 @@ mod interleaved {
         0xc671_78f2,
     ];
 
-    /// Whether this CPU has the instructions [`ids`] uses (checked once, then cached by std).
-    pub(super) fn available() -> bool {
-        is_x86_feature_detected!("sha")
-            && is_x86_feature_detected!("sse2")
-            && is_x86_feature_detected!("ssse3")
-            && is_x86_feature_detected!("sse4.1")
-    }
+    /// Proof that this CPU has the instructions [`ShaNi::ids`] uses: only [`ShaNi::detect`]
+    /// makes one.
+    #[derive(Debug, Clone, Copy)]
+    pub(in crate::cq_id) struct ShaNi(());
 
-    /// The ids of [`LANES`] rows whose key strings are already padded into one block each.
-    ///
-    /// Call only where [`available`] is true; it panics otherwise rather than run
-    /// instructions the CPU lacks.
-    pub(super) fn ids(blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
-        assert!(available(), "the SHA-NI path needs the x86 SHA extensions");
-        // SAFETY: `available()` just confirmed every target feature `ids_sha_ni` enables.
-        unsafe { ids_sha_ni(blocks) }
+    impl ShaNi {
+        /// `Some` when the CPU has the SHA extensions and the SSE levels used with them.
+        pub(in crate::cq_id) fn detect() -> Option<Self> {
+            let present = is_x86_feature_detected!("sha")
+                && is_x86_feature_detected!("sse2")
+                && is_x86_feature_detected!("ssse3")
+                && is_x86_feature_detected!("sse4.1");
+            present.then_some(Self(()))
+        }
+
+        /// The ids of [`LANES`] rows whose key strings are already padded into one block each.
+        pub(in crate::cq_id) fn ids(self, blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
+            // SAFETY: a `ShaNi` exists only where `detect` found every target feature that
+            // `ids_sha_ni` enables.
+            unsafe { ids_sha_ni(blocks) }
+        }
     }
 
     /// `_mm_set_epi32` from `u32`s, highest lane first.
@@ -430,12 +436,18 @@ mod interleaved {
 
     use super::LANES;
 
-    pub(super) fn available() -> bool {
-        false
-    }
+    /// Never made: there is no SHA-NI path here.
+    #[derive(Debug, Clone, Copy)]
+    pub(in crate::cq_id) enum ShaNi {}
 
-    pub(super) fn ids(_blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
-        unreachable!("RowHasher interleaves only where `available()` is true")
+    impl ShaNi {
+        pub(in crate::cq_id) fn detect() -> Option<Self> {
+            None
+        }
+
+        pub(in crate::cq_id) fn ids(self, _blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
+            match self {}
+        }
     }
 }
 
