@@ -262,9 +262,10 @@ def held_besides_buffer(probe: dict[str, int]) -> int:
     return probe["peak"] - probe["peak_buffer_bytes"]
 
 
-#: What the process holds besides the buffer budget: the interpreter, pyarrow, the rows the
-#: resolver reuses, one batch being filled and one being finished.
-FIXED_OVERHEAD = 96 * 1024 * 1024
+#: What the sync adds besides the buffer budget, over the process's peak after its imports:
+#: the rows the resolver reuses, one batch being filled and one being finished, thread stacks
+#: and what the allocators keep. Measured 20-25 MiB; this allows twice that.
+FIXED_OVERHEAD = 48 * 1024 * 1024
 
 
 def test_memory_stays_within_the_budget_whatever_the_row_count(benchmark: Any) -> None:
