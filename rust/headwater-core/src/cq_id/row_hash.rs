@@ -540,6 +540,36 @@ mod tests {
     }
 
     #[test]
+    fn design_vectors_through_both_paths() {
+        // DESIGN.md's ids, each key pushed twice in a row so both lanes of a group hash it.
+        let vectors: [(&[u8], [u8; 16]); 2] = [
+            (
+                b"account_idacct-123id42",
+                0x8efb8158_fd03_5c3b_8e04_4df9c21be81d_u128.to_be_bytes(),
+            ),
+            (
+                b"arnarn:aws:s3:::my-bucketregionus-east-1",
+                0xaefcc7cb_024e_5b0e_ab66_2e99c3657615_u128.to_be_bytes(),
+            ),
+        ];
+        let keys: Vec<Vec<u8>> = vectors
+            .iter()
+            .flat_map(|(key, _)| [key.to_vec(), key.to_vec()])
+            .collect();
+        let slots: Vec<usize> = (0..keys.len()).collect();
+        for interleave in [false, true] {
+            let out = hash_all(&mut RowHasher::with_interleaving(interleave), &keys, &slots);
+            for (slot, id) in out.chunks_exact(16).enumerate() {
+                assert_eq!(
+                    id,
+                    vectors[slot / 2].1,
+                    "interleave {interleave}, row {slot}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_hasher_is_reusable_after_finish_with_any_number_of_rows_left_over() {
         let (keys, _) = keys_and_slots();
         let one_block: Vec<Vec<u8>> = keys.into_iter().filter(|k| k.len() <= 55).collect();
