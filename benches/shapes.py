@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ import headwater as hw
 from headwater import types
 from rowgen import generate, make_row, make_rows
 
-__all__ = ["TEN_COLUMNS", "best_of", "generate", "make_row", "make_rows", "timed"]
+__all__ = ["TEN_COLUMNS", "best_of", "generate", "make_row", "make_rows", "peak_rss", "timed"]
 
 TEN_COLUMNS = hw.Table(
     "bench_items",
@@ -49,3 +50,15 @@ def best_of(fn: Callable[[], object], rounds: int) -> float:
 def timed(benchmark: Any) -> bool:
     """Whether pytest-benchmark is timing (``--benchmark-only``), not just running once."""
     return not getattr(benchmark, "disabled", False)
+
+
+def peak_rss(pid: int | str = "self") -> int:
+    """A process's peak resident memory in bytes: the kernel's high-water mark (``VmHWM``).
+
+    Unlike ``ru_maxrss``, which Linux carries across ``exec``, it covers only the process's own
+    memory, not that of the parent that spawned it.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")

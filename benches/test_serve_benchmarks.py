@@ -25,7 +25,7 @@ import pytest
 from cloudquery.plugin_v3 import plugin_pb2, plugin_pb2_grpc
 
 import headwater as hw
-from shapes import TEN_COLUMNS, best_of, generate, timed
+from shapes import TEN_COLUMNS, best_of, generate, peak_rss, timed
 from test_sync_benchmarks import cloudquery_python, drain
 
 HERE = Path(__file__).parent
@@ -116,10 +116,7 @@ class Server:
 
     def peak_rss(self) -> int:
         """The server process's peak resident memory, in bytes."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
+        return peak_rss(self.process.pid)
 
     def stop(self) -> None:
         self.channel.close()

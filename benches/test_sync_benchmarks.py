@@ -198,22 +198,13 @@ def test_io_bound_resolvers_overlap(benchmark: Any) -> None:
 
 MEMORY_PROBE = textwrap.dedent(
     """
-    # Runs in a fresh interpreter so its peak RSS is the sync's alone. The peak is the kernel's
-    # high-water mark of this process's own memory (VmHWM): ru_maxrss would start from the RSS
-    # of the parent that spawned it, since Linux carries it across exec.
+    # Runs in a fresh interpreter so its peak RSS is the sync's alone.
     import json, sys, time
     sys.path.insert(0, sys.argv[3])
     import headwater as hw
-    from shapes import TEN_COLUMNS, make_rows
+    from shapes import TEN_COLUMNS, make_rows, peak_rss
 
     n, budget = int(sys.argv[1]), int(sys.argv[2])
-
-    def peak_rss():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM in /proc/self/status")
     rows = make_rows(1000)  # the resolver reuses these: its own memory stays flat
 
     def resolve(client):
