@@ -1104,8 +1104,6 @@ mod tests {
     };
     use arrow_schema::{Fields, Schema};
     use proptest::prelude::*;
-    use sha1::Sha1;
-    use sha2::{Digest, Sha256};
     use std::collections::{HashMap, HashSet};
 
     fn field(name: &str, data_type: DataType) -> Field {
@@ -1154,28 +1152,19 @@ mod tests {
         (0..ids.len()).map(|i| uuid_text(ids.value(i))).collect()
     }
 
-    /// Straightforward single-threaded reference: one `String` per value, hashes from scratch.
+    /// Straightforward single-threaded reference: each value written on its own, hashed by the
+    /// streaming APIs.
     fn reference_ids(columns: &[(Field, ArrayRef)], num_rows: usize) -> Vec<[u8; 16]> {
         let mut sorted: Vec<&(Field, ArrayRef)> = columns.iter().collect();
         sorted.sort_by(|a, b| a.0.name().cmp(b.0.name()));
         (0..num_rows)
             .map(|row| {
-                let mut hasher = Sha256::new();
+                let mut key = Vec::new();
                 for (f, a) in &sorted {
-                    let mut value = Vec::new();
-                    write_value_string(a.as_ref(), f, row, &mut value).unwrap();
-                    hasher.update(f.name().as_bytes());
-                    hasher.update(&value);
+                    key.extend_from_slice(f.name().as_bytes());
+                    write_value_string(a.as_ref(), f, row, &mut key).unwrap();
                 }
-                let digest = hasher.finalize();
-                let mut sha1 = Sha1::new();
-                sha1.update([0u8; 16]);
-                sha1.update(digest);
-                let mut id = [0u8; 16];
-                id.copy_from_slice(&sha1.finalize()[..16]);
-                id[6] = (id[6] & 0x0f) | 0x50;
-                id[8] = (id[8] & 0x3f) | 0x80;
-                id
+                row_hash::tests::reference_id(&key)
             })
             .collect()
     }

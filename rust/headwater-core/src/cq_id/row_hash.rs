@@ -111,7 +111,7 @@ impl RowHasher {
 /// to the compression function block by block. A row's key string is usually a single block,
 /// where the streaming API's buffering and copying cost about as much as the (SHA-NI
 /// accelerated) compression itself.
-pub(super) fn sha256_padding_in_place(message: &mut Vec<u8>) -> [u8; 32] {
+fn sha256_padding_in_place(message: &mut Vec<u8>) -> [u8; 32] {
     let bits = (message.len() as u64).wrapping_mul(8);
     message.push(0x80);
     let padded = (message.len() + 8).next_multiple_of(64);
@@ -145,7 +145,7 @@ fn digest_bytes(state: [u32; 8]) -> [u8; 32] {
 /// UUIDv5 of a SHA-256 digest in the all-zero namespace (Go's
 /// `uuid.NewSHA1(uuid.UUID{}, digest)`): SHA-1 over 16 zero bytes and the 32-byte digest,
 /// which with its padding is exactly one block.
-pub(super) fn uuid5_of_digest(digest: &[u8; 32]) -> [u8; 16] {
+fn uuid5_of_digest(digest: &[u8; 32]) -> [u8; 16] {
     let mut block = [0u8; 64];
     block[16..48].copy_from_slice(digest);
     block[48] = 0x80;
@@ -181,81 +181,34 @@ mod interleaved {
     use super::{set_version_and_variant, LANES, SHA1_IV, SHA256_IV};
 
     /// SHA-256's round constants.
+    #[rustfmt::skip]
     const K256: [u32; 64] = [
-        0x428a_2f98,
-        0x7137_4491,
-        0xb5c0_fbcf,
-        0xe9b5_dba5,
-        0x3956_c25b,
-        0x59f1_11f1,
-        0x923f_82a4,
-        0xab1c_5ed5,
-        0xd807_aa98,
-        0x1283_5b01,
-        0x2431_85be,
-        0x550c_7dc3,
-        0x72be_5d74,
-        0x80de_b1fe,
-        0x9bdc_06a7,
-        0xc19b_f174,
-        0xe49b_69c1,
-        0xefbe_4786,
-        0x0fc1_9dc6,
-        0x240c_a1cc,
-        0x2de9_2c6f,
-        0x4a74_84aa,
-        0x5cb0_a9dc,
-        0x76f9_88da,
-        0x983e_5152,
-        0xa831_c66d,
-        0xb003_27c8,
-        0xbf59_7fc7,
-        0xc6e0_0bf3,
-        0xd5a7_9147,
-        0x06ca_6351,
-        0x1429_2967,
-        0x27b7_0a85,
-        0x2e1b_2138,
-        0x4d2c_6dfc,
-        0x5338_0d13,
-        0x650a_7354,
-        0x766a_0abb,
-        0x81c2_c92e,
-        0x9272_2c85,
-        0xa2bf_e8a1,
-        0xa81a_664b,
-        0xc24b_8b70,
-        0xc76c_51a3,
-        0xd192_e819,
-        0xd699_0624,
-        0xf40e_3585,
-        0x106a_a070,
-        0x19a4_c116,
-        0x1e37_6c08,
-        0x2748_774c,
-        0x34b0_bcb5,
-        0x391c_0cb3,
-        0x4ed8_aa4a,
-        0x5b9c_ca4f,
-        0x682e_6ff3,
-        0x748f_82ee,
-        0x78a5_636f,
-        0x84c8_7814,
-        0x8cc7_0208,
-        0x90be_fffa,
-        0xa450_6ceb,
-        0xbef9_a3f7,
-        0xc671_78f2,
+        0x428a_2f98, 0x7137_4491, 0xb5c0_fbcf, 0xe9b5_dba5,
+        0x3956_c25b, 0x59f1_11f1, 0x923f_82a4, 0xab1c_5ed5,
+        0xd807_aa98, 0x1283_5b01, 0x2431_85be, 0x550c_7dc3,
+        0x72be_5d74, 0x80de_b1fe, 0x9bdc_06a7, 0xc19b_f174,
+        0xe49b_69c1, 0xefbe_4786, 0x0fc1_9dc6, 0x240c_a1cc,
+        0x2de9_2c6f, 0x4a74_84aa, 0x5cb0_a9dc, 0x76f9_88da,
+        0x983e_5152, 0xa831_c66d, 0xb003_27c8, 0xbf59_7fc7,
+        0xc6e0_0bf3, 0xd5a7_9147, 0x06ca_6351, 0x1429_2967,
+        0x27b7_0a85, 0x2e1b_2138, 0x4d2c_6dfc, 0x5338_0d13,
+        0x650a_7354, 0x766a_0abb, 0x81c2_c92e, 0x9272_2c85,
+        0xa2bf_e8a1, 0xa81a_664b, 0xc24b_8b70, 0xc76c_51a3,
+        0xd192_e819, 0xd699_0624, 0xf40e_3585, 0x106a_a070,
+        0x19a4_c116, 0x1e37_6c08, 0x2748_774c, 0x34b0_bcb5,
+        0x391c_0cb3, 0x4ed8_aa4a, 0x5b9c_ca4f, 0x682e_6ff3,
+        0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208,
+        0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ];
 
     /// Proof that this CPU has the instructions [`ShaNi::ids`] uses: only [`ShaNi::detect`]
     /// makes one.
     #[derive(Debug, Clone, Copy)]
-    pub(in crate::cq_id) struct ShaNi(());
+    pub(super) struct ShaNi(());
 
     impl ShaNi {
         /// `Some` when the CPU has the SHA extensions and the SSE levels used with them.
-        pub(in crate::cq_id) fn detect() -> Option<Self> {
+        pub(super) fn detect() -> Option<Self> {
             let present = is_x86_feature_detected!("sha")
                 && is_x86_feature_detected!("sse2")
                 && is_x86_feature_detected!("ssse3")
@@ -264,7 +217,7 @@ mod interleaved {
         }
 
         /// The ids of [`LANES`] rows whose key strings are already padded into one block each.
-        pub(in crate::cq_id) fn ids(self, blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
+        pub(super) fn ids(self, blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
             // SAFETY: a `ShaNi` exists only where `detect` found every target feature that
             // `ids_sha_ni` enables.
             unsafe { ids_sha_ni(blocks) }
@@ -438,28 +391,28 @@ mod interleaved {
 
     /// Never made: there is no SHA-NI path here.
     #[derive(Debug, Clone, Copy)]
-    pub(in crate::cq_id) enum ShaNi {}
+    pub(super) enum ShaNi {}
 
     impl ShaNi {
-        pub(in crate::cq_id) fn detect() -> Option<Self> {
+        pub(super) fn detect() -> Option<Self> {
             None
         }
 
-        pub(in crate::cq_id) fn ids(self, _blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
+        pub(super) fn ids(self, _blocks: &[[u8; 64]; LANES]) -> [[u8; 16]; LANES] {
             match self {}
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use sha1::Sha1;
     use sha2::{Digest, Sha256};
 
     use super::*;
 
-    /// The id by the streaming APIs, as the definition reads.
-    fn reference_id(key: &[u8]) -> [u8; 16] {
+    /// The id by the streaming APIs, as the definition reads (the `cq_id` tests use it too).
+    pub(in crate::cq_id) fn reference_id(key: &[u8]) -> [u8; 16] {
         let digest = Sha256::digest(key);
         let hash = Sha1::new()
             .chain_update([0u8; 16])
