@@ -113,7 +113,7 @@ def test_sync_into_the_default_duckdb_file(plugin_file: Path, tmp_path: Path) ->
     assert "slow_events" in done.stdout and "400" in done.stdout  # the summary table
     url = f"duckdb://{tmp_path / 'headwater.duckdb'}"
     assert ids_of(url, "slow_events") == list(range(400))
-    assert stored_state(url, "events") == {"cursor": "400"}
+    assert stored_state(url, "events") == {"slow_events/Spec#0/cursor": "400"}
     assert "token" not in done.stderr or "good" not in done.stderr
 
 
@@ -335,7 +335,7 @@ def test_disk_full_leaves_nothing_half_written(
     assert "disk space" in done.stderr or "File too large" in done.stderr
     # What was committed before the disk filled up is consistent: state never runs ahead.
     if (tmp_path / "full.duckdb").exists() or (tmp_path / "pq" / "_headwater_state.json").exists():
-        cursor = int(stored_state(url, "events").get("cursor", "0"))
+        cursor = int(stored_state(url, "events").get("slow_events/Spec#0/cursor", "0"))
         assert set(range(cursor)) <= set(ids_of(url, "slow_events"))
     # Rerun with room (upsert, so rows committed past the cursor are not doubled): all arrive.
     again = headwater(
@@ -381,7 +381,7 @@ def test_kill_9_mid_sync_then_rerun_loses_nothing(
     ]
     kill_after_commits(command, 3)
     # What survived is consistent: every row the stored cursor covers is there.
-    cursor = int(stored_state(url, "events").get("cursor", "0"))
+    cursor = int(stored_state(url, "events").get("slow_events/Spec#0/cursor", "0"))
     assert 0 < cursor < 400
     survived = set(ids_of(url, "slow_events"))
     assert set(range(cursor)) <= survived
@@ -391,7 +391,7 @@ def test_kill_9_mid_sync_then_rerun_loses_nothing(
     assert set(ids) == set(range(400))  # no missing rows
     if mode == "upsert":
         assert ids == list(range(400))  # and no duplicates
-    assert stored_state(url, "events") == {"cursor": "400"}
+    assert stored_state(url, "events") == {"slow_events/Spec#0/cursor": "400"}
 
 
 def kill_after_commits(command: list[str], commits: int) -> None:
@@ -456,7 +456,7 @@ def test_kill_9_during_appends_over_two_postgres_connections_loses_nothing(
         "--no-progress",
     ]
     kill_after_commits(command, 4)
-    cursor = int(stored_state(postgres_url, "bulk").get("cursor", "0"))
+    cursor = int(stored_state(postgres_url, "bulk").get("bulk/default/cursor", "0"))
     assert 0 < cursor < total
     assert set(range(cursor)) <= set(ids_of(postgres_url, "bulk"))  # state never runs ahead
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -466,7 +466,7 @@ def test_kill_9_during_appends_over_two_postgres_connections_loses_nothing(
     ids = ids_of(postgres_url, "bulk")
     assert set(ids) == set(range(total))
     assert len(ids) - total <= 12_500
-    assert stored_state(postgres_url, "bulk") == {"cursor": str(total)}
+    assert stored_state(postgres_url, "bulk") == {"bulk/default/cursor": str(total)}
 
 
 def test_ctrl_c_rolls_back_what_was_not_committed(plugin_file: Path, tmp_path: Path) -> None:
@@ -500,6 +500,6 @@ def test_ctrl_c_rolls_back_what_was_not_committed(plugin_file: Path, tmp_path: P
             rest.append(line)
         assert process.wait(timeout=60) == 130
     assert any("interrupted" in line for line in rest)
-    cursor = int(stored_state(url, "events").get("cursor", "0"))
+    cursor = int(stored_state(url, "events").get("slow_events/Spec#0/cursor", "0"))
     assert 0 < cursor < 400
     assert set(range(cursor)) <= set(ids_of(url, "slow_events"))

@@ -123,15 +123,15 @@ def test_incremental_state_is_stored_with_the_data_and_resumed(url: str) -> None
 
     plugin = hw.Plugin(name="items", version="1", tables=[events])
     first = sync_to(plugin, url, commit_interval=0)
-    assert first.state == {"events": "50"}
-    assert stored_state(url) == {"events": "50"}
+    assert first.state == {"events/default/events": "50"}
+    assert stored_state(url) == {"events/default/events": "50"}
     sync_to(plugin, url, delete_stale=True)  # incremental tables keep their rows
     assert ids_of(url, "events") == list(range(100))
-    assert stored_state(url) == {"events": "100"}
+    assert stored_state(url) == {"events/default/events": "100"}
     # overwrite syncs from scratch, and replaces the state with its own
     sync_to(plugin, url, mode="overwrite")
     assert ids_of(url, "events") == list(range(50))
-    assert stored_state(url) == {"events": "50"}
+    assert stored_state(url) == {"events/default/events": "50"}
 
 
 def test_new_columns_are_added_and_type_changes_refused(url: str) -> None:

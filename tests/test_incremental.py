@@ -94,11 +94,14 @@ def test_kinds_start_and_lookback() -> None:
         def __init__(self, values: dict[str, str]) -> None:
             self.values = values
 
+        def stored_key(self, key: str) -> str:
+            return f"t/c/{key}"
+
         def get(self, key: str, default: str | None = None) -> str | None:
-            return self.values.get(key, default)
+            return self.values.get(self.stored_key(key), default)
 
         def set(self, key: str, value: str) -> None:
-            self.values[key] = value
+            self.values[self.stored_key(key)] = value
 
     state = FakeState({"t/c/seq": "41", "t/c/when": "2026-01-01T10:00:00Z"})
     seq = Cursor(state, "seq", kind="int")  # type: ignore[arg-type]

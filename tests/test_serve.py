@@ -304,12 +304,18 @@ def test_state_round_trip_through_a_backend_plugin(
     first = decode(sync(stub, tables=["test_events"], backend=options))
     assert sorted(first["test_events"]["id"].to_pylist()) == sorted(list(range(10)) * 2)
     state = {row["key"]: row["value"] for row in store.rows("cq_state_test")}
-    assert state == {"events:acct-1": "9", "events:acct-2": "9"}
+    assert state == {
+        "test_events/acct-1/events:acct-1": "9",
+        "test_events/acct-2/events:acct-2": "9",
+    }
     # The next sync starts from the stored cursors.
     second = decode(sync(stub, tables=["test_events"], backend=options))
     assert sorted(second["test_events"]["id"].to_pylist()) == sorted(list(range(10, 20)) * 2)
     state = {row["key"]: row["value"] for row in store.rows("cq_state_test")}
-    assert state == {"events:acct-1": "19", "events:acct-2": "19"}
+    assert state == {
+        "test_events/acct-1/events:acct-1": "19",
+        "test_events/acct-2/events:acct-2": "19",
+    }
 
 
 def test_an_unreachable_or_old_backend_is_reported(stub: Any) -> None:

@@ -1,11 +1,12 @@
 """Incremental syncs: high-water marks (``updated_since`` cursors) on top of the sync's state.
 
 A :class:`Cursor` keeps the highest value of a field (``updated_at``, an id, a sequence
-number) that a resolver delivered, in the sync's state under a key of its table and client,
-so the next sync asks the API only for what changed since. It advances only behind the rows it
-covers: :meth:`Cursor.track` yields each page first and records the page's highest value after,
-and the engine delivers that state update only after the page's rows, so a destination (or the
-CloudQuery state backend) that stores it with the rows never holds a cursor past data it lacks.
+number) that a resolver delivered, in the sync's state under a key of its table and client
+(state keys are scoped that way), so the next sync asks the API only for what changed since.
+It advances only behind the rows it covers: :meth:`Cursor.track` yields each page first and
+records the page's highest value after, and the engine delivers that state update only after
+the page's rows and every row their child tables produced, so a destination (or the CloudQuery
+state backend) that stores it with the rows never holds a cursor past data it lacks.
 It works the same in a gRPC sync served to the CloudQuery CLI and in a local sync.
 
 Example:
@@ -70,11 +71,13 @@ class Cursor:
             raise ValueError(f"cursor kind must be 'datetime', 'int' or 'str', not {kind!r}")
         self.state = state
         self.kind: CursorKind = kind
-        self.key = f"{state.table_name}/{state.client_id}/{name}"
+        self.name = name
+        #: The key the mark is stored under (see :data:`headwater.sync.State`).
+        self.key = state.stored_key(name)
         self.lookback = (
             lookback if isinstance(lookback, dt.timedelta) else dt.timedelta(seconds=lookback)
         )
-        stored = state.get(self.key)
+        stored = state.get(name)
         self.start: Any = (
             self._parse(stored, "the stored state")
             if stored is not None
@@ -159,7 +162,7 @@ class Cursor:
         if self.value is not None and (self._recorded is None or self.value > self._recorded):
             text = self.format(self.value)
             assert text is not None
-            self.state.set(self.key, text)
+            self.state.set(self.name, text)
             self._recorded = self.value
 
     def track(

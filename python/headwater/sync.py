@@ -120,7 +120,9 @@ class StateUpdate:
 
 
 #: The ``state`` argument a resolver receives: ``state.get(key, default=None)`` and
-#: ``state.set(key, value)`` on string keys and values, plus ``table_name`` and ``client_id``.
+#: ``state.set(key, value)`` on string keys and values, scoped to the resolver's table and
+#: client (stored as ``"{table}/{client}/{key}"``; ``shared=True`` stores ``key`` as given),
+#: plus ``stored_key(key)``, ``table_name`` and ``client_id``.
 State = _core.TaskState
 
 #: What iterating a :class:`SyncRun` yields.
@@ -138,6 +140,9 @@ class SyncSummary:
             to ten per table).
         duration: Seconds from the start of the sync to its end (or to now, while running).
         complete: The sync ran to its end (it was not cancelled).
+        withheld_states: State updates per table that were not delivered because rows they
+            cover were lost (a child resolver failed, say): the cursor stays where it was,
+            so the next sync fetches those rows again.
     """
 
     rows: dict[str, int]
@@ -145,6 +150,7 @@ class SyncSummary:
     skipped_rows: dict[str, int]
     duration: float
     complete: bool
+    withheld_states: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -639,6 +645,14 @@ class SyncRun(Iterator[SyncMessage]):
                 "duration": round(summary.duration, 3),
             },
         )
+        for name, count in summary.withheld_states.items():
+            if count:
+                self._log.warning(
+                    "table %r: %d state update(s) not saved because rows they cover were lost "
+                    "(see the errors above); the next sync fetches those rows again",
+                    name,
+                    count,
+                )
 
     def _release_client(self) -> None:
         release, self._release = self._release, None
@@ -657,9 +671,10 @@ class SyncRun(Iterator[SyncMessage]):
     @property
     def summary(self) -> SyncSummary:
         """Rows and errors per table so far, and the duration; final once exhausted."""
-        rows, errors, skipped = {}, {}, {}
-        for name, table_rows, table_errors, table_skipped in self._engine.stats():
+        rows, errors, skipped, withheld = {}, {}, {}, {}
+        for name, table_rows, table_errors, table_skipped, table_withheld in self._engine.stats():
             rows[name], errors[name], skipped[name] = table_rows, table_errors, table_skipped
+            withheld[name] = table_withheld
         if self._duration is not None:
             duration = self._duration
         else:
@@ -670,6 +685,7 @@ class SyncRun(Iterator[SyncMessage]):
             skipped_rows=skipped,
             duration=duration,
             complete=self._state == "done",
+            withheld_states=withheld,
         )
 
     @property

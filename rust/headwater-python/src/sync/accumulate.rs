@@ -25,6 +25,7 @@ use headwater_core::builder::{builders_for, ColumnBuilder};
 use headwater_core::CoreError;
 use pyo3::prelude::*;
 
+use super::epoch::Epoch;
 use super::finisher::{Job, Work};
 use super::{lock, Shared};
 use crate::rows::SIZING_ROWS;
@@ -41,11 +42,22 @@ pub enum Owner {
     Loop,
 }
 
-/// A state update waiting behind the rows appended before it.
+/// A state update: the key and its new value.
 pub type StateUpdate = (String, String);
 
-/// The rows of one table gathered by one thread since the last flush, and the state updates
-/// that follow them.
+/// A row kept to start the child tasks of a parent table once its `_cq_id` is known.
+#[derive(Debug)]
+pub struct HeldRow {
+    /// The row as the resolver yielded it.
+    pub row: Arc<Py<PyAny>>,
+    /// Index of its client.
+    pub client: usize,
+    /// The epoch of the task that yielded it: the children hold it until they are done.
+    pub epoch: Arc<Epoch>,
+}
+
+/// The rows of one table gathered by one thread since the last flush, and the epochs to
+/// release after them (state updates, and tasks that ended).
 #[derive(Debug)]
 pub struct Accumulator {
     table: usize,
@@ -54,18 +66,18 @@ pub struct Accumulator {
     rows: usize,
     /// `_cq_parent_id` of each row, for child tables.
     parent_ids: Vec<[u8; 16]>,
-    /// Each row as yielded and its client, for tables with children.
-    held: Vec<(Arc<Py<PyAny>>, usize)>,
-    /// State updates made after these rows were appended.
-    states: Vec<StateUpdate>,
+    /// Each row as yielded, for tables with children.
+    held: Vec<HeldRow>,
+    /// Epochs released once these rows are in the output (see [`super::epoch`]).
+    releases: Vec<Arc<Epoch>>,
     /// Bytes the builders were sized for (0 until [`SIZING_ROWS`] rows are in).
     sized_bytes: usize,
     /// When the oldest row (or, without rows, the oldest state update) was added.
     since: Option<Instant>,
 }
 
-/// A flushed accumulator: the rows of one batch, not yet finished, and the state updates to
-/// emit after it.
+/// A flushed accumulator: the rows of one batch, not yet finished, and the epochs to release
+/// after it.
 #[derive(Debug)]
 pub struct Bundle {
     /// Table index.
@@ -76,10 +88,10 @@ pub struct Bundle {
     pub rows: usize,
     /// `_cq_parent_id` per row (child tables), else empty.
     pub parent_ids: Vec<[u8; 16]>,
-    /// Rows and clients kept for starting child tasks.
-    pub held: Vec<(Arc<Py<PyAny>>, usize)>,
-    /// State updates, emitted after the batch.
-    pub states: Vec<StateUpdate>,
+    /// Rows kept for starting child tasks.
+    pub held: Vec<HeldRow>,
+    /// Epochs to release after the batch is queued.
+    pub releases: Vec<Arc<Epoch>>,
 }
 
 impl Accumulator {
@@ -90,7 +102,7 @@ impl Accumulator {
             rows: 0,
             parent_ids: Vec::new(),
             held: Vec::new(),
-            states: Vec::new(),
+            releases: Vec::new(),
             sized_bytes: 0,
             since: None,
         })
@@ -101,7 +113,7 @@ impl Accumulator {
         &mut self,
         shared: &Shared,
         parent_id: Option<[u8; 16]>,
-        held: Option<(Arc<Py<PyAny>>, usize)>,
+        held: Option<HeldRow>,
     ) -> bool {
         if self.since.is_none() {
             self.since = Some(Instant::now());
@@ -135,13 +147,14 @@ impl Accumulator {
         self.sized_bytes = per_row * batch_rows;
     }
 
-    /// Queues a state update behind the rows appended so far; it leaves with them, when
-    /// the batch is full or has waited the maximum latency.
-    pub fn push_state(&mut self, update: StateUpdate) {
+    /// Queues an epoch's release behind the rows appended so far (a state update, or a task
+    /// that ended); it leaves with them, when the batch is full or has waited the maximum
+    /// latency.
+    pub fn push_release(&mut self, epoch: Arc<Epoch>) {
         if self.since.is_none() {
             self.since = Some(Instant::now());
         }
-        self.states.push(update);
+        self.releases.push(epoch);
     }
 
     fn bytes(&self) -> usize {
@@ -160,16 +173,16 @@ impl Accumulator {
     }
 
     fn is_empty(&self) -> bool {
-        self.rows == 0 && self.states.is_empty()
+        self.rows == 0 && self.releases.is_empty()
     }
 
-    /// Whether the oldest row or state update has waited at least the maximum latency.
+    /// Whether the oldest row or release has waited at least the maximum latency.
     fn is_stale(&self, shared: &Shared) -> bool {
         self.since
             .is_some_and(|since| since.elapsed() >= shared.options.max_latency)
     }
 
-    /// Takes the rows and state updates out as a [`Bundle`], leaving fresh builders; `None`
+    /// Takes the rows and releases out as a [`Bundle`], leaving fresh builders; `None`
     /// when empty. Rows kept for child tasks put a hold on the scheduler, so the sync cannot
     /// end before the finisher has started those tasks.
     fn take(&mut self, shared: &Shared) -> Result<Option<Bundle>, CoreError> {
@@ -194,7 +207,7 @@ impl Accumulator {
             rows: std::mem::take(&mut self.rows),
             parent_ids: std::mem::take(&mut self.parent_ids),
             held,
-            states: std::mem::take(&mut self.states),
+            releases: std::mem::take(&mut self.releases),
         }))
     }
 }

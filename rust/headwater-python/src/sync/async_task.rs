@@ -81,10 +81,11 @@ impl AsyncTask {
         }
         let shared = &self.shared;
         if let Some(err) = error {
+            state.cx.failed();
             shared.report_failure(py, state.cx.table, Some(state.cx.client), err);
         }
-        let local = lock(&shared.loop_local);
-        end_task(py, shared, &local, &state.cx, slot);
+        let mut local = lock(&shared.loop_local);
+        end_task(py, shared, &mut local, &state.cx, slot);
     }
 }
 
@@ -148,9 +149,10 @@ impl AsyncTask {
 impl Drop for AsyncTask {
     fn drop(&mut self) {
         // A handle dropped without `finish` (its coroutine never ran) must not keep its slot:
-        // the sync could never end.
+        // the sync could never end. Nor may a state update cover the rows it never produced.
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = state.slot.take() {
+            state.cx.failed();
             if state.suspended {
                 self.shared.scheduler.resume_now(&slot);
             }

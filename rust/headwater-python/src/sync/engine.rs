@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use super::accumulate::{Local, Owner};
+use super::state::StateMap;
 use super::worker::{finish_sync, queue};
 use super::{
     finisher, lock, timer, Counters, Failure, Options, Output, Payload, PythonSide, Shared,
@@ -185,6 +186,7 @@ impl SyncEngine {
                 payload: Payload {
                     client: root_clients[root][position],
                     parent: None,
+                    parent_epoch: None,
                 },
             });
         }
@@ -208,7 +210,7 @@ impl SyncEngine {
                 events,
                 async_runner,
             },
-            state: Mutex::new(state.unwrap_or_default()),
+            state: StateMap::new(state.unwrap_or_default()),
             cancelled: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -318,7 +320,7 @@ impl SyncEngine {
 
     /// Rows delivered, failed resolver invocations and skipped rows, per table:
     /// `[(table, rows, errors, skipped)]`.
-    fn stats(&self) -> Vec<(String, u64, u64, u64)> {
+    fn stats(&self) -> Vec<(String, u64, u64, u64, u64)> {
         self.shared
             .tables
             .iter()
@@ -329,6 +331,7 @@ impl SyncEngine {
                     c.rows.load(Ordering::Relaxed),
                     c.errors.load(Ordering::Relaxed),
                     c.skipped.load(Ordering::Relaxed),
+                    c.withheld.load(Ordering::Relaxed),
                 )
             })
             .collect()
@@ -353,9 +356,10 @@ impl SyncEngine {
         self.shared.scheduler.workers()
     }
 
-    /// The incremental state: the values given at the start, with every update since.
+    /// The incremental state: the values given at the start, with every update delivered
+    /// since.
     fn state(&self) -> HashMap<String, String> {
-        lock(&self.shared.state).clone()
+        self.shared.state.snapshot()
     }
 }
 

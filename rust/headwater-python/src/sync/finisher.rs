@@ -4,7 +4,8 @@
 //! does; random for tables without one) and `_cq_parent_id`, starts the child tasks of a
 //! parent table's rows (each needs its parent's `_cq_id`), counts the rows, and queues the
 //! batch in the output buffer under the bytes reserved for it. One thread, first in first out,
-//! so batches leave in the order they were flushed.
+//! so batches leave in the order they were flushed; the [`Epoch`]s flushed behind a batch are
+//! released once it is queued (which lets their state updates leave, see [`super::epoch`]).
 
 use std::sync::{mpsc, Arc};
 
@@ -14,7 +15,8 @@ use headwater_core::ingest::{self, CqIds};
 use headwater_core::scheduler::Task;
 use headwater_core::CoreError;
 
-use super::accumulate::{Bundle, StateUpdate};
+use super::accumulate::{Bundle, HeldRow};
+use super::epoch::Epoch;
 use super::{Counters, Failure, Output, Parent, Payload, Shared};
 
 /// Something to finish.
@@ -40,12 +42,12 @@ pub enum Work {
         /// The batch.
         batch: RecordBatch,
     },
-    /// A state update with no rows waiting before it.
-    State {
+    /// An epoch to release with no rows of its accumulator waiting before it.
+    Release {
         /// Table index.
         table: usize,
-        /// The key and its new value.
-        update: StateUpdate,
+        /// The epoch.
+        epoch: Arc<Epoch>,
     },
 }
 
@@ -56,7 +58,7 @@ impl Work {
             Work::Rows(bundle) => bundle.table,
             Work::Columns { table, .. }
             | Work::Finished { table, .. }
-            | Work::State { table, .. } => *table,
+            | Work::Release { table, .. } => *table,
         }
     }
 
@@ -94,13 +96,13 @@ pub fn run(shared: &Arc<Shared>, jobs: mpsc::Receiver<Job>) {
 
 fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
     let table = work.table();
-    let (states, held, to_build) = match work {
-        Work::State { update, .. } => (vec![update], false, None),
+    let (releases, held, to_build) = match work {
+        Work::Release { epoch, .. } => (vec![epoch], false, None),
         Work::Rows(mut bundle) => {
-            let states = std::mem::take(&mut bundle.states);
+            let releases = std::mem::take(&mut bundle.releases);
             let held = !bundle.held.is_empty();
             let rows = bundle.rows > 0;
-            (states, held, rows.then_some(Work::Rows(bundle)))
+            (releases, held, rows.then_some(Work::Rows(bundle)))
         }
         other => (Vec::new(), false, Some(other)),
     };
@@ -114,6 +116,10 @@ fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
                 .push(Output::Insert { table, batch }, bytes, reservation);
         }
         Some(Err(err)) => {
+            // The rows are lost: no state update may cover them.
+            for epoch in &releases {
+                epoch.poison();
+            }
             shared.output.cancel_reservation(reservation);
             Counters::add(&shared.tables[table].counters.errors, 1);
             shared.output.push_free(Output::Error {
@@ -129,21 +135,15 @@ fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
     if held {
         shared.scheduler.release_hold();
     }
-    emit_states(shared, table, states);
-}
-
-/// Queues state updates, after the batch holding the rows before them.
-fn emit_states(shared: &Shared, table: usize, states: Vec<StateUpdate>) {
-    for (key, value) in states {
-        shared.output.push_free(Output::State { table, key, value });
-    }
+    // Dropped after the batch is queued: a state update they let go comes after its rows.
+    drop(releases);
 }
 
 fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
     match work {
         Work::Finished { batch, .. } => Ok(batch),
-        Work::State { .. } => Err(CoreError::InvalidArgument(
-            "a state update has no batch".into(),
+        Work::Release { .. } => Err(CoreError::InvalidArgument(
+            "a released epoch has no batch".into(),
         )),
         Work::Columns {
             table,
@@ -156,32 +156,43 @@ fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
             ingest::finish_batch(schema, columns, parent_ids, rows, CqIds::Deterministic)
         }
         Work::Rows(mut bundle) => {
-            let columns = bundle
-                .builders
-                .iter_mut()
-                .map(|b| b.finish())
-                .collect::<Result<Vec<_>, CoreError>>()?;
-            let parent_ids = if bundle.parent_ids.is_empty() {
-                None
-            } else {
-                Some(FixedSizeBinaryArray::try_from_iter(
-                    bundle.parent_ids.into_iter(),
-                )?)
-            };
-            let runtime = &shared.tables[bundle.table];
-            let batch = ingest::finish_batch(
-                &runtime.plan.schema,
-                columns,
-                parent_ids,
-                bundle.rows,
-                CqIds::Deterministic,
-            )?;
-            if !bundle.held.is_empty() {
-                start_children(shared, bundle.table, &batch, bundle.held)?;
+            let held = std::mem::take(&mut bundle.held);
+            let table = bundle.table;
+            let built = build_rows(shared, bundle).and_then(|batch| {
+                start_children(shared, table, &batch, held.iter()).map(|()| batch)
+            });
+            if built.is_err() {
+                // Their children will never run.
+                for row in &held {
+                    row.epoch.poison();
+                }
             }
-            Ok(batch)
+            built
         }
     }
+}
+
+fn build_rows(shared: &Shared, mut bundle: Bundle) -> Result<RecordBatch, CoreError> {
+    let columns = bundle
+        .builders
+        .iter_mut()
+        .map(|b| b.finish())
+        .collect::<Result<Vec<_>, CoreError>>()?;
+    let parent_ids = if bundle.parent_ids.is_empty() {
+        None
+    } else {
+        Some(FixedSizeBinaryArray::try_from_iter(
+            bundle.parent_ids.into_iter(),
+        )?)
+    };
+    let runtime = &shared.tables[bundle.table];
+    ingest::finish_batch(
+        &runtime.plan.schema,
+        columns,
+        parent_ids,
+        bundle.rows,
+        CqIds::Deterministic,
+    )
 }
 
 /// `rows` copies of one id.
@@ -190,19 +201,23 @@ pub fn repeat_id(id: [u8; 16], rows: usize) -> Result<FixedSizeBinaryArray, Core
     Ok(FixedSizeBinaryArray::try_new(16, bytes.into(), None)?)
 }
 
-/// Queues one task per row and child table of `table`, each with its parent row and id.
-pub fn start_children(
+/// Queues one task per row and child table of `table`, each with its parent row, id and
+/// epoch.
+pub fn start_children<'a>(
     shared: &Arc<Shared>,
     table: usize,
     batch: &RecordBatch,
-    rows: Vec<(Arc<pyo3::Py<pyo3::PyAny>>, usize)>,
+    rows: impl ExactSizeIterator<Item = &'a HeldRow>,
 ) -> Result<(), CoreError> {
+    if rows.len() == 0 {
+        return Ok(());
+    }
     let ids = batch
         .column_by_name(headwater_core::schema::CQ_ID)
         .and_then(|ids| ids.as_any().downcast_ref::<FixedSizeBinaryArray>())
         .ok_or_else(|| CoreError::InvalidArgument("the batch has no _cq_id column".into()))?;
     let runtime = &shared.tables[table];
-    for (index, (row, client)) in rows.into_iter().enumerate() {
+    for (index, held) in rows.enumerate() {
         let mut id = [0u8; 16];
         id.copy_from_slice(ids.value(index));
         for &child in &runtime.children {
@@ -210,11 +225,12 @@ pub fn start_children(
                 table: child,
                 depth: runtime.depth + 1,
                 payload: Payload {
-                    client,
+                    client: held.client,
                     parent: Some(Parent {
-                        row: Arc::clone(&row),
+                        row: Arc::clone(&held.row),
                         id,
                     }),
+                    parent_epoch: Some(Arc::clone(&held.epoch)),
                 },
             };
             super::worker::queue(shared, task);

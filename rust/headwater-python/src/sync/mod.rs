@@ -15,21 +15,22 @@
 //! - async resolvers run on an asyncio event loop owned by the Python side; an
 //!   [`async_task::AsyncTask`] handle feeds their items into the same accumulators;
 //! - a resolver's [`state::TaskState`] reads and writes incremental state (cursors); an update
-//!   is queued behind the rows the resolver yielded before it, so whoever consumes the output
-//!   stores it only once those rows are stored;
+//!   leaves only after the rows the resolver yielded before it and everything their child
+//!   tasks produced ([`epoch`]), so whoever consumes the output stores it only once all of
+//!   that is stored;
 //! - [`engine::SyncEngine`] is the Python-facing iterator over the output, and cancels and joins
 //!   everything when closed.
 
 mod accumulate;
 mod async_task;
 mod engine;
+mod epoch;
 mod finisher;
 mod read_ahead;
 mod state;
 mod timer;
 mod worker;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -78,6 +79,8 @@ pub struct Counters {
     pub errors: AtomicU64,
     /// Rows left out because they did not fit the table.
     pub skipped: AtomicU64,
+    /// State updates withheld because rows they cover were lost (see [`epoch`]).
+    pub withheld: AtomicU64,
 }
 
 impl Counters {
@@ -120,6 +123,8 @@ pub struct Payload {
     pub client: usize,
     /// The parent row, for child tables.
     pub parent: Option<Parent>,
+    /// The epoch of the parent task that yielded the row: held until the task is done.
+    pub parent_epoch: Option<Arc<epoch::Epoch>>,
 }
 
 /// Why a resolver invocation (or a batch) failed, for a `SyncError` message.
@@ -199,8 +204,8 @@ pub struct Shared {
     pub client_ids: Vec<String>,
     /// Callbacks into Python.
     pub python: PythonSide,
-    /// Incremental state: the values given at the start, updated as resolvers set keys.
-    state: Mutex<HashMap<String, String>>,
+    /// Incremental state: the values given at the start, and what resolvers set since.
+    state: state::StateMap,
     cancelled: AtomicBool,
     shutting_down: AtomicBool,
     /// An internal error (a panic) that ended the sync.

@@ -2,11 +2,24 @@
 //!
 //! State is a string-to-string map: the values given when the sync starts (read from the
 //! CloudQuery state backend, or from the destination of a local sync), updated as resolvers
-//! set keys. An update is queued behind the rows its resolver has yielded so far (in the
-//! accumulator of the thread it runs on) and leaves with them, so the `StateUpdate` message
-//! always comes after the `Insert`s holding those rows, and a consumer that stores state only
-//! once the rows before it are stored never advances a cursor past data it does not have.
+//! set keys.
+//!
+//! Keys belong to a table and a client: `state.set("cursor", v)` in table `issues` run for
+//! client `acme` stores `issues/acme/cursor`, so two tables (or one table run for two
+//! clients) never move each other's cursor. `shared=True` stores the key as given, for the
+//! rare value meant to be shared on purpose. A read returns what the task's table and client
+//! set during this sync, else the value the sync started with; never another task's write
+//! (shared keys excepted). A key stored unscoped by an earlier headwater (the same name
+//! without `table/client/`) is read when the scoped one is missing, so existing state keeps
+//! working; the next update stores it scoped.
+//!
+//! An update closes the task's [`Epoch`]: it is queued behind the rows the resolver has
+//! yielded so far (in the accumulator of the thread it runs on), and leaves only once those
+//! rows and everything their child tasks produced are in the output, so a consumer that
+//! stores state only once the rows before it are stored never advances a cursor past data it
+//! does not have.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -14,9 +27,49 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::accumulate::Owner;
+use super::epoch::{Epoch, Newest};
 use super::finisher::Work;
 use super::worker::Converting;
 use super::{lock, Shared};
+
+/// The sync's incremental state.
+#[derive(Debug, Default)]
+pub struct StateMap {
+    /// What the sync started with.
+    start: HashMap<String, String>,
+    /// Every update set since, by stored key: what a task reads back.
+    written: Mutex<HashMap<String, String>>,
+    /// The updates delivered to the output (not withheld): what a next sync starts from.
+    delivered: Mutex<HashMap<String, String>>,
+}
+
+impl StateMap {
+    /// The state a sync starts with.
+    pub fn new(start: HashMap<String, String>) -> Self {
+        StateMap {
+            start,
+            written: Mutex::new(HashMap::new()),
+            delivered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Notes an update sent to the output.
+    pub fn delivered(&self, key: &str, value: &str) {
+        lock(&self.delivered).insert(key.to_owned(), value.to_owned());
+    }
+
+    /// What the sync started with, with every update delivered since (withheld ones left
+    /// out): the state to start the next sync from.
+    pub fn snapshot(&self) -> HashMap<String, String> {
+        let mut all = self.start.clone();
+        all.extend(
+            lock(&self.delivered)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        all
+    }
+}
 
 /// The state API a resolver receives as its `state` argument.
 #[pyclass(module = "headwater._core", frozen)]
@@ -27,16 +80,59 @@ pub struct TaskState {
     client: usize,
     /// The thread whose accumulator holds the task's rows.
     owner: Mutex<Owner>,
+    /// The task's newest epoch, which an update closes.
+    epoch: Newest,
 }
 
 impl TaskState {
     /// The state of a task of `table` with `client`, running on `owner`.
-    pub fn new(shared: &Arc<Shared>, table: usize, client: usize, owner: Owner) -> Self {
+    pub fn new(
+        shared: &Arc<Shared>,
+        table: usize,
+        client: usize,
+        owner: Owner,
+        epoch: Newest,
+    ) -> Self {
         TaskState {
             shared: Arc::clone(shared),
             table,
             client,
             owner: Mutex::new(owner),
+            epoch,
+        }
+    }
+
+    fn scoped(&self, key: &str, shared: bool) -> String {
+        if shared {
+            key.to_owned()
+        } else {
+            format!("{}/{}/{key}", self.table_name(), self.client_id())
+        }
+    }
+
+    /// Queues a closed epoch behind the rows this task yielded on its thread.
+    fn queue(&self, py: Python<'_>, epoch: Arc<Epoch>) {
+        let shared = &self.shared;
+        let owner = *lock(&self.owner);
+        let table = self.table;
+        // Everything below only touches engine structures: done without the GIL, so waiting
+        // for an accumulator its owner holds (while it waits for the GIL) cannot deadlock.
+        let refused = py.detach(move || {
+            let mine = lock(&shared.accumulators)
+                .iter()
+                .find(|r| r.owner == owner && r.table == table)
+                .map(|r| Arc::clone(&r.accumulator));
+            match mine {
+                Some(accumulator) => {
+                    lock(&accumulator).push_release(epoch);
+                    None
+                }
+                // No row of this table was appended on that thread: nothing to wait for.
+                None => shared.submit(Work::Release { table, epoch }, 0),
+            }
+        });
+        if let Some(work) = refused {
+            work.abandon(shared);
         }
     }
 
@@ -63,65 +159,67 @@ fn text(value: &Bound<'_, PyAny>, what: &str, key: Option<&str>) -> PyResult<Str
 
 #[pymethods]
 impl TaskState {
-    /// The value of `key`, or `default` if it was never set.
-    #[pyo3(signature = (key, default=None))]
-    fn get(&self, key: &Bound<'_, PyAny>, default: Option<String>) -> PyResult<Option<String>> {
+    /// The value of `key` for this table and client (or as given, with `shared`): what this
+    /// table and client set during the sync, else what the sync started with, else `default`.
+    #[pyo3(signature = (key, default=None, *, shared=false))]
+    fn get(
+        &self,
+        key: &Bound<'_, PyAny>,
+        default: Option<String>,
+        shared: bool,
+    ) -> PyResult<Option<String>> {
         let key = text(key, "key", None)?;
-        Ok(lock(&self.shared.state).get(&key).cloned().or(default))
+        let stored = self.scoped(&key, shared);
+        let state = &self.shared.state;
+        let found = lock(&state.written)
+            .get(&stored)
+            .or_else(|| state.start.get(&stored))
+            .or_else(|| state.start.get(&key))
+            .cloned();
+        Ok(found.or(default))
     }
 
-    /// Sets `key` to `value`. The update leaves with the batch holding the rows this
-    /// resolver yielded before it (when that batch is full or has waited the maximum
-    /// latency), so it reaches the destination after them, and does not cut batches short.
+    /// Sets `key` for this table and client (or as given, with `shared`). The update leaves
+    /// after the rows this resolver yielded before it and after everything their child tables
+    /// produced, so it reaches the destination after them; it does not cut batches short.
+    #[pyo3(signature = (key, value, *, shared=false))]
     fn set(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
+        shared: bool,
     ) -> PyResult<()> {
         let key = text(key, "key", None)?;
         let value = text(value, "value", Some(&key))?;
-        let shared = &self.shared;
         if Converting::active() {
             return Err(PyRuntimeError::new_err(
                 "state.set() was called while a row was being read (from a property or \
                  __getattr__ of a row); set state from the resolver itself",
             ));
         }
-        if shared.is_cancelled() {
+        if self.shared.is_cancelled() {
             return Err(PyRuntimeError::new_err(
                 "the sync was cancelled: state can no longer be set",
             ));
         }
-        lock(&shared.state).insert(key.clone(), value.clone());
-        let owner = *lock(&self.owner);
-        let table = self.table;
-        // Everything below only touches engine structures: done without the GIL, so waiting
-        // for an accumulator its owner holds (while it waits for the GIL) cannot deadlock.
-        let refused = py.detach(move || {
-            let mine = lock(&shared.accumulators)
-                .iter()
-                .find(|r| r.owner == owner && r.table == table)
-                .map(|r| Arc::clone(&r.accumulator));
-            match mine {
-                Some(accumulator) => {
-                    lock(&accumulator).push_state((key, value));
-                    None
-                }
-                // No row of this table was appended on that thread: nothing to wait for.
-                None => shared.submit(
-                    Work::State {
-                        table,
-                        update: (key, value),
-                    },
-                    0,
-                ),
-            }
-        });
-        if let Some(work) = refused {
-            work.abandon(shared);
-        }
+        let stored = self.scoped(&key, shared);
+        let Some(closed) = self.epoch.close((stored.clone(), value.clone())) else {
+            return Err(PyRuntimeError::new_err(format!(
+                "state.set('{key}') was called after the resolver of table '{}' returned; \
+                 set state while the resolver runs",
+                self.table_name()
+            )));
+        };
+        lock(&self.shared.state.written).insert(stored, value);
+        self.queue(py, closed);
         Ok(())
+    }
+
+    /// The key `key` is stored under: `"{table}/{client}/{key}"`, or `key` with `shared`.
+    #[pyo3(signature = (key, *, shared=false))]
+    fn stored_key(&self, key: &Bound<'_, PyAny>, shared: bool) -> PyResult<String> {
+        Ok(self.scoped(&text(key, "key", None)?, shared))
     }
 
     /// The name of the table whose resolver holds this state.

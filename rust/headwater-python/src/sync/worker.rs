@@ -27,8 +27,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
 
-use super::accumulate::{flush_holding_gil, Local, Owner};
+use super::accumulate::{flush_holding_gil, HeldRow, Local, Owner};
 use super::async_task::AsyncTask;
+use super::epoch::{Epoch, Newest};
 use super::finisher::{repeat_id, start_children, Job, Work};
 use super::read_ahead::Pace;
 use super::state::TaskState;
@@ -57,10 +58,13 @@ pub struct TaskContext {
     pub started: Instant,
     /// The state handle given to the resolver, if it takes one.
     pub state: Option<Py<TaskState>>,
+    /// The epoch the rows yielded now belong to (see [`super::epoch`]).
+    pub epoch: Newest,
 }
 
 impl TaskContext {
-    fn new(task: Task<Payload>) -> Self {
+    fn new(shared: &Arc<Shared>, task: Task<Payload>) -> Self {
+        let first = Epoch::first(shared, task.table, task.payload.parent_epoch);
         TaskContext {
             table: task.table,
             depth: task.depth,
@@ -70,7 +74,13 @@ impl TaskContext {
             rows_kept: 0,
             started: Instant::now(),
             state: None,
+            epoch: Newest::new(first),
         }
+    }
+
+    /// The task lost rows (it failed): no state update may cover what it did not deliver.
+    pub fn failed(&self) {
+        self.epoch.poison();
     }
 }
 
@@ -187,7 +197,7 @@ fn run_task(
     task: Task<Payload>,
     slot: Slot,
 ) {
-    let mut cx = TaskContext::new(task);
+    let mut cx = TaskContext::new(shared, task);
     let runtime = &shared.tables[cx.table];
     if cx.depth == 0 {
         shared.event(
@@ -206,7 +216,8 @@ fn run_task(
     let client = shared.clients[cx.client].bind(py);
     let invoked = if runtime.wants_state {
         let owner = Owner::Thread(std::thread::current().id());
-        Py::new(py, TaskState::new(shared, cx.table, cx.client, owner)).and_then(|state| {
+        let state = TaskState::new(shared, cx.table, cx.client, owner, cx.epoch.clone());
+        Py::new(py, state).and_then(|state| {
             let result = runtime.invoke.bind(py).call1((client, parent, &state));
             cx.state = Some(state);
             result
@@ -222,18 +233,32 @@ fn run_task(
         }
         Ok(result) => {
             if let Err(err) = drive_result(py, shared, local, &mut cx, &slot, &result) {
+                cx.failed();
                 shared.report_failure(py, cx.table, Some(cx.client), err);
             }
         }
-        Err(err) => shared.report_failure(py, cx.table, Some(cx.client), err),
+        Err(err) => {
+            cx.failed();
+            shared.report_failure(py, cx.table, Some(cx.client), err);
+        }
     }
     end_task(py, shared, local, &cx, slot);
 }
 
-/// Ends a task: its parent rows go to the finisher (so their children can start), then the
-/// slot is given back.
-pub fn end_task(py: Python<'_>, shared: &Shared, local: &Local, cx: &TaskContext, slot: Slot) {
+/// Ends a task: its newest epoch is queued behind its last rows, its parent rows go to the
+/// finisher (so their children can start), then the slot is given back.
+pub fn end_task(py: Python<'_>, shared: &Shared, local: &mut Local, cx: &TaskContext, slot: Slot) {
+    if let Some(epoch) = cx.epoch.end() {
+        match local.get(shared, cx.table) {
+            Ok(accumulator) => lock(accumulator).push_release(epoch),
+            Err(err) => {
+                epoch.poison();
+                shared.report_failure(py, cx.table, Some(cx.client), to_py_err(err));
+            }
+        }
+    }
     if let Err(err) = local.flush(py, shared, true) {
+        cx.failed();
         shared.report_failure(py, cx.table, Some(cx.client), err);
     }
     if cx.depth == 0 {
@@ -424,7 +449,12 @@ fn append_rows<'py>(
     let runtime = &shared.tables[cx.table];
     let target = runtime.plan.target();
     let conversion = runtime.plan.context(known(py)?);
-    let keep_rows = !runtime.children.is_empty();
+    // `state.set` cannot run while rows are read, so they all belong to one epoch.
+    let epoch = if runtime.children.is_empty() {
+        None
+    } else {
+        cx.epoch.get()
+    };
     let parent_id = cx.parent.as_ref().map(|p| p.id);
     let accumulator = Arc::clone(local.get(shared, cx.table).into_py_result()?);
     let _converting = Converting::enter();
@@ -435,7 +465,11 @@ fn append_rows<'py>(
         match append_one(&row, &mut guard.builders, &target, conversion, index) {
             Ok(()) => {
                 cx.rows_kept += 1;
-                let held = keep_rows.then(|| (Arc::new(row.unbind()), cx.client));
+                let held = epoch.as_ref().map(|epoch| HeldRow {
+                    row: Arc::new(row.unbind()),
+                    client: cx.client,
+                    epoch: Arc::clone(epoch),
+                });
                 if guard.appended(shared, parent_id, held) {
                     drop(guard);
                     flush_holding_gil(py, shared, &accumulator)?;
@@ -519,17 +553,24 @@ fn append_arrow(
     let as_dicts = PyRecordBatch::new(batch.clone())
         .into_pyarrow(py)?
         .call_method0(intern!(py, "to_pylist"))?;
-    let held = as_dicts
+    let Some(epoch) = cx.epoch.get() else {
+        return Ok(());
+    };
+    let held: Vec<HeldRow> = as_dicts
         .cast_into::<PyList>()?
         .iter()
-        .map(|row| (Arc::new(row.unbind()), cx.client))
+        .map(|row| HeldRow {
+            row: Arc::new(row.unbind()),
+            client: cx.client,
+            epoch: Arc::clone(&epoch),
+        })
         .collect();
     if let Some(slot) = slot {
         if !shared.scheduler.has_room() && !py.detach(|| shared.scheduler.wait_for_room(slot)) {
             return Ok(());
         }
     }
-    start_children(shared, table, &batch, held).into_py_result()?;
+    start_children(shared, table, &batch, held.iter()).into_py_result()?;
     let bytes = batch.get_array_memory_size();
     if let Some(refused) = py.detach(|| shared.submit(Work::Finished { table, batch }, bytes)) {
         refused.abandon(shared);
