@@ -3,10 +3,12 @@
 :func:`kill_and_rerun` runs ``python -m headwater.cli sync`` on :mod:`fault_plugins` as a
 subprocess, SIGKILLs it at a seeded random moment (a random delay after its first resolver
 started, or after a random number of commits), and reruns it, a bounded number of times, then
-once more without a kill. :func:`read_destination` reads every
-table back the way a user would (SQL, or the usual ``*.parquet``/``*.jsonl`` globs), and
-:func:`diagnose` compares it with :func:`fault_plugins.expected_rows`:
+once more without a kill. :func:`read_destination` reads every table back the way a user would
+(SQL, or the usual ``*.parquet``/``*.jsonl`` globs), and :func:`diagnose` compares it with
+:func:`fault_plugins.expected_rows`:
 
+- every table and client resumed from a cursor of its own: never past the rows it had fetched
+  in earlier runs, never before where an earlier run resumed;
 - every expected row is there, with the payload the API served, under its parent's ``_cq_id``;
 - nothing else is there;
 - ``upsert``: every row exactly once;
