@@ -373,3 +373,28 @@ def test_a_failed_parent_keeps_its_earlier_updates() -> None:
     assert [e.table_name for e in errors] == ["events"]
     assert [m.value for m in messages if isinstance(m, hw.StateUpdate)] == ["9", "19", "29"]
     assert tables["details"].num_rows == 30
+
+
+def test_an_arrow_parents_update_follows_its_childrens_rows() -> None:
+    """Parent rows yielded as Arrow data start their children the same way."""
+    import time
+
+    @hw.table("parents", columns=[ID])
+    def parents(client: Any, state: hw.State) -> Iterator[pa.RecordBatch]:
+        for page in range(5):
+            yield pa.record_batch({"id": pa.array(range(page * 10, page * 10 + 10), pa.int64())})
+            state.set("cursor", str(page * 10 + 9))
+
+    @parents.child("kids", columns=[hw.Column("id", pa.int64(), primary_key=True), ROOT])
+    def kids(client: Any, parent: dict[str, int]) -> Iterator[dict[str, int]]:
+        time.sleep(0.002)
+        yield {"id": parent["id"], "root": parent["id"]}
+
+    run = hw.Plugin(name="s", version="1", tables=[parents]).sync(batch_max_rows=4)
+    messages, tables, errors = run_all(run)
+    assert errors == []
+    assert tables["kids"].num_rows == 50
+    last_child, updates = _position(messages)
+    assert [value for _, value in updates] == [9, 19, 29, 39, 49]
+    for position, value in updates:
+        assert all(last_child[p] < position for p in range(value + 1))

@@ -51,11 +51,6 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.mark.fault
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15: a parent's state commits before its children's rows, and state keys "
-    "are shared across tables and clients (remove once the engine fixes land)",
-)
 @pytest.mark.parametrize(("kind", "mode"), CASES, ids=[f"{k}-{m}" for k, m in CASES])
 def test_killed_syncs_rerun_to_exactly_the_expected_rows(
     kind: str, mode: str, workdir: Path, request: pytest.FixtureRequest
