@@ -149,9 +149,10 @@ class Destination(Protocol):
         """End a sync that ran to its end: the last commit.
 
         Args:
-            completed: The tables that synced without errors. ``overwrite`` replaces only
-                their rows (the others keep their old rows), and ``delete_stale`` applies
-                only to them.
+            completed: The tables that synced without errors, with every table above them
+                (see :func:`headwater.destinations.run.completed_tables`). ``overwrite``
+                replaces only their rows (the others keep their old rows), and
+                ``delete_stale`` applies only to them.
             state: State updates since the last commit.
         """
         ...

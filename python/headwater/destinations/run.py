@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -38,8 +38,15 @@ from headwater.destinations.base import (
     WriteOptions,
 )
 from headwater.plugin import DEFAULT_CONCURRENCY, Plugin
+from headwater.schema import Table
 
-__all__ = ["DEFAULT_COMMIT_INTERVAL", "LocalSyncResult", "ProgressListener", "sync_to"]
+__all__ = [
+    "DEFAULT_COMMIT_INTERVAL",
+    "LocalSyncResult",
+    "ProgressListener",
+    "completed_tables",
+    "sync_to",
+]
 
 logger = logging.getLogger("headwater.local")
 
@@ -118,6 +125,8 @@ class LocalSyncResult:
         rows: Rows written per table.
         errors: Failed resolver invocations per table.
         skipped_rows: Rows left out per table because they did not fit it.
+        incomplete_tables: Tables that failed, or sit below a table that failed: ``overwrite``
+            kept their earlier rows and ``delete_stale`` left them alone.
         error_messages: One line per failed resolver invocation.
         duration: Seconds from start to the last commit.
         complete: The sync ran to its end and its last commit succeeded.
@@ -129,6 +138,7 @@ class LocalSyncResult:
     rows: dict[str, int]
     errors: dict[str, int]
     skipped_rows: dict[str, int]
+    incomplete_tables: list[str]
     error_messages: list[str]
     duration: float
     complete: bool
@@ -143,6 +153,33 @@ class LocalSyncResult:
     def total_rows(self) -> int:
         """Rows written in all."""
         return sum(self.rows.values())
+
+
+def completed_tables(plans: Sequence[TablePlan], errors: Mapping[str, int]) -> list[str]:
+    """The tables of ``plans`` that synced completely: neither they nor a table above them failed.
+
+    A child table is resolved once per row of its parent. When a parent's resolver fails (for
+    any client, at any depth above), the rows it did not yield get no children, so the child
+    table holds only part of what it should, although its own resolvers succeeded. Replacing
+    its rows (``overwrite``) or deleting its stale ones (``delete_stale``) would then lose rows,
+    exactly as for a table whose own resolver failed.
+
+    Args:
+        plans: The tables of the sync, parents first.
+        errors: Failed resolver invocations (and batches that failed to build) per table.
+
+    Returns:
+        The names of the complete tables, in the order of ``plans``.
+    """
+    failed = {name for name, count in errors.items() if count}
+    complete: list[str] = []
+    for plan in plans:
+        table: Table | None = plan.table
+        while table is not None and table.name not in failed:
+            table = table.parent
+        if table is None:
+            complete.append(plan.name)
+    return complete
 
 
 def sync_to(
@@ -174,7 +211,7 @@ def sync_to(
         skip_dependent_tables: Leave out children of selected tables unless selected.
         mode: ``append``, ``overwrite`` or ``upsert`` (see :class:`WriteOptions`).
         delete_stale: Delete this source's rows of earlier syncs from the tables that synced
-            without errors.
+            without errors (neither they nor a table above them failed).
         migrate_force: Rebuild tables whose column types changed incompatibly.
         concurrency: Resolver invocations running at once.
         commit_interval: Seconds between commits of incremental state with its rows.
@@ -252,7 +289,7 @@ def sync_to(
                 pending = []
                 last_commit = time.monotonic()
         summary = run.summary
-        completed = [name for name in names if not summary.errors.get(name, 0)]
+        completed = completed_tables(plans, summary.errors)
         batches.flush()
         destination.finish(completed, pending)
         final_state = run.state
@@ -269,6 +306,7 @@ def sync_to(
         rows=rows,
         errors={name: summary.errors.get(name, 0) for name in names},
         skipped_rows={name: summary.skipped_rows.get(name, 0) for name in names},
+        incomplete_tables=[name for name in names if name not in completed],
         error_messages=messages,
         duration=time.perf_counter() - started,
         complete=summary.complete,
