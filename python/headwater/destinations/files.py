@@ -53,6 +53,7 @@ from headwater.destinations.base import (
     StateEntry,
     SyncColumns,
     TablePlan,
+    Unstorable,
     WriteOptions,
     batches_of,
     check_modes,
@@ -299,6 +300,10 @@ class FileDestination:
         stored = self._manifest["state"].get(options.source_name, {})
         rows = [(entry["table"], key, entry["value"]) for key, entry in stored.items()]
         return state_of(rows, tables, options)
+
+    def unstorable(self, table: str, batch: pa.RecordBatch) -> list[Unstorable]:
+        """Nothing: Parquet and JSON lines store every value the engine accepts (NUL included)."""
+        return []
 
     def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
         """Append ``data`` to the table's open (staged) file."""

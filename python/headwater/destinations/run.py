@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import headwater.sync as hw_sync
 from headwater.destinations import DEFAULT_URL, open_destination
@@ -34,9 +35,11 @@ from headwater.destinations.base import (
     Destination,
     StateEntry,
     TablePlan,
+    Unstorable,
     WriteMode,
     WriteOptions,
 )
+from headwater.errors import RowError
 from headwater.plugin import DEFAULT_CONCURRENCY, Plugin
 from headwater.schema import Table
 
@@ -52,6 +55,8 @@ logger = logging.getLogger("headwater.local")
 
 #: Seconds between commits of state (and the rows it covers) during a sync.
 DEFAULT_COMMIT_INTERVAL = 1.0
+#: Rows of a batch a destination cannot store that are named in the log or the error.
+_REPORTED_ROWS = 10
 
 
 class _Coalescer:
@@ -153,6 +158,43 @@ class LocalSyncResult:
     def total_rows(self) -> int:
         """Rows written in all."""
         return sum(self.rows.values())
+
+
+def _leave_out(
+    run: hw_sync.SyncRun,
+    table: str,
+    batch: pa.RecordBatch,
+    refused: list[Unstorable],
+    first_row: int,
+) -> tuple[pa.RecordBatch, hw_sync.SyncError | None]:
+    """``batch`` without the rows holding values the destination cannot store.
+
+    They are reported to ``run`` as rows that do not fit their table (``on_row_error``
+    decides: skipped, or a failure of the table, returned for the caller to report). A row
+    is named by its position among the table's rows in this sync (``first_row`` is the
+    batch's) and its ``_cq_id``.
+    """
+    bad = pc.unique(pa.concat_arrays([problem.rows for problem in refused])).sort()
+    positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), len(batch))), 1)
+    kept = batch.filter(pc.invert(pc.is_in(positions, value_set=bad)))
+    ids = batch.column("_cq_id")
+    errors = [
+        RowError(
+            table=table,
+            column=problem.column,
+            row=first_row + row,
+            expected=problem.expected,
+            value_type=value_type,
+            value_repr=value_repr,
+            reason=f"{problem.reason} (_cq_id {ids[row]})",
+        )
+        for problem in refused
+        for row, (value_type, value_repr) in zip(
+            problem.rows.to_pylist()[: len(problem.examples)], problem.examples, strict=True
+        )
+    ]
+    errors.sort(key=lambda error: error.row)
+    return kept, run.refuse_rows(table, errors[:_REPORTED_ROWS], len(bad))
 
 
 def completed_tables(plans: Sequence[TablePlan], errors: Mapping[str, int]) -> list[str]:
@@ -270,18 +312,31 @@ def sync_to(
         pending: list[StateEntry] = []
         last_commit = time.monotonic()
         batches = _Coalescer(destination, coalesce_rows or destination.write_batch_rows)
+        delivered = dict.fromkeys(names, 0)
+
+        def report(error: hw_sync.SyncError) -> None:
+            messages.append(error.message)
+            if progress is not None:
+                progress.failed(error.table_name, error.message)
+
         for message in run:
             if isinstance(message, hw_sync.Insert):
-                batches.write(message.table_name, message.batch)
-                rows[message.table_name] += message.batch.num_rows
-                if progress is not None:
-                    progress.wrote(message.table_name, message.batch.num_rows)
+                name, batch = message.table_name, message.batch
+                refused = destination.unstorable(name, batch)
+                if refused:
+                    batch, error = _leave_out(run, name, batch, refused, delivered[name])
+                    if error is not None:
+                        report(error)
+                delivered[name] += message.batch.num_rows
+                if batch.num_rows:  # not every row left out
+                    batches.write(name, batch)
+                    rows[name] += batch.num_rows
+                    if progress is not None:
+                        progress.wrote(name, batch.num_rows)
             elif isinstance(message, hw_sync.StateUpdate):
                 pending.append(StateEntry(message.table_name, message.key, message.value))
             elif isinstance(message, hw_sync.SyncError):
-                messages.append(message.message)
-                if progress is not None:
-                    progress.failed(message.table_name, message.message)
+                report(message)
             if pending and time.monotonic() - last_commit >= commit_interval:
                 batches.flush()
                 destination.commit(pending)
