@@ -130,12 +130,12 @@ class LocalSyncResult:
         rows: Rows written per table.
         errors: Failed resolver invocations per table.
         skipped_rows: Rows left out per table because they did not fit it.
-        incomplete_tables: Tables that failed, or sit below a table that failed: ``overwrite``
-            kept their earlier rows and ``delete_stale`` left them alone.
         error_messages: One line per failed resolver invocation.
         duration: Seconds from start to the last commit.
         complete: The sync ran to its end and its last commit succeeded.
         state: The incremental state after the sync.
+        incomplete_tables: Tables that failed, or sit below a table that failed: ``overwrite``
+            kept their earlier rows and ``delete_stale`` left them alone.
     """
 
     url: str
@@ -143,11 +143,11 @@ class LocalSyncResult:
     rows: dict[str, int]
     errors: dict[str, int]
     skipped_rows: dict[str, int]
-    incomplete_tables: list[str]
     error_messages: list[str]
     duration: float
     complete: bool
     state: dict[str, str]
+    incomplete_tables: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def failed_tables(self) -> list[str]:
