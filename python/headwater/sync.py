@@ -133,9 +133,11 @@ class SyncSummary:
 
     Attributes:
         rows: Rows delivered per table.
-        errors: Failed resolver invocations per table.
-        skipped_rows: Rows left out per table because they did not fit it (each logged, up
-            to ten per table).
+        errors: Failed resolver invocations per table (with the batches that failed to build,
+            and rows the consumer could not store under ``on_row_error="fail"``, see
+            :meth:`SyncRun.refuse_rows`).
+        skipped_rows: Rows left out per table because they did not fit it, or because the
+            consumer could not store them (each logged, up to ten per table).
         duration: Seconds from the start of the sync to its end (or to now, while running).
         complete: The sync ran to its end (it was not cancelled).
     """

@@ -2,7 +2,8 @@
 
 A destination receives, in order: :meth:`Destination.prepare` with the tables the sync will write
 (it creates or migrates them and returns the incremental state to start from), then
-:meth:`Destination.write` for every batch, :meth:`Destination.commit` now and then (the rows
+:meth:`Destination.unstorable` and :meth:`Destination.write` for every batch (without the rows
+holding values it cannot store), :meth:`Destination.commit` now and then (the rows
 written so far and the state updates that cover them become durable together), and
 :meth:`Destination.finish` at the end of a sync that ran to its end, or :meth:`Destination.abort`
 when it did not. :meth:`Destination.close` releases the connection or the lock.
