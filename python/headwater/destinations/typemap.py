@@ -293,14 +293,44 @@ def _indices(mask: pa.Array) -> pa.Array:
     return pc.indices_nonzero(pc.fill_null(mask, False)).cast(pa.int64())
 
 
+def _none() -> pa.Array:
+    return pa.array([], pa.int64())
+
+
+def _bytes_hold(array: pa.Array, *needles: bytes) -> bool:
+    """Whether the values buffer of a string or binary array may hold one of ``needles``.
+
+    One search of the array's bytes takes a few milliseconds per million values where the
+    compute kernels take tens (a regular expression, hundreds): almost every batch has no
+    NUL, and stops here. A hit is then checked value by value.
+    """
+    _, offsets_buffer, data = array.buffers()
+    if data is None or len(array) == 0:
+        return False
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offsets = pa.Array.from_buffers(
+        pa.int64() if large else pa.int32(),
+        len(array) + 1,
+        [None, offsets_buffer],
+        offset=array.offset,
+    )
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    content = data.slice(start, end - start).to_pybytes()
+    return any(needle in content for needle in needles)
+
+
 def _text_nul(array: pa.Array) -> pa.Array:
     if pa.types.is_string_view(array.type):
         array = array.cast(pa.string())
+    if not _bytes_hold(array, b"\x00"):
+        return _none()
     return _indices(pc.match_substring(array, "\x00"))
 
 
 def _json_nul(array: pa.Array) -> pa.Array:
     storage = array.storage if isinstance(array, pa.ExtensionArray) else array
+    if not _bytes_hold(storage, b"\x00", b"\\u0000"):
+        return _none()
     return _indices(pc.match_substring_regex(storage, _JSON_NUL))
 
 
@@ -313,7 +343,7 @@ def _in_lists(inner: Finder) -> Finder:
 
     def find(array: pa.Array) -> pa.Array:
         if len(array) == 0:
-            return pa.array([], pa.int64())
+            return _none()
         if pa.types.is_fixed_size_list(array.type):
             array = array.cast(pa.list_(array.type.value_type))
         # The values of these lists only, from offset 0 (the array may be a slice), without
