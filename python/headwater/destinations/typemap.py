@@ -351,9 +351,12 @@ def _in_lists(inner: Finder) -> Finder:
         offsets = array.offsets
         start, end = offsets[0].as_py(), offsets[-1].as_py()
         values = array.values.slice(start, end - start)
+        found = inner(values)
+        if len(found) == 0:
+            return found
         lists = pa.LargeListArray if pa.types.is_large_list(array.type) else pa.ListArray
         plain = lists.from_arrays(pc.subtract(offsets, start), values)
-        rows = pc.take(pc.list_parent_indices(plain).cast(pa.int64()), inner(values))
+        rows = pc.take(pc.list_parent_indices(plain).cast(pa.int64()), found)
         return pc.filter(rows, pc.take(array.is_valid(), rows))  # not under a null list
 
     return find
