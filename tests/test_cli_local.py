@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from headwater import cli
+from headwater.destinations.files import STAGING
 from local_helpers import ids_of, items_plugin, read_rows, stored_state
 
 HEADWATER = [sys.executable, "-m", "headwater.cli"]
@@ -148,6 +149,21 @@ def test_a_failed_table_exits_non_zero_and_the_rest_is_written(
     assert "1 table(s) failed: broken" in done.stderr
     assert "the API said no" in done.stderr
     assert ids_of(url, "slow_events") == list(range(400))
+
+
+def test_tables_below_a_failed_one_are_named_as_keeping_their_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"duckdb://{tmp_path / 'o.duckdb'}"
+    args = ["sync", "--to", url, "--no-progress", "--mode", "overwrite"]
+    assert cli.main(args, plugin=items_plugin(range(5))) == 0
+    capsys.readouterr()
+    assert cli.main(args, plugin=items_plugin(range(20, 25), fail_after=2)) == 1
+    assert (
+        "1 table(s) failed: items (see the errors above); the rest was written; tables below "
+        "a failed one kept their earlier rows: item_parts"
+    ) in capsys.readouterr().err
+    assert ids_of(url, "item_parts", "item_id") == sorted([*range(5)] * 2)
 
 
 def test_migrate_force_flag(tmp_path: Path) -> None:
@@ -344,8 +360,7 @@ def test_disk_full_leaves_nothing_half_written(
     assert again.returncode == 0, again.stderr
     assert ids_of(url, "slow_events") == list(range(200000))
     if kind == "parquet":
-        leftovers = [p.name for p in (tmp_path / "pq" / "slow_events").iterdir()]
-        assert not any(name.startswith("_tmp-") for name in leftovers)
+        assert list((tmp_path / "pq" / STAGING).iterdir()) == []  # nothing left staged
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,110 @@ def test_delete_stale_removes_this_sources_rows_of_earlier_syncs(url: str) -> No
     assert ids_of(url) == [5, 6, 7, 50, 51, 100, 101, 102]
 
 
+def family(version: int, fail: str | None = None) -> hw.Plugin:
+    """``accounts`` (clients ``a`` and ``b``) -> ``projects`` -> ``tasks``, ``accounts`` ->
+    ``notes``, and ``labels`` on its own; every value says the sync's ``version``.
+
+    Args:
+        version: Written into every row.
+        fail: A table whose resolver fails for client ``b`` after its first row, or
+            ``"bad-row"``: ``accounts`` yields a row that does not fit it for client ``b``.
+    """
+    columns = [hw.Column("name", pa.string())]
+
+    def rows(table: str, client: str, prefix: str, count: int) -> Iterator[dict[str, Any]]:
+        for n in range(count):
+            if client == "b" and n == 1:
+                if table == fail:
+                    raise RuntimeError(f"{table} failed for client b")
+                if fail == "bad-row" and table == "accounts":
+                    yield {"name": object()}  # no string: a row error
+            yield {"name": f"{prefix}.{n}-v{version}"}
+
+    def under(row: dict[str, Any]) -> str:
+        return str(row["name"]).rsplit("-v", 1)[0]
+
+    accounts = hw.Table(
+        "accounts",
+        columns,
+        resolver=lambda client: rows("accounts", client, client, 2),
+        clients=lambda client: ["a", "b"],
+    )
+    projects = hw.Table(
+        "projects",
+        columns,
+        parent=accounts,
+        resolver=lambda client, row: rows("projects", client, under(row), 2),
+    )
+    hw.Table(
+        "tasks",
+        columns,
+        parent=projects,
+        resolver=lambda client, row: rows("tasks", client, under(row), 2),
+    )
+    hw.Table(
+        "notes",
+        columns,
+        parent=accounts,
+        resolver=lambda client, row: rows("notes", client, under(row), 1),
+    )
+    labels = hw.Table("labels", columns, resolver=lambda client: rows("labels", "-", "l", 3))
+    return hw.Plugin(name="family", version="1", tables=[accounts, labels])
+
+
+def names(url: str, table: str) -> list[str]:
+    return sorted(row["name"] for row in read_rows(url, table))
+
+
+FAMILY = ("accounts", "projects", "tasks", "notes", "labels")
+
+
+@pytest.mark.parametrize(
+    ("fail", "on_row_error", "protected"),
+    [
+        # a parent fails: its child keeps its rows, the parent's sibling is replaced
+        ("projects", "skip", {"projects", "tasks"}),
+        # a grandparent fails: everything below it keeps its rows
+        ("accounts", "skip", {"accounts", "projects", "tasks", "notes"}),
+        # a row that does not fit fails its resolver under on_row_error="fail"
+        ("bad-row", "fail", {"accounts", "projects", "tasks", "notes"}),
+    ],
+)
+def test_overwrite_keeps_the_rows_of_tables_below_a_failed_one(
+    url: str, fail: str, on_row_error: str, protected: set[str]
+) -> None:
+    sync_to(family(1), url, mode="overwrite")
+    before = {table: names(url, table) for table in FAMILY}
+    assert len(before["tasks"]) == 16
+    result = sync_to(family(2, fail), url, mode="overwrite", on_row_error=on_row_error)
+    assert not set(result.failed_tables) - protected
+    assert set(result.incomplete_tables) == protected
+    for table in FAMILY:
+        if table in protected:
+            assert names(url, table) == before[table], table
+        else:  # replaced, whole
+            assert names(url, table) == [n.replace("-v1", "-v2") for n in before[table]], table
+
+
+@pytest.mark.parametrize(
+    ("fail", "protected"),
+    [("projects", {"projects", "tasks"}), ("accounts", {"accounts", "projects", "tasks", "notes"})],
+)
+def test_delete_stale_keeps_the_rows_of_tables_below_a_failed_one(
+    url: str, fail: str, protected: set[str]
+) -> None:
+    sync_to(family(1), url)
+    before = {table: names(url, table) for table in FAMILY}
+    sync_to(family(2, fail), url, delete_stale=True)
+    for table in FAMILY:
+        after = names(url, table)
+        if table in protected:  # the old rows stay, beside what the failed sync wrote
+            assert set(before[table]) <= set(after), table
+            assert any(n.endswith("-v2") for n in after), table
+        else:  # the stale rows are gone
+            assert after == [n.replace("-v1", "-v2") for n in before[table]], table
+
+
 def test_incremental_state_is_stored_with_the_data_and_resumed(url: str) -> None:
     @hw.table("events", columns=[hw.Column("id", pa.int64(), primary_key=True)])
     def events(client: Any, state: hw.State) -> Iterator[dict[str, int]]:

@@ -29,7 +29,14 @@ import pydantic
 from headwater.errors import PluginError
 from headwater.schema import Column, Resolver, RowHook, Table, table_columns
 from headwater.spec import spec_schema, validate_spec
-from headwater.sync import SyncRun, _EventLoop, make_engine, run_to_end, select_tables
+from headwater.sync import (
+    SyncRun,
+    _EventLoop,
+    _Events,
+    make_engine,
+    run_to_end,
+    select_tables,
+)
 
 __all__ = ["Plugin", "table"]
 
@@ -356,13 +363,14 @@ class Plugin:
                 shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
             log = logger or logging.getLogger("headwater.sync")
             loop = _EventLoop()
+            events = _Events(log)
             engine = make_engine(
                 selected,
                 roots,
                 clients,
                 client_ids,
                 loop,
-                log,
+                events,
                 strategy=strategy,
                 shuffle_seed=shuffle_seed,
                 concurrency=concurrency,
@@ -376,7 +384,15 @@ class Plugin:
                 state=initial_state,
                 shard=_check_shard(shard),
             )
-            return SyncRun(selected, engine, loop, log, release)
+            return SyncRun(
+                selected,
+                engine,
+                loop,
+                log,
+                release,
+                events=events,
+                fail_on_row_error=on_row_error == "fail",
+            )
         except BaseException:
             if release is not None:
                 self.release(client)

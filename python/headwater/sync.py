@@ -29,7 +29,7 @@ import pyarrow as pa
 import pydantic
 
 from headwater import _core
-from headwater.errors import TableSelectionError
+from headwater.errors import RowError, TableSelectionError
 from headwater.schema import Table
 
 __all__ = [
@@ -135,9 +135,11 @@ class SyncSummary:
 
     Attributes:
         rows: Rows delivered per table.
-        errors: Failed resolver invocations per table.
-        skipped_rows: Rows left out per table because they did not fit it (each logged, up
-            to ten per table).
+        errors: Failed resolver invocations per table (with the batches that failed to build,
+            and rows the consumer could not store under ``on_row_error="fail"``, see
+            :meth:`SyncRun.refuse_rows`).
+        skipped_rows: Rows left out per table because they did not fit it, or because the
+            consumer could not store them (each logged, up to ten per table).
         duration: Seconds from the start of the sync to its end (or to now, while running).
         complete: The sync ran to its end (it was not cancelled).
         withheld_states: State updates per table that were not delivered because rows they
@@ -259,7 +261,7 @@ class _Events:
             extra={"table": table, "client": client},
         )
 
-    def skipped(self, table: str, client: str, error: BaseException) -> None:
+    def skipped(self, table: str, client: str | None, error: BaseException) -> None:
         with self._lock:
             self._skipped[table] += 1
             count = self._skipped[table]
@@ -568,12 +570,20 @@ class SyncRun(Iterator[SyncMessage]):
         loop: _EventLoop,
         log: logging.Logger,
         release: Callable[[], Any] | None = None,
+        *,
+        events: _Events,
+        fail_on_row_error: bool,
     ) -> None:
         self._migrations = collections.deque(MigrateTable(t, t.arrow_schema) for t in tables)
         self._engine = engine
         self._loop = loop
         self._log = log
         self._release = release
+        self._events = events
+        self._fail_on_row_error = fail_on_row_error
+        # Rows refused after the engine delivered them (see refuse_rows), per table.
+        self._refused_skips: collections.Counter[str] = collections.Counter()
+        self._refused_failures: collections.Counter[str] = collections.Counter()
         self._state = "new"
         self._started = 0.0
         self._duration: float | None = None
@@ -668,12 +678,47 @@ class SyncRun(Iterator[SyncMessage]):
                 "releasing the client failed: %s: %s", type(exc).__name__, exc, exc_info=True
             )
 
+    def refuse_rows(
+        self, table_name: str, errors: Sequence[RowError], count: int
+    ) -> SyncError | None:
+        """Report ``count`` delivered rows of a table that the consumer cannot store.
+
+        A destination may refuse values the engine accepted (PostgreSQL's ``text`` refuses
+        the NUL character): the consumer leaves those rows out and reports them here, so they
+        are counted and logged as the engine reports rows that do not fit their table.
+
+        Args:
+            table_name: The table.
+            errors: The first refused rows (the engine logs at most ten per table).
+            count: How many rows were refused in all (at least ``len(errors)``).
+
+        Returns:
+            ``None`` under ``on_row_error="skip"``: the rows count in
+            :attr:`SyncSummary.skipped_rows` and are logged as skipped. Under ``"fail"``, they
+            count as one failed invocation of the table in :attr:`SyncSummary.errors` (so an
+            ``overwrite`` keeps the table's old rows), logged as one, and the returned
+            :class:`SyncError` is for the caller to report with the engine's.
+        """
+        if not self._fail_on_row_error:
+            self._refused_skips[table_name] += count
+            for error in errors:
+                self._events.skipped(table_name, None, error)
+            return None
+        self._refused_failures[table_name] += 1
+        failure: BaseException | str = errors[0]
+        if count > 1:
+            failure = f"{count} rows cannot be stored and were left out; the first: {errors[0]}"
+        self._events.failed(table_name, None, errors[0])
+        return SyncError(table_name, failure)
+
     @property
     def summary(self) -> SyncSummary:
         """Rows and errors per table so far, and the duration; final once exhausted."""
         rows, errors, skipped, withheld = {}, {}, {}, {}
         for name, table_rows, table_errors, table_skipped, table_withheld in self._engine.stats():
-            rows[name], errors[name], skipped[name] = table_rows, table_errors, table_skipped
+            rows[name] = table_rows
+            errors[name] = table_errors + self._refused_failures[name]
+            skipped[name] = table_skipped + self._refused_skips[name]
             withheld[name] = table_withheld
         if self._duration is not None:
             duration = self._duration
@@ -715,7 +760,7 @@ def make_engine(
     clients: list[Any],
     client_ids: list[str],
     loop: _EventLoop,
-    log: logging.Logger,
+    events: _Events,
     **options: Any,
 ) -> _core.SyncEngine:
     """The Rust engine for ``tables`` (selected, parents first), with its callbacks."""
@@ -737,7 +782,7 @@ def make_engine(
         insert_type=Insert,
         error_type=SyncError,
         state_type=StateUpdate,
-        events=_Events(log),
+        events=events,
         async_runner=loop,
         **options,
     )

@@ -218,9 +218,15 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     else:
         print_summary(result, sys.stdout)
     if result.failed_tables:
+        below = [t for t in result.incomplete_tables if t not in result.failed_tables]
+        kept = (
+            f"; tables below a failed one kept their earlier rows: {', '.join(below)}"
+            if below and (args.mode == "overwrite" or args.delete_stale)
+            else ""
+        )
         _error(
             f"{len(result.failed_tables)} table(s) failed: {', '.join(result.failed_tables)} "
-            "(see the errors above); the rest was written",
+            f"(see the errors above); the rest was written{kept}",
             json_logs=json_logs,
         )
         return EXIT_FAILED

@@ -2,7 +2,8 @@
 
 A destination receives, in order: :meth:`Destination.prepare` with the tables the sync will write
 (it creates or migrates them and returns the incremental state to start from), then
-:meth:`Destination.write` for every batch, :meth:`Destination.commit` now and then (the rows
+:meth:`Destination.unstorable` and :meth:`Destination.write` for every batch (without the rows
+holding values it cannot store), :meth:`Destination.commit` now and then (the rows
 written so far and the state updates that cover them become durable together), and
 :meth:`Destination.finish` at the end of a sync that ran to its end, or :meth:`Destination.abort`
 when it did not. :meth:`Destination.close` releases the connection or the lock.
@@ -28,6 +29,7 @@ __all__ = [
     "StateEntry",
     "SyncColumns",
     "TablePlan",
+    "Unstorable",
     "WriteMode",
     "WriteOptions",
     "batches_of",
@@ -110,6 +112,29 @@ class StateEntry:
     value: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Unstorable:
+    """Values of one column of a batch that a destination cannot store, for one reason.
+
+    The engine accepted them (they fit the Arrow schema); the destination's own type refuses
+    them, e.g. PostgreSQL's ``text`` and ``jsonb`` refuse the NUL character.
+
+    Attributes:
+        column: The column's name.
+        rows: The rows' indices in the batch (``int64``, ascending, each once).
+        expected: The column's type in the destination.
+        reason: Why the values cannot be stored.
+        examples: The first rows' values, at most ten, as ``(Python type name, truncated
+            repr)`` with the offending part in view.
+    """
+
+    column: str
+    rows: pa.Array
+    expected: str
+    reason: str
+    examples: list[tuple[str, str]]
+
+
 class Destination(Protocol):
     """Where a local sync writes: DuckDB, PostgreSQL, Parquet or JSON-lines files."""
 
@@ -127,6 +152,15 @@ class Destination(Protocol):
         Raises:
             MigrationError: A column type changed incompatibly and ``migrate_force`` is off.
             DestinationError: The destination failed.
+        """
+        ...
+
+    def unstorable(self, table: str, batch: pa.RecordBatch) -> list[Unstorable]:
+        """The values of ``batch`` (rows of ``table``) this destination cannot store.
+
+        Called for every batch before it is written; the caller leaves those rows out under
+        the sync's ``on_row_error`` rule. Checked with Arrow compute kernels over whole
+        columns, only for the column types the destination has a limit on.
         """
         ...
 
@@ -149,9 +183,10 @@ class Destination(Protocol):
         """End a sync that ran to its end: the last commit.
 
         Args:
-            completed: The tables that synced without errors. ``overwrite`` replaces only
-                their rows (the others keep their old rows), and ``delete_stale`` applies
-                only to them.
+            completed: The tables that synced without errors, with every table above them
+                (see :func:`headwater.destinations.run.completed_tables`). ``overwrite``
+                replaces only their rows (the others keep their old rows), and
+                ``delete_stale`` applies only to them.
             state: State updates since the last commit.
         """
         ...

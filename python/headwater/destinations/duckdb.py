@@ -25,6 +25,7 @@ from headwater.destinations.base import (
     CQ_SYNC_TIME,
     StateEntry,
     TablePlan,
+    Unstorable,
     WriteOptions,
     batches_of,
     empty_batch,
@@ -140,6 +141,10 @@ class DuckDBDestination:
             self._writers[plan.name] = self._writer(plan, options)
         self._begin()
         return state_of(rows, tables, options)
+
+    def unstorable(self, table: str, batch: pa.RecordBatch) -> list[Unstorable]:
+        """Nothing: DuckDB stores every value the engine accepts (NUL characters included)."""
+        return []
 
     def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
         """Insert ``data`` (upsert: replace the rows with the same key) in the transaction."""

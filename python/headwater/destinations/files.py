@@ -2,11 +2,19 @@
 
 Each table gets a sub-directory of files (``dir/<table>/<sync>-<n>.parquet``), rotated after
 ``max_file_rows`` rows or ``max_file_bytes`` bytes. ``dir/_headwater_state.json`` is the manifest:
-the files of each table that are committed, the column types, and the incremental state. A
-commit closes the open files, fsyncs them, renames them from hidden ``_tmp-`` names (which
-pyarrow datasets and DuckDB globs over ``*.parquet`` skip) to their final names, then replaces
-the manifest atomically; files that a crash left outside the manifest are removed by the next
-sync. So the state in the manifest never runs ahead of the files it lists.
+the files of each table that are committed, the column types, and the incremental state.
+
+Files are written in ``dir/.headwater-staging/`` under names ending in ``.tmp``, never in a table's
+directory: readers globbing the tables (``dir/<table>/*.parquet``, ``dir/**/*.parquet``,
+``read_json_auto('dir/<table>/*.jsonl')``, ``pyarrow.dataset``, hive-style layouts) see only
+files that are complete. DuckDB's globs match names starting with ``.`` or ``_`` and ``**``
+descends into hidden directories, so neither a name prefix nor the hidden directory alone would
+hide them; ``pyarrow.dataset`` skips the directory for its leading dot. A commit closes the open
+files, fsyncs them, renames them into their table's directory (the staging directory is on the
+same filesystem, so the rename is atomic), then replaces the manifest atomically. So the state
+in the manifest never runs ahead of the files it lists. A crash leaves at most files in the
+staging directory, and complete files the manifest does not list yet (killed between the
+renames and the manifest update); the next sync removes both before it writes anything.
 
 Parquet files keep the CloudQuery schema's metadata, with ``uuid`` and ``json`` written as
 Parquet's UUID and JSON logical types. JSON-lines files hold one object per row, made by DuckDB
@@ -26,6 +34,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import sys
 import uuid
 from collections.abc import Collection, Sequence
@@ -44,6 +53,7 @@ from headwater.destinations.base import (
     StateEntry,
     SyncColumns,
     TablePlan,
+    Unstorable,
     WriteOptions,
     batches_of,
     check_modes,
@@ -58,7 +68,12 @@ __all__ = ["MANIFEST", "FileDestination", "FileOptions"]
 
 MANIFEST = "_headwater_state.json"
 _LOCK = ".headwater.lock"
-_TMP = "_tmp-"
+#: Where files are written until a commit renames them into their table's directory.
+STAGING = ".headwater-staging"
+#: The suffix of a staged file, so that no ``*.parquet`` or ``*.jsonl`` glob matches it.
+_STAGED = ".tmp"
+#: Our data files; the ``_tmp-`` prefix is how earlier versions staged files in the table's
+#: directory, left there by a crash.
 _OURS = re.compile(r"^(_tmp-)?\d{8}T\d{6}Z-[0-9a-f]{8}-\d{5}\.(parquet|jsonl)$")
 
 
@@ -82,7 +97,7 @@ class FileOptions(pydantic.BaseModel):
 
 @dataclasses.dataclass
 class _File:
-    """A file written by this sync: hidden until committed."""
+    """A file written by this sync: staged until committed."""
 
     table: str
     name: str
@@ -153,9 +168,7 @@ class _Writer:
         name = self._dest.new_file_name()
         self._current = _File(self._plan.name, name)
         self.files.append(self._current)
-        directory = self._dest.root / self._plan.name
-        directory.mkdir(exist_ok=True)
-        self._handle = open(directory / (_TMP + name), "wb")  # noqa: SIM115 (closed in close_file)
+        self._handle = open(self._dest.staged(name), "wb")  # noqa: SIM115 (closed in close_file)
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -174,7 +187,7 @@ class _Writer:
         self._buffer, self._buffered = [], 0
 
     def close_file(self) -> None:
-        """Finish the open file (footer written, data on disk); it stays hidden until commit."""
+        """Finish the open file (footer written, data on disk); it stays staged until commit."""
         self._flush()
         if self._parquet is not None:
             self._parquet.close()
@@ -199,7 +212,7 @@ class _Writer:
         for file in self.files:
             if not file.committed:
                 with contextlib.suppress(FileNotFoundError):
-                    (self._dest.root / file.table / (_TMP + file.name)).unlink()
+                    self._dest.staged(file.name).unlink()
         self.files = [f for f in self.files if f.committed]
 
 
@@ -273,7 +286,10 @@ class FileDestination:
                 self._manifest = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise DestinationError(f"{self.url}: cannot read {str(path)!r}: {exc}") from None
-        self._remove_strays()
+        try:
+            self._remove_strays()
+        except OSError as exc:
+            raise self._os_error("removing the files an interrupted sync left", exc) from None
         changed_manifest = False
         for plan in tables:
             changed_manifest |= self._migrate(plan, options)
@@ -285,8 +301,12 @@ class FileDestination:
         rows = [(entry["table"], key, entry["value"]) for key, entry in stored.items()]
         return state_of(rows, tables, options)
 
+    def unstorable(self, table: str, batch: pa.RecordBatch) -> list[Unstorable]:
+        """Nothing: Parquet and JSON lines store every value the engine accepts (NUL included)."""
+        return []
+
     def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
-        """Append ``data`` to the table's open (hidden) file."""
+        """Append ``data`` to the table's open (staged) file."""
         try:
             for batch in batches_of(data):
                 self._writers[table].write(batch)
@@ -381,6 +401,10 @@ class FileDestination:
         self._sequence += 1
         return f"{self._sync_id}-{self._sequence:05d}.{self.format}"
 
+    def staged(self, name: str) -> Path:
+        """Where the file ``name`` (or the manifest) is written until it is committed."""
+        return self.root / STAGING / (name + _STAGED)
+
     def _table(self, name: str) -> dict[str, Any]:
         tables: dict[str, Any] = self._manifest["tables"]
         return tables.setdefault(name, {"columns": {}, "files": []})  # type: ignore[no-any-return]
@@ -418,12 +442,19 @@ class FileDestination:
         return before != existing
 
     def _remove_strays(self) -> None:
-        """Delete our files that are not in the manifest: what a crash left behind."""
+        """Delete what a crash left behind: staged files, and our files not in the manifest.
+
+        The directory's lock is held: no other sync is staging files meanwhile.
+        """
+        staging = self.root / STAGING
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+        staging.mkdir()
         listed = {
             entry["file"] for table in self._manifest["tables"].values() for entry in table["files"]
         }
         for directory in self.root.iterdir():
-            if not directory.is_dir():
+            if not directory.is_dir() or directory.name == STAGING:
                 continue
             for path in directory.iterdir():
                 relative = f"{directory.name}/{path.name}"
@@ -440,7 +471,8 @@ class FileDestination:
                 if file.committed:
                     continue
                 directory = self.root / name
-                os.replace(directory / (_TMP + file.name), directory / file.name)
+                directory.mkdir(exist_ok=True)
+                os.replace(self.staged(file.name), directory / file.name)
                 touched.add(directory)
                 file.committed = True
                 entry = file.entry(options)
@@ -505,7 +537,7 @@ class FileDestination:
                 entry["file"] = None
                 continue
             new_name = self.new_file_name()
-            tmp = self.root / name / (_TMP + new_name)
+            tmp = self.staged(new_name)
             pq.write_table(data, tmp, compression=self.file_options.compression)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -523,7 +555,7 @@ class FileDestination:
 
     def _write_manifest(self) -> None:
         path = self.root / MANIFEST
-        tmp = self.root / (_TMP + MANIFEST)
+        tmp = self.staged(MANIFEST)
         with open(tmp, "w") as handle:
             json.dump(self._manifest, handle, indent=1, sort_keys=True)
             handle.flush()

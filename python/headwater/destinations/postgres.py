@@ -7,6 +7,11 @@ that need a server-side cast (``inet``, ``mac`` text) and upserts go through a t
 table. A sync runs in one transaction per commit, with the state it covers
 (``_headwater_state``), so a crash rolls back to the last commit.
 
+Values the engine accepts but PostgreSQL refuses (the NUL character in ``text`` and ``jsonb``,
+NaN inside JSON) are found before COPY, over whole columns
+(:func:`~headwater.destinations.typemap.postgres_refusals`), and their rows left out as row
+errors by the sync: one refused value would otherwise fail the COPY and roll back every table.
+
 Large appends are split over a second connection, whose half is COPYed at the same time: one
 backend parses and stores rows on one core, so a single COPY stream leaves the server's other
 cores idle and is bound by that one backend. The second connection commits first, then the
@@ -36,6 +41,7 @@ from headwater.destinations.base import (
     StateEntry,
     SyncColumns,
     TablePlan,
+    Unstorable,
     WriteOptions,
     batches_of,
     latest,
@@ -46,6 +52,7 @@ from headwater.destinations.sql import dedupe_last, literal, quote, timestamp_li
 from headwater.destinations.typemap import (
     batch_converter,
     postgres_cast,
+    postgres_refusals,
     postgres_staged_type,
     postgres_type,
 )
@@ -114,6 +121,7 @@ class PostgresDestination:
         self._options: WriteOptions | None = None
         self._plans: dict[str, TablePlan] = {}
         self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
+        self._refusals: dict[str, Callable[[pa.RecordBatch], list[Unstorable]] | None] = {}
         self._pending_overwrite_state: list[StateEntry] = []
         with self._errors("setting up the session"):
             self._schema: str = _set_up_session(self._cur)
@@ -141,11 +149,21 @@ class PostgresDestination:
                 )
                 for plan in tables:
                     self._writers[plan.name] = self._writer(plan, options)
+                    self._refusals[plan.name] = postgres_refusals(plan.schema)
                 self._con.commit()
         except BaseException:
             self.abort()
             raise
         return state_of([(r[0], r[1], r[2]) for r in rows], tables, options)
+
+    def unstorable(self, table: str, batch: pa.RecordBatch) -> list[Unstorable]:
+        """Values COPY would refuse, failing the transaction: NUL in text and JSON, and more.
+
+        See :func:`headwater.destinations.typemap.postgres_refusals`; tables without a
+        column that can hold such a value are not checked.
+        """
+        refusals = self._refusals.get(table)
+        return refusals(batch) if refusals is not None else []
 
     def write(self, table: str, data: pa.RecordBatch | pa.Table) -> None:
         """COPY ``data`` into ``table`` (upsert: replacing rows with the same key)."""

@@ -23,10 +23,11 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import headwater.sync as hw_sync
 from headwater.destinations import DEFAULT_URL, open_destination
@@ -34,17 +35,28 @@ from headwater.destinations.base import (
     Destination,
     StateEntry,
     TablePlan,
+    Unstorable,
     WriteMode,
     WriteOptions,
 )
+from headwater.errors import RowError
 from headwater.plugin import DEFAULT_CONCURRENCY, Plugin
+from headwater.schema import Table
 
-__all__ = ["DEFAULT_COMMIT_INTERVAL", "LocalSyncResult", "ProgressListener", "sync_to"]
+__all__ = [
+    "DEFAULT_COMMIT_INTERVAL",
+    "LocalSyncResult",
+    "ProgressListener",
+    "completed_tables",
+    "sync_to",
+]
 
 logger = logging.getLogger("headwater.local")
 
 #: Seconds between commits of state (and the rows it covers) during a sync.
 DEFAULT_COMMIT_INTERVAL = 1.0
+#: Rows of a batch a destination cannot store that are named in the log or the error.
+_REPORTED_ROWS = 10
 
 
 class _Coalescer:
@@ -122,6 +134,8 @@ class LocalSyncResult:
         duration: Seconds from start to the last commit.
         complete: The sync ran to its end and its last commit succeeded.
         state: The incremental state after the sync.
+        incomplete_tables: Tables that failed, or sit below a table that failed: ``overwrite``
+            kept their earlier rows and ``delete_stale`` left them alone.
     """
 
     url: str
@@ -133,6 +147,7 @@ class LocalSyncResult:
     duration: float
     complete: bool
     state: dict[str, str]
+    incomplete_tables: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def failed_tables(self) -> list[str]:
@@ -143,6 +158,80 @@ class LocalSyncResult:
     def total_rows(self) -> int:
         """Rows written in all."""
         return sum(self.rows.values())
+
+
+def _leave_out(
+    run: hw_sync.SyncRun,
+    table: str,
+    batch: pa.RecordBatch,
+    refused: list[Unstorable],
+    first_row: int,
+) -> tuple[pa.RecordBatch, hw_sync.SyncError | None]:
+    """``batch`` without the rows holding values the destination cannot store.
+
+    They are reported to ``run`` as rows that do not fit their table (``on_row_error``
+    decides: skipped, or a failure of the table, returned for the caller to report). A row
+    is named by its position among the table's rows in this sync (``first_row`` is the
+    batch's) and its ``_cq_id``.
+    """
+    bad = pc.unique(pa.concat_arrays([problem.rows for problem in refused])).sort()
+    positions = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), len(batch))), 1)
+    kept = batch.filter(pc.invert(pc.is_in(positions, value_set=bad)))
+    ids = batch.column("_cq_id")
+    errors = [
+        RowError(
+            table=table,
+            column=problem.column,
+            row=first_row + row,
+            expected=problem.expected,
+            value_type=value_type,
+            value_repr=value_repr,
+            reason=f"{problem.reason} (_cq_id {ids[row]})",
+        )
+        for problem in refused
+        for row, (value_type, value_repr) in zip(
+            problem.rows.to_pylist()[: len(problem.examples)], problem.examples, strict=True
+        )
+    ]
+    errors.sort(key=lambda error: error.row)
+    return kept, run.refuse_rows(table, errors[:_REPORTED_ROWS], len(bad))
+
+
+def _with_ancestors(plans: Sequence[TablePlan], name: str) -> list[str]:
+    """``name`` and every table above it."""
+    table: Table | None = next(plan.table for plan in plans if plan.name == name)
+    names = []
+    while table is not None:
+        names.append(table.name)
+        table = table.parent
+    return names
+
+
+def completed_tables(plans: Sequence[TablePlan], errors: Mapping[str, int]) -> list[str]:
+    """The tables of ``plans`` that synced completely: neither they nor a table above them failed.
+
+    A child table is resolved once per row of its parent. When a parent's resolver fails (for
+    any client, at any depth above), the rows it did not yield get no children, so the child
+    table holds only part of what it should, although its own resolvers succeeded. Replacing
+    its rows (``overwrite``) or deleting its stale ones (``delete_stale``) would then lose rows,
+    exactly as for a table whose own resolver failed.
+
+    Args:
+        plans: The tables of the sync, parents first.
+        errors: Failed resolver invocations (and batches that failed to build) per table.
+
+    Returns:
+        The names of the complete tables, in the order of ``plans``.
+    """
+    failed = {name for name, count in errors.items() if count}
+    complete: list[str] = []
+    for plan in plans:
+        table: Table | None = plan.table
+        while table is not None and table.name not in failed:
+            table = table.parent
+        if table is None:
+            complete.append(plan.name)
+    return complete
 
 
 def sync_to(
@@ -174,7 +263,7 @@ def sync_to(
         skip_dependent_tables: Leave out children of selected tables unless selected.
         mode: ``append``, ``overwrite`` or ``upsert`` (see :class:`WriteOptions`).
         delete_stale: Delete this source's rows of earlier syncs from the tables that synced
-            without errors.
+            without errors (neither they nor a table above them failed).
         migrate_force: Rebuild tables whose column types changed incompatibly.
         concurrency: Resolver invocations running at once.
         commit_interval: Seconds between commits of incremental state with its rows.
@@ -233,18 +322,38 @@ def sync_to(
         pending: list[StateEntry] = []
         last_commit = time.monotonic()
         batches = _Coalescer(destination, coalesce_rows or destination.write_batch_rows)
+        delivered = dict.fromkeys(names, 0)
+        # Tables whose state may no longer advance: rows below them were refused under
+        # on_row_error="fail", and the engine's later updates would cover those rows.
+        holding: set[str] = set()
+        final_state = dict(state)
+
+        def report(error: hw_sync.SyncError) -> None:
+            messages.append(error.message)
+            if progress is not None:
+                progress.failed(error.table_name, error.message)
+
         for message in run:
             if isinstance(message, hw_sync.Insert):
-                batches.write(message.table_name, message.batch)
-                rows[message.table_name] += message.batch.num_rows
-                if progress is not None:
-                    progress.wrote(message.table_name, message.batch.num_rows)
+                name, batch = message.table_name, message.batch
+                refused = destination.unstorable(name, batch)
+                if refused:
+                    batch, error = _leave_out(run, name, batch, refused, delivered[name])
+                    if error is not None:
+                        report(error)
+                        holding.update(_with_ancestors(plans, name))
+                delivered[name] += message.batch.num_rows
+                if batch.num_rows:  # not every row left out
+                    batches.write(name, batch)
+                    rows[name] += batch.num_rows
+                    if progress is not None:
+                        progress.wrote(name, batch.num_rows)
             elif isinstance(message, hw_sync.StateUpdate):
-                pending.append(StateEntry(message.table_name, message.key, message.value))
+                if message.table_name not in holding:
+                    pending.append(StateEntry(message.table_name, message.key, message.value))
+                    final_state[message.key] = message.value
             elif isinstance(message, hw_sync.SyncError):
-                messages.append(message.message)
-                if progress is not None:
-                    progress.failed(message.table_name, message.message)
+                report(message)
             if pending and time.monotonic() - last_commit >= commit_interval:
                 batches.flush()
                 destination.commit(pending)
@@ -252,10 +361,9 @@ def sync_to(
                 pending = []
                 last_commit = time.monotonic()
         summary = run.summary
-        completed = [name for name in names if not summary.errors.get(name, 0)]
+        completed = completed_tables(plans, summary.errors)
         batches.flush()
         destination.finish(completed, pending)
-        final_state = run.state
     except BaseException:
         if run is not None:
             run.close()
@@ -269,6 +377,7 @@ def sync_to(
         rows=rows,
         errors={name: summary.errors.get(name, 0) for name in names},
         skipped_rows={name: summary.skipped_rows.get(name, 0) for name in names},
+        incomplete_tables=[name for name in names if name not in completed],
         error_messages=messages,
         duration=time.perf_counter() - started,
         complete=summary.complete,

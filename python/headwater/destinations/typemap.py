@@ -21,11 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater import types
+from headwater.destinations.base import Unstorable
 
 __all__ = [
     "Converter",
     "batch_converter",
     "postgres_cast",
+    "postgres_refusals",
     "postgres_type",
     "postgres_wire_type",
 ]
@@ -269,3 +271,214 @@ def _json_text_jsonb(array: pa.Array) -> pa.Array:
         con.register("source", source)
         text = con.sql("SELECT CAST(to_json(v) AS VARCHAR) AS v FROM source").to_arrow_table()
     return _jsonb(text.column("v").combine_chunks())
+
+
+# --- Values PostgreSQL refuses ----------------------------------------------------------------
+
+#: A NUL in JSON text: the raw byte, or a ``\u0000`` escape (after an even number of
+#: backslashes: ``\\u0000`` is an escaped backslash followed by the text ``u0000``).
+_JSON_NUL = r"\x00|(^|[^\\])(\\\\)*\\u0000"
+_TEXT_NUL = "PostgreSQL text cannot hold the NUL character (\\x00)"
+_JSONB_NUL = "PostgreSQL jsonb cannot hold the NUL character (\\u0000)"
+_JSONB_NOT_FINITE = "PostgreSQL jsonb cannot hold NaN or infinity"
+_EXAMPLES = 10
+_SHOWN_CHARS = 80
+
+#: Finds the values of an array PostgreSQL refuses: the indices of their rows (``int64``, in
+#: any order, repeats allowed).
+Finder = Callable[[pa.Array], pa.Array]
+
+
+def _indices(mask: pa.Array) -> pa.Array:
+    return pc.indices_nonzero(pc.fill_null(mask, False)).cast(pa.int64())
+
+
+def _none() -> pa.Array:
+    return pa.array([], pa.int64())
+
+
+def _bytes_hold(array: pa.Array, *needles: bytes) -> bool:
+    """Whether the values buffer of a string or binary array may hold one of ``needles``.
+
+    One search of the array's bytes takes a few milliseconds per million values where the
+    compute kernels take tens (a regular expression, hundreds): almost every batch has no
+    NUL, and stops here. A hit is then checked value by value.
+    """
+    _, offsets_buffer, data = array.buffers()
+    if data is None or len(array) == 0:
+        return False
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offsets = pa.Array.from_buffers(
+        pa.int64() if large else pa.int32(),
+        len(array) + 1,
+        [None, offsets_buffer],
+        offset=array.offset,
+    )
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    content = data.slice(start, end - start).to_pybytes()
+    return any(needle in content for needle in needles)
+
+
+def _text_nul(array: pa.Array) -> pa.Array:
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.string())
+    if not _bytes_hold(array, b"\x00"):
+        return _none()
+    return _indices(pc.match_substring(array, "\x00"))
+
+
+def _json_nul(array: pa.Array) -> pa.Array:
+    storage = array.storage if isinstance(array, pa.ExtensionArray) else array
+    if not _bytes_hold(storage, b"\x00", b"\\u0000"):
+        return _none()
+    return _indices(pc.match_substring_regex(storage, _JSON_NUL))
+
+
+def _not_finite(array: pa.Array) -> pa.Array:
+    return _indices(pc.invert(pc.is_finite(array)))
+
+
+def _in_lists(inner: Finder) -> Finder:
+    """Finds the lists (and maps) holding a value ``inner`` finds."""
+
+    def find(array: pa.Array) -> pa.Array:
+        if len(array) == 0:
+            return _none()
+        if pa.types.is_fixed_size_list(array.type):
+            array = array.cast(pa.list_(array.type.value_type))
+        # The values of these lists only, from offset 0 (the array may be a slice), without
+        # the validity bitmap that list_parent_indices does not take with an offset.
+        offsets = array.offsets
+        start, end = offsets[0].as_py(), offsets[-1].as_py()
+        values = array.values.slice(start, end - start)
+        found = inner(values)
+        if len(found) == 0:
+            return found
+        lists = pa.LargeListArray if pa.types.is_large_list(array.type) else pa.ListArray
+        plain = lists.from_arrays(pc.subtract(offsets, start), values)
+        rows = pc.take(pc.list_parent_indices(plain).cast(pa.int64()), found)
+        return pc.filter(rows, pc.take(array.is_valid(), rows))  # not under a null list
+
+    return find
+
+
+def _in_fields(fields: list[tuple[int, Finder]]) -> Finder:
+    """Finds the structs with a field holding a value its finder finds."""
+
+    def find(array: pa.Array) -> pa.Array:
+        children = array.flatten()  # sliced like the array, null under a null struct
+        found = [finder(children[index]) for index, finder in fields]
+        return pa.concat_arrays(found) if len(found) > 1 else found[0]
+
+    return find
+
+
+def _in_dictionary(inner: Finder) -> Finder:
+    def find(array: pa.Array) -> pa.Array:
+        refused = inner(array.dictionary)
+        if len(refused) == 0:
+            return refused
+        return _indices(pc.is_in(array.indices, value_set=refused.cast(array.indices.type)))
+
+    return find
+
+
+Check = Literal["nul", "not_finite"]
+
+
+def _finder(data_type: pa.DataType, check: Check) -> Finder | None:
+    """How to find the values of ``data_type`` that ``check`` refuses; ``None`` if none can be.
+
+    ``nul``: strings and JSON text holding a NUL; ``not_finite``: floats that are NaN or
+    infinite (which only the JSON text of nested values cannot hold).
+    """
+    name = types.extension_name(data_type)
+    if name == "json":
+        return _json_nul if check == "nul" else None
+    if name is not None:
+        return None  # uuid, inet, mac: no text of the plugin's
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return _text_nul if check == "nul" else None
+    if pa.types.is_string_view(data_type):
+        return _text_nul if check == "nul" else None
+    if pa.types.is_floating(data_type):
+        return _not_finite if check == "not_finite" else None
+    if pa.types.is_dictionary(data_type):
+        inner = _finder(data_type.value_type, check)
+        return _in_dictionary(inner) if inner is not None else None
+    if pa.types.is_map(data_type):
+        entries = pa.struct([data_type.key_field, data_type.item_field])
+        inner = _finder(entries, check)
+        return _in_lists(inner) if inner is not None else None
+    if (
+        pa.types.is_list(data_type)
+        or pa.types.is_large_list(data_type)
+        or pa.types.is_fixed_size_list(data_type)
+    ):
+        inner = _finder(data_type.value_type, check)
+        return _in_lists(inner) if inner is not None else None
+    if pa.types.is_struct(data_type):
+        fields = [
+            (index, finder)
+            for index in range(data_type.num_fields)
+            if (finder := _finder(data_type.field(index).type, check)) is not None
+        ]
+        return _in_fields(fields) if fields else None
+    return None
+
+
+def _shown(value: object) -> str:
+    """A truncated repr of ``value``, cut around the first part PostgreSQL refuses."""
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    found = [at for mark in ("\\x00", "\\u0000", "nan", "inf") if (at := text.find(mark)) >= 0]
+    start = max(0, min(found, default=0) - _SHOWN_CHARS // 3)
+    end = start + _SHOWN_CHARS
+    return ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+
+
+def postgres_refusals(schema: pa.Schema) -> Callable[[pa.RecordBatch], list[Unstorable]] | None:
+    r"""How to find the values of batches of ``schema`` that PostgreSQL refuses.
+
+    ``text`` (and ``text[]``) cannot hold the NUL character, nor can ``jsonb`` (as the raw
+    byte or the ``\u0000`` escape, in ``json`` columns and in the JSON text of structs, maps
+    and nested lists, keys included); that JSON text also cannot hold a float NaN or infinity.
+    COPY would refuse the whole batch and roll back the transaction with every table in it.
+
+    Returns:
+        A function giving the refused values of a batch, checked with Arrow compute kernels
+        over whole columns; ``None`` when no column of ``schema`` can hold such a value.
+    """
+    plan: list[tuple[int, str, Finder, str]] = []
+    for index, field in enumerate(schema):
+        expected = postgres_type(field.type)
+        checks: list[tuple[Check, str]] = [
+            ("nul", _TEXT_NUL if expected.startswith("text") else _JSONB_NUL)
+        ]
+        if expected == "jsonb":  # real and double precision (and arrays) take NaN and infinity
+            checks.append(("not_finite", _JSONB_NOT_FINITE))
+        for check, reason in checks:
+            finder = _finder(field.type, check)
+            if finder is not None:
+                plan.append((index, expected, finder, reason))
+    if not plan:
+        return None
+
+    def refused(batch: pa.RecordBatch) -> list[Unstorable]:
+        found = []
+        for index, expected, finder, reason in plan:
+            rows = finder(batch.column(index))
+            if len(rows) == 0:
+                continue
+            rows = pc.unique(rows).sort()
+            column = batch.column(index)
+            examples = [
+                (type(value).__name__, _shown(value))
+                for value in (column[row].as_py() for row in rows[:_EXAMPLES].to_pylist())
+            ]
+            name = batch.schema.field(index).name
+            found.append(Unstorable(name, rows, expected, reason, examples))
+        return found
+
+    return refused
