@@ -373,3 +373,34 @@ def test_a_directory_another_sync_writes_into_is_refused(scheme: str, tmp_path: 
     finally:
         first.close()
     open_destination(url).close()  # free again once the first is closed
+
+
+def test_a_table_with_a_reserved_name_is_refused_before_anything_is_written(url: str) -> None:
+    # Table() refuses the name; a table that got one anyway (here by hand) meets the
+    # destination's own guard, before it touches the state table or the manifest.
+    sync_to(items_plugin(range(3), parts=False), url)
+    scheme, _, rest = url.partition("://")
+    manifest = Path(rest) / "_headwater_state.json"
+    before = (
+        manifest.read_bytes()
+        if scheme in ("parquet", "jsonl")
+        else column_types(url, "_headwater_state")
+    )
+    sneaky = hw.Table("sneaky", [hw.Column("key", pa.string())], resolver=lambda client: [])
+    sneaky._name = "_headwater_state"
+    plugin = hw.Plugin(name="items", version="1", tables=[sneaky])
+    with pytest.raises(
+        DestinationError,
+        match=r"table '_headwater_state' cannot be written: names starting with '_headwater_' "
+        r"are reserved for headwater's internal tables \(incremental state, staging\); nothing "
+        r"was written",
+    ):
+        sync_to(plugin, url)
+    after = (
+        manifest.read_bytes()
+        if scheme in ("parquet", "jsonl")
+        else column_types(url, "_headwater_state")
+    )
+    assert after == before
+    assert not (Path(rest) / "_headwater_state").exists()
+    assert ids_of(url) == [0, 1, 2]

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pydantic
 
 from headwater.errors import DestinationError
-from headwater.schema import Table
+from headwater.schema import Table, reserved_table_prefix
 
 __all__ = [
     "CQ_SOURCE_NAME",
@@ -241,6 +241,26 @@ def redact_url(url: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}"
     return f"{scheme}://{netloc}{slash}{path}"
+
+
+def check_table_names(tables: Sequence[TablePlan], url: str) -> None:
+    """Refuse tables whose names are reserved for the destination's own tables.
+
+    :class:`~headwater.schema.Table` refuses them already; this is the destination's own
+    guard, run before anything is written, so that no path around it (a table built another
+    way, a plan made by hand) can overwrite the state or staging tables.
+
+    Raises:
+        DestinationError: A table's name starts with a reserved prefix.
+    """
+    for plan in tables:
+        reserved = reserved_table_prefix(plan.name)
+        if reserved is not None:
+            raise DestinationError(
+                f"{url}: table {plan.name!r} cannot be written: names starting with "
+                f"{reserved!r} are reserved for headwater's internal tables (incremental "
+                "state, staging); nothing was written"
+            )
 
 
 def check_modes(options: WriteOptions, supported: Mapping[str, bool], url: str) -> None:

@@ -27,6 +27,7 @@ from headwater.destinations.base import (
     TablePlan,
     WriteOptions,
     batches_of,
+    check_table_names,
     empty_batch,
     latest,
     one_batch,
@@ -113,6 +114,7 @@ class DuckDBDestination:
             The stored incremental state of this source (without the tables an ``overwrite``
             sync rebuilds).
         """
+        check_table_names(tables, self.url)
         self._options = options
         self._plans = {plan.name: plan for plan in tables}
         con = self._connection()

@@ -47,6 +47,7 @@ from headwater.destinations.base import (
     WriteOptions,
     batches_of,
     check_modes,
+    check_table_names,
     empty_batch,
     latest,
     state_of,
@@ -259,6 +260,7 @@ class FileDestination:
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
         """Read the manifest, remove files a crash left behind, check the column types."""
+        check_table_names(tables, self.url)
         check_modes(
             options,
             {"append": True, "overwrite": True, "upsert": self.format == "parquet"},

@@ -38,6 +38,7 @@ from headwater.destinations.base import (
     TablePlan,
     WriteOptions,
     batches_of,
+    check_table_names,
     latest,
     one_batch,
     state_of,
@@ -123,6 +124,7 @@ class PostgresDestination:
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and read the stored state, in one transaction."""
+        check_table_names(tables, self.url)
         self._options = options
         self._plans = {plan.name: plan for plan in tables}
         try:
