@@ -344,7 +344,7 @@ class DuckDBDestination:
         table = quote(plan.name)
         insert = f"INSERT INTO {table} BY NAME SELECT {select} FROM {_BATCH_VIEW}"
         delete: str | None = None
-        if options.mode == "upsert":
+        if options.mode_of(plan) == "upsert":
             # _cq_id is derived from the primary key (or is the key), so matching on it is
             # matching on the primary key, with one never-null column.
             delete = f'DELETE FROM {table} WHERE "_cq_id" IN (SELECT "_cq_id" FROM {_BATCH_VIEW})'

@@ -345,7 +345,7 @@ class PostgresDestination:
         if not existing:
             columns = ", ".join(f"{quote(name)} {sql}" for name, sql in expected.items())
             self._execute(f"CREATE TABLE {table} ({columns})")
-        if options.mode == "upsert":
+        if options.mode_of(plan) == "upsert":
             self._execute(
                 f"CREATE INDEX IF NOT EXISTS {quote(_short_name('key', plan.name))} "
                 f'ON {table} ("_cq_id")'
@@ -356,7 +356,8 @@ class PostgresDestination:
         constants = SyncColumns(options)
         casts = {field.name: postgres_cast(quote(field.name), field.type) for field in plan.schema}
         columns = [*(field.name for field in plan.schema), CQ_SYNC_TIME, CQ_SOURCE_NAME]
-        upsert = options.mode == "upsert"
+        mode = options.mode_of(plan)
+        upsert = mode == "upsert"
         cur = self._cur
 
         def wire(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
@@ -375,7 +376,7 @@ class PostgresDestination:
 
             def copy(data: pa.RecordBatch | pa.Table) -> None:
                 second = None
-                if options.mode == "append" and data.num_rows >= PARALLEL_MIN_ROWS:
+                if mode == "append" and data.num_rows >= PARALLEL_MIN_ROWS:
                     second = self._second_connection()
                 if second is None:
                     copy_with(cur, data)
