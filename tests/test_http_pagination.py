@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -261,11 +262,13 @@ def test_page_count_and_row_total_that_contradict_each_other_are_an_error(
         paged(http_server, paginator)
 
 
-def test_a_total_that_is_not_a_count_is_an_error(http_server: MockServer) -> None:
-    http_server.route("GET", "/items", json={"items": ROWS[:5], "pages": "many"})
+@pytest.mark.parametrize("pages", ["many", "\u00b2", -1, 2.5, True, [3]])
+def test_a_total_that_is_not_a_count_is_an_error(http_server: MockServer, pages: Any) -> None:
+    http_server.route("GET", "/items", json={"items": ROWS[:5], "pages": pages})
     paginator = http.PageNumberPaginator(items_path="items", total_pages_path="pages")
+    shown = "a list" if isinstance(pages, list) else re.escape(repr(pages))
     with pytest.raises(
-        http.PaginationError, match=r"/items\?page=1: the count at 'pages' is 'many', not a whole"
+        http.PaginationError, match=rf"/items\?page=1: the count at 'pages' is {shown}, not a whole"
     ):
         paged(http_server, paginator)
 

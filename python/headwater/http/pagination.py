@@ -36,6 +36,7 @@ import abc
 import collections
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -147,7 +148,7 @@ def _whole_number(page: Page, path: str) -> int | None:
     value = lookup(page.body, path, None)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
         return int(value)  # some APIs send counts as strings
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
