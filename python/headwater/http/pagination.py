@@ -422,7 +422,8 @@ class OffsetPaginator(Paginator):
 
     With ``total_path``, stops once the offset reaches the total (a short page before it
     does not end the listing: APIs cap ``limit``); without, stops at a page shorter than
-    ``limit``.
+    ``limit``, so ``limit`` must not exceed the API's largest page: nothing in a capped
+    answer tells it from the last page.
 
     Attributes:
         limit: Rows per page.
@@ -460,7 +461,8 @@ class PageNumberPaginator(Paginator):
 
     With ``total_pages_path`` or ``total_path``, stops after the last page they count (a
     short page before it does not end the listing: APIs cap page sizes); without, stops at
-    an empty page or at a page shorter than ``page_size`` (when given).
+    an empty page or at a page shorter than ``page_size`` (when given), so ``page_size``
+    must not exceed the API's largest page.
 
     Attributes:
         page_param: The page number's query parameter.
