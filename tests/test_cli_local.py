@@ -138,6 +138,17 @@ def test_sync_flags_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert summary["rows"] == {"items": 6, "item_parts": 12}
 
 
+def test_a_plain_rerun_does_not_double_and_mode_append_still_appends(tmp_path: Path) -> None:
+    plugin = items_plugin(range(6))
+    url = f"duckdb://{tmp_path / 'rerun.duckdb'}"
+    base = ["sync", "--to", url, "--no-progress", "--log-level", "warn"]
+    assert cli.main(base, plugin=plugin) == 0
+    assert cli.main(base, plugin=plugin) == 0
+    assert ids_of(url) == list(range(6)) and len(read_rows(url, "item_parts")) == 12
+    assert cli.main([*base, "--mode", "append"], plugin=plugin) == 0
+    assert ids_of(url) == sorted(list(range(6)) * 2)
+
+
 def test_a_failed_table_exits_non_zero_and_the_rest_is_written(
     plugin_file: Path, tmp_path: Path
 ) -> None:

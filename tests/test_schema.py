@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import headwater as hw
 from headwater import types
 from headwater.errors import SchemaError
 from headwater.schema import Column, Table, validate_arrow_type
@@ -382,6 +383,36 @@ def test_duplicate_column_names() -> None:
 def test_reserved_column_names(name: str) -> None:
     with pytest.raises(SchemaError, match=rf"column {name!r}: names starting with '_cq_' are"):
         Column(name, pa.int64())
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix"),
+    [
+        ("_headwater_state", "_headwater_"),  # DuckDB's and PostgreSQL's state table
+        ("_headwater_batch", "_headwater_"),  # the Arrow view DuckDB writes from
+        ("_headwater_anything_later", "_headwater_"),
+        ("_hw_key_0a1b2c3d", "_hw_"),  # PostgreSQL's key index of a table
+        ("_hw_stage_0a1b2c3d", "_hw_"),  # PostgreSQL's staging table of a table
+    ],
+)
+def test_reserved_table_names_are_refused_when_the_table_is_made(name: str, prefix: str) -> None:
+    message = rf"table {name!r}: names starting with {prefix!r} are reserved for headwater's"
+    with pytest.raises(SchemaError, match=message):
+        Table(name, [Column("id", pa.int64())])
+    with pytest.raises(SchemaError, match=message):
+        hw.table(name, columns=[Column("id", pa.int64())])(lambda client: [])
+    parent = Table("parents", [Column("id", pa.int64())])
+    with pytest.raises(SchemaError, match=message):
+        parent.child(name, columns=[Column("id", pa.int64())])(lambda client, row: [])
+    assert parent.children == []
+    schema = pa.schema([pa.field("id", pa.int64())], metadata={"cq:table_name": name})
+    with pytest.raises(SchemaError, match=message):
+        Table.from_arrow_schema(schema)
+
+
+def test_names_near_the_reserved_prefixes_are_fine() -> None:
+    for name in ("headwater_state", "_headwater", "_hw", "hw_stage", "_hwx_items"):
+        assert Table(name, [Column("id", pa.int64())]).name == name
 
 
 def test_uppercase_and_underscore_column_names_are_fine() -> None:

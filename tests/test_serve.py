@@ -318,6 +318,22 @@ def test_state_round_trip_through_a_backend_plugin(
     }
 
 
+def test_a_backend_table_named_like_a_plugin_table_is_refused(
+    stub: Any, backend: tuple[str, MemoryDestination]
+) -> None:
+    address, store = backend
+    options = plugin_pb2.Sync.BackendOptions(table_name="test_events", connection=address)
+    init(stub)
+    with pytest.raises(grpc.RpcError) as info:
+        sync(stub, tables=["test_events"], backend=options)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == (
+        "the state backend table 'test_events' is also a table of plugin 'test-source': its state "
+        "would be written among that table's rows; give the backend another table_name"
+    )
+    assert store.rows("test_events") == []  # the backend was never migrated nor written
+
+
 def test_an_unreachable_or_old_backend_is_reported(stub: Any) -> None:
     init(stub)
     with socket.socket() as free:

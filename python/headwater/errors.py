@@ -17,6 +17,7 @@ __all__ = [
     "HttpTransportError",
     "IpcError",
     "MigrationError",
+    "PaginationError",
     "PluginError",
     "RowError",
     "SchemaError",
@@ -106,6 +107,15 @@ class HttpResponseError(HttpError):
 
     Invalid JSON, an HTML page, a wrong content type, or a body without the fields a paginator
     reads.
+    """
+
+
+class PaginationError(HttpResponseError):
+    """The pages of a listing contradict each other, so it cannot end without losing rows.
+
+    For example, a page shorter than expected or without a next cursor while the API's
+    total says more pages follow, or a next page that repeats an earlier one. The message
+    names the request, the page number and both signals.
     """
 
 

@@ -25,7 +25,16 @@ import pyarrow as pa
 from headwater import types
 from headwater.errors import SchemaError
 
-__all__ = ["Column", "ColumnResolver", "Resolver", "RowHook", "Table", "validate_arrow_type"]
+__all__ = [
+    "RESERVED_TABLE_PREFIXES",
+    "Column",
+    "ColumnResolver",
+    "Resolver",
+    "RowHook",
+    "Table",
+    "reserved_table_prefix",
+    "validate_arrow_type",
+]
 
 #: A table resolver: ``resolver(client)`` for a top-level table (or ``resolver()``), and
 #: ``resolver(client, parent_row)`` for a child table. It yields (or returns) rows, pages of
@@ -43,6 +52,12 @@ _MAX_NAME_LENGTH = 63
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_PREFIX = "_cq_"
+#: Table name prefixes kept for headwater's own objects in a destination, which a plugin table
+#: must not take: ``_headwater_`` (the state table ``_headwater_state`` of DuckDB and
+#: PostgreSQL, the files destinations' manifest ``_headwater_state.json``, the Arrow views a
+#: DuckDB write registers) and ``_hw_`` (PostgreSQL's key indexes and staging tables, which
+#: share the table namespace). Reserving whole prefixes keeps names added later safe too.
+RESERVED_TABLE_PREFIXES = ("_headwater_", "_hw_")
 
 # The same keys as rust/headwater-core/src/schema.rs and CloudQuery's Go SDK.
 _CQ_ID = "_cq_id"
@@ -163,6 +178,11 @@ def _check_name(name: object, *, kind: str, pattern: re.Pattern[str], rule: str)
             f"{kind} {name!r}: name is {len(name)} characters long; the limit is "
             f"{_MAX_NAME_LENGTH}, PostgreSQL's identifier length limit"
         )
+
+
+def reserved_table_prefix(name: str) -> str | None:
+    """The reserved prefix ``name`` starts with (see :data:`RESERVED_TABLE_PREFIXES`), if any."""
+    return next((prefix for prefix in RESERVED_TABLE_PREFIXES if name.startswith(prefix)), None)
 
 
 def _flags(*, primary_key: bool, unique: bool, incremental: bool) -> dict[str, str]:
@@ -301,8 +321,8 @@ class Table:
     """A table a plugin syncs: its name, columns and place in the table tree.
 
     Args:
-        name: Table name: lowercase letters, digits and underscores, not starting with a digit,
-            at most 63 characters.
+        name: Table name: lowercase letters, digits and underscores, not starting with a digit
+            or a reserved prefix (``_headwater_``, ``_hw_``), at most 63 characters.
         columns: The table's columns, in order; at least one, with distinct names.
         title: Human-readable title; ``""`` when omitted.
         description: Free text for documentation; ``""`` when omitted.
@@ -346,6 +366,14 @@ class Table:
             rule="use lowercase letters, digits and underscores, not starting with a digit",
         )
         where = f"table {name!r}"
+        reserved = reserved_table_prefix(name)
+        if reserved is not None:
+            # Checked before anything is written: such a table would alter headwater's own
+            # state or staging tables in the destination.
+            raise SchemaError(
+                f"{where}: names starting with {reserved!r} are reserved for headwater's "
+                "internal tables (incremental state, staging); rename the table"
+            )
         self._columns = _check_columns(columns, where=where)
         for option, value in (("title", title), ("description", description)):
             if value is not None and not isinstance(value, str):

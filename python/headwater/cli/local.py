@@ -62,9 +62,10 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
     sync.add_argument(
         "--mode",
         choices=["append", "overwrite", "upsert"],
-        default="append",
+        default=None,
         help="append rows; overwrite each table atomically at the end; upsert on the primary "
-        "key (default append)",
+        "key (default: upsert tables with a primary key, append to the others; JSON lines: "
+        "append and delete stale rows)",
     )
     sync.add_argument(
         "--delete-stale",

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pydantic
 
 from headwater.errors import DestinationError
-from headwater.schema import Table
+from headwater.schema import Table, reserved_table_prefix
 
 __all__ = [
     "CQ_SOURCE_NAME",
@@ -50,9 +50,13 @@ class WriteOptions(pydantic.BaseModel):
     Attributes:
         source_name: Identifies the source in ``_cq_source_name`` and in the state table.
         sync_time: The sync's start, stored in ``_cq_sync_time`` of every row it writes.
-        mode: ``append`` adds rows; ``overwrite`` replaces each table's rows with the sync's,
-            atomically at its end (the sync starts without incremental state); ``upsert``
-            replaces rows with the same primary key (``_cq_id`` when the table has none).
+        mode: ``None`` (the default) chooses per table (see :meth:`mode_of`): ``upsert``
+            for a table with a primary key, so a rerun replaces its rows instead of adding
+            them again, ``append`` for a table without one. ``append`` adds rows;
+            ``overwrite`` replaces each table's rows with the sync's, atomically at its end
+            (the sync starts without incremental state); ``upsert`` replaces rows with the
+            same primary key (``_cq_id`` when the table has none). A destination that cannot
+            upsert chooses its own default (JSON lines: ``append`` with ``delete_stale``).
         delete_stale: At the end of a table that synced without errors, delete the rows this
             source wrote in earlier syncs. Tables with incremental state are left alone, since
             an incremental sync only fetches what changed.
@@ -64,9 +68,20 @@ class WriteOptions(pydantic.BaseModel):
 
     source_name: str = pydantic.Field(min_length=1)
     sync_time: dt.datetime
-    mode: WriteMode = "append"
+    mode: WriteMode | None = None
     delete_stale: bool = False
     migrate_force: bool = False
+
+    def mode_of(self, plan: TablePlan) -> WriteMode:
+        """How this sync writes ``plan``'s table: :attr:`mode`, or the default for it.
+
+        The default upserts a table with a primary key, which makes a plain rerun of a
+        full-refresh sync replace its rows rather than double them, and appends to a table
+        without one, whose ``_cq_id`` is random so that there is nothing to match on.
+        """
+        if self.mode is not None:
+            return self.mode
+        return "upsert" if plan.table.primary_keys else "append"
 
     @pydantic.field_validator("sync_time")
     @classmethod
@@ -278,8 +293,37 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{netloc}{slash}{path}"
 
 
-def check_modes(options: WriteOptions, supported: Mapping[str, bool], url: str) -> None:
-    """Raise if ``options.mode`` is not supported by the destination at ``url``."""
-    if not supported.get(options.mode, False):
-        modes = ", ".join(mode for mode, ok in supported.items() if ok)
-        raise DestinationError(f"{url}: mode {options.mode!r} is not supported here; use {modes}")
+def check_table_names(tables: Sequence[TablePlan], url: str) -> None:
+    """Refuse tables whose names are reserved for the destination's own tables.
+
+    :class:`~headwater.schema.Table` refuses them already; this is the destination's own
+    guard, run before anything is written, so that no path around it (a table built another
+    way, a plan made by hand) can overwrite the state or staging tables.
+
+    Raises:
+        DestinationError: A table's name starts with a reserved prefix.
+    """
+    for plan in tables:
+        reserved = reserved_table_prefix(plan.name)
+        if reserved is not None:
+            raise DestinationError(
+                f"{url}: table {plan.name!r} cannot be written: names starting with "
+                f"{reserved!r} are reserved for headwater's internal tables (incremental "
+                "state, staging); nothing was written"
+            )
+
+
+def check_modes(
+    options: WriteOptions,
+    tables: Sequence[TablePlan],
+    supported: Mapping[str, bool],
+    url: str,
+) -> None:
+    """Raise if the destination at ``url`` cannot write one of ``tables`` as ``options`` say."""
+    for plan in tables:
+        mode = options.mode_of(plan)
+        if not supported.get(mode, False):
+            modes = ", ".join(name for name, ok in supported.items() if ok)
+            raise DestinationError(
+                f"{url}: mode {mode!r} is not supported here (table {plan.name!r}); use {modes}"
+            )

@@ -28,6 +28,7 @@ from headwater.destinations.base import (
     Unstorable,
     WriteOptions,
     batches_of,
+    check_table_names,
     empty_batch,
     latest,
     one_batch,
@@ -114,6 +115,7 @@ class DuckDBDestination:
             The stored incremental state of this source (without the tables an ``overwrite``
             sync rebuilds).
         """
+        check_table_names(tables, self.url)
         self._options = options
         self._plans = {plan.name: plan for plan in tables}
         con = self._connection()
@@ -347,7 +349,7 @@ class DuckDBDestination:
         table = quote(plan.name)
         insert = f"INSERT INTO {table} BY NAME SELECT {select} FROM {_BATCH_VIEW}"
         delete: str | None = None
-        if options.mode == "upsert":
+        if options.mode_of(plan) == "upsert":
             # _cq_id is derived from the primary key (or is the key), so matching on it is
             # matching on the primary key, with one never-null column.
             delete = f'DELETE FROM {table} WHERE "_cq_id" IN (SELECT "_cq_id" FROM {_BATCH_VIEW})'

@@ -22,7 +22,10 @@ from the Arrow batch (``uuid`` as text, ``json`` embedded, timestamps in UTC, bi
 
 Modes: ``append``, ``overwrite`` (new files replace the old ones in one manifest update) and, for
 Parquet, ``upsert`` (at the end of the sync, rows replaced by a newer row with the same
-``_cq_id``, which is derived from the primary key, are removed by rewriting their files).
+``_cq_id``, which is derived from the primary key, are removed by rewriting their files). By
+default Parquet upserts tables with a primary key and appends to the others; JSON lines, which
+cannot upsert, append and delete stale rows (a full-refresh table keeps the rows of its last
+complete sync; incremental tables are appended to).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from headwater.destinations.base import (
     WriteOptions,
     batches_of,
     check_modes,
+    check_table_names,
     empty_batch,
     latest,
     state_of,
@@ -272,8 +276,15 @@ class FileDestination:
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
         """Read the manifest, remove files a crash left behind, check the column types."""
+        check_table_names(tables, self.url)
+        if options.mode is None and self.format == "jsonl":
+            # JSON lines cannot replace a row by its key. Dropping this source's rows of
+            # earlier syncs from each full-refresh table that synced completely keeps a rerun
+            # from doubling it; incremental tables only fetch what is new, and keep resuming.
+            options = options.model_copy(update={"mode": "append", "delete_stale": True})
         check_modes(
             options,
+            tables,
             {"append": True, "overwrite": True, "upsert": self.format == "parquet"},
             self.url,
         )
@@ -355,8 +366,8 @@ class FileDestination:
                     for name, plan in self._plans.items():
                         if name in completed and not plan.incremental:
                             obsolete += self._drop_stale(name, options)
-                if options.mode == "upsert":
-                    for name in self._plans:
+                for name, plan in self._plans.items():
+                    if options.mode_of(plan) == "upsert":
                         obsolete += self._compact(name, options)
             self._store_state(state, options)
             self._write_manifest()

@@ -44,6 +44,7 @@ from headwater.destinations.base import (
     Unstorable,
     WriteOptions,
     batches_of,
+    check_table_names,
     latest,
     one_batch,
     state_of,
@@ -131,6 +132,7 @@ class PostgresDestination:
 
     def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and read the stored state, in one transaction."""
+        check_table_names(tables, self.url)
         self._options = options
         self._plans = {plan.name: plan for plan in tables}
         try:
@@ -361,7 +363,7 @@ class PostgresDestination:
         if not existing:
             columns = ", ".join(f"{quote(name)} {sql}" for name, sql in expected.items())
             self._execute(f"CREATE TABLE {table} ({columns})")
-        if options.mode == "upsert":
+        if options.mode_of(plan) == "upsert":
             self._execute(
                 f"CREATE INDEX IF NOT EXISTS {quote(_short_name('key', plan.name))} "
                 f'ON {table} ("_cq_id")'
@@ -372,7 +374,8 @@ class PostgresDestination:
         constants = SyncColumns(options)
         casts = {field.name: postgres_cast(quote(field.name), field.type) for field in plan.schema}
         columns = [*(field.name for field in plan.schema), CQ_SYNC_TIME, CQ_SOURCE_NAME]
-        upsert = options.mode == "upsert"
+        mode = options.mode_of(plan)
+        upsert = mode == "upsert"
         cur = self._cur
 
         def wire(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
@@ -391,7 +394,7 @@ class PostgresDestination:
 
             def copy(data: pa.RecordBatch | pa.Table) -> None:
                 second = None
-                if options.mode == "append" and data.num_rows >= PARALLEL_MIN_ROWS:
+                if mode == "append" and data.num_rows >= PARALLEL_MIN_ROWS:
                     second = self._second_connection()
                 if second is None:
                     copy_with(cur, data)

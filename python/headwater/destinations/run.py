@@ -242,7 +242,7 @@ def sync_to(
     tables: Iterable[str] = ("*",),
     skip_tables: Iterable[str] = (),
     skip_dependent_tables: bool = False,
-    mode: WriteMode = "append",
+    mode: WriteMode | None = None,
     delete_stale: bool = False,
     migrate_force: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -261,7 +261,9 @@ def sync_to(
         tables: Table name patterns to sync.
         skip_tables: Table name patterns to leave out.
         skip_dependent_tables: Leave out children of selected tables unless selected.
-        mode: ``append``, ``overwrite`` or ``upsert`` (see :class:`WriteOptions`).
+        mode: ``append``, ``overwrite`` or ``upsert``; by default ``upsert`` for tables with a
+            primary key (a rerun does not double them) and ``append`` for the others (see
+            :class:`WriteOptions`).
         delete_stale: Delete this source's rows of earlier syncs from the tables that synced
             without errors (neither they nor a table above them failed).
         migrate_force: Rebuild tables whose column types changed incompatibly.
@@ -306,7 +308,7 @@ def sync_to(
         state = destination.prepare(plans, options)
         logger.debug(
             "destination ready",
-            extra={"destination": destination.url, "tables": len(plans), "mode": mode},
+            extra={"destination": destination.url, "tables": len(plans), "mode": mode or "default"},
         )
         run = plugin.sync(
             validated,

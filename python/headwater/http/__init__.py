@@ -27,6 +27,7 @@ from headwater.errors import (
     HttpResponseError,
     HttpStatusError,
     HttpTransportError,
+    PaginationError,
 )
 from headwater.http.auth import (
     ApiKeyAuth,
@@ -40,6 +41,7 @@ from headwater.http.auth import (
 )
 from headwater.http.client import AsyncClient, Client, RequestHook, ResponseHook
 from headwater.http.pagination import (
+    Claim,
     CursorPaginator,
     LinkHeaderPaginator,
     NextUrlPaginator,
@@ -61,6 +63,7 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "CallableAuth",
+    "Claim",
     "Client",
     "CursorPaginator",
     "HttpError",
@@ -75,6 +78,7 @@ __all__ = [
     "Page",
     "PageNumberPaginator",
     "PageRequest",
+    "PaginationError",
     "Paginator",
     "RateLimit",
     "RateLimiter",

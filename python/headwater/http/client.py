@@ -43,7 +43,7 @@ from headwater.errors import (
     HttpTransportError,
 )
 from headwater.http.auth import Auth, CallableAuth
-from headwater.http.pagination import Page, Paginator
+from headwater.http.pagination import PageWalk, Paginator
 from headwater.http.ratelimit import RateLimit, RateLimiter
 from headwater.http.redaction import (
     is_secret_header,
@@ -595,17 +595,17 @@ class Client(_Core):
 
         Raises:
             HttpError: A page failed; the pages before it were yielded.
+            PaginationError: The API's signals disagree about whether more pages follow
+                (see :mod:`headwater.http.pagination`); the pages before were yielded.
         """
-        following: Any = paginator.first(str(url), params)
-        number = 0
-        while following is not None:
-            number += 1
+        walk = PageWalk(paginator, str(url), params)
+        while (following := walk.request) is not None:
             response = self.request("GET", following.url, params=following.params, **kwargs)
             body = self.decode(response)
             rows = paginator.rows(body, response)
             if rows:
                 yield rows
-            following = paginator.next(Page(number, following, response, body, rows))
+            walk.advance(response, body, rows)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -784,13 +784,11 @@ class AsyncClient(_Core):
         **kwargs: Any,
     ) -> AsyncIterator[list[Any]]:
         """See :meth:`Client.paginate`; iterate with ``async for``."""
-        following: Any = paginator.first(str(url), params)
-        number = 0
-        while following is not None:
-            number += 1
+        walk = PageWalk(paginator, str(url), params)
+        while (following := walk.request) is not None:
             response = await self.request("GET", following.url, params=following.params, **kwargs)
             body = self.decode(response)
             rows = paginator.rows(body, response)
             if rows:
                 yield rows
-            following = paginator.next(Page(number, following, response, body, rows))
+            walk.advance(response, body, rows)

@@ -12,8 +12,16 @@ each page's rows as a list, which a resolver yields on (the engine converts a pa
 
 Every paginator finds the rows at ``items_path`` (dotted keys into the body, e.g.
 ``"data.items"``; the body itself when ``None``) and stops when there is no next page, and also
-at ``max_pages``, at an empty page (``stop_on_empty``), or when ``stop_when(page)`` is true. A
-next page that repeats the current one is an error rather than an endless loop.
+at ``max_pages``, at an empty page (``stop_on_empty``), or when ``stop_when(page)`` is true.
+
+When the API says how much there is (a row total at ``total_path``, a page count at
+``PageNumberPaginator.total_pages_path``, a "more" flag at ``CursorPaginator.has_more_path``,
+a ``rel="last"`` link), that claim decides where the listing ends: a short page before the
+total does not end it (APIs cap page sizes and filter rows after paging). When the signals
+disagree (an empty page, or no next cursor or link, while the API says more follow; two
+claims that contradict each other; a next page that repeats an earlier one), the listing
+fails with a :class:`~headwater.errors.PaginationError` naming the request, the page and
+both signals, rather than stop early and lose rows, or guess.
 
 Example:
     >>> from headwater.http import CursorPaginator
@@ -25,17 +33,21 @@ Example:
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
+import hashlib
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pydantic
 
-from headwater.errors import HttpResponseError
+from headwater.errors import HttpResponseError, PaginationError
 from headwater.http.redaction import redact_url
 
 __all__ = [
+    "Claim",
     "CursorPaginator",
     "LinkHeaderPaginator",
     "NextUrlPaginator",
@@ -43,10 +55,12 @@ __all__ = [
     "Page",
     "PageNumberPaginator",
     "PageRequest",
+    "PageWalk",
     "Paginator",
 ]
 
 _MISSING = object()
+_E = TypeVar("_E", bound=HttpResponseError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +86,7 @@ class Page:
         response: The answer.
         body: The decoded JSON body.
         rows: The rows found at ``items_path``.
+        rows_so_far: How many rows this page and the pages before it held.
     """
 
     number: int
@@ -79,6 +94,7 @@ class Page:
     response: httpx.Response
     body: Any
     rows: list[Any]
+    rows_so_far: int
 
 
 def lookup(body: Any, path: str | None, default: Any = _MISSING) -> Any:
@@ -106,9 +122,13 @@ def lookup(body: Any, path: str | None, default: Any = _MISSING) -> Any:
 
 
 def _error(response: httpx.Response, message: str) -> HttpResponseError:
+    return _error_of(HttpResponseError, response, message)
+
+
+def _error_of(kind: type[_E], response: httpx.Response, message: str) -> _E:
     request = response.request
     url = redact_url(request.url)
-    return HttpResponseError(
+    return kind(
         f"{request.method} {url}: {message}",
         method=request.method,
         url=url,
@@ -123,14 +143,47 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _whole_number(page: Page, path: str) -> int | None:
+    """The count at ``path`` in the page's body; ``None`` when the body does not say."""
+    value = lookup(page.body, path, None)
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+        return int(value)  # some APIs send counts as strings
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    shown = repr(value) if isinstance(value, (int, float, str)) else _describe(value)
+    raise _error_of(
+        PaginationError, page.response, f"the count at {path!r} is {shown}, not a whole number"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What an API says about the pages after one.
+
+    Attributes:
+        more: Whether more pages follow.
+        says: The claim in words, naming where it is (``"the row total at 'meta.total' is
+            50, 30 rows read so far"``), for error messages.
+    """
+
+    more: bool
+    says: str
+
+
 class Paginator(pydantic.BaseModel):
     """Base class of paginators: where the rows are, and when to stop.
 
     Attributes:
         items_path: Dotted path of the rows in the body; ``None``: the body is the list.
         max_pages: Stop after this many pages.
-        stop_on_empty: Stop at a page without rows.
+        stop_on_empty: Stop at a page without rows. An empty page while the API says more
+            follow is an error then; set ``False`` for APIs that send empty pages
+            mid-listing.
         stop_when: ``stop_when(page)``: stop after ``page`` when it returns true.
+        total_path: Dotted path of the total number of rows in the body, if the API sends
+            it: the listing ends once that many rows are read, and not before.
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -139,6 +192,7 @@ class Paginator(pydantic.BaseModel):
     max_pages: int | None = pydantic.Field(default=None, ge=1)
     stop_on_empty: bool = True
     stop_when: Callable[[Page], bool] | None = None
+    total_path: str | None = None
 
     def first(self, url: str, params: Mapping[str, Any] | None) -> PageRequest:
         """The request of the first page."""
@@ -165,47 +219,118 @@ class Paginator(pydantic.BaseModel):
             raise _error(response, f"expected a list of rows {where}, got {_describe(rows)}{hint}")
         return rows
 
-    def next(self, page: Page) -> PageRequest | None:
-        """The request of the page after ``page``, or ``None`` to stop."""
-        if self.max_pages is not None and page.number >= self.max_pages:
+    def claims(self, page: Page) -> list[Claim]:
+        """What ``page`` says about the pages after it: row totals, page counts, flags.
+
+        Subclasses add the signals of their own kind of API to the base's row total.
+
+        Raises:
+            PaginationError: A count is there but is not a whole number.
+        """
+        if self.total_path is None:
+            return []
+        total = _whole_number(page, self.total_path)
+        if total is None:
+            return []
+        read = self.rows_read(page)
+        says = f"the row total at {self.total_path!r} is {total}, {read} rows read so far"
+        return [Claim(read < total, says)]
+
+    def rows_read(self, page: Page) -> int:
+        """How many of the listing's rows lie up to the end of ``page``."""
+        return page.rows_so_far
+
+    def more(self, page: Page) -> bool | None:
+        """Whether the API says more pages follow ``page``; ``None`` when it does not say.
+
+        Raises:
+            PaginationError: The API's claims contradict each other.
+        """
+        claims = self.claims(page)
+        if not claims:
             return None
+        first = claims[0]
+        for other in claims[1:]:
+            if other.more != first.more:
+                yes, no = (first, other) if first.more else (other, first)
+                raise self._disagree(page, no.says, yes.says)
+        return first.more
+
+    def next(self, page: Page) -> PageRequest | None:
+        """The request of the page after ``page``, or ``None`` to stop.
+
+        Raises:
+            PaginationError: The listing would end while the API says more follow, or the
+                API's signals contradict each other.
+        """
+        if self.max_pages is not None and page.number >= self.max_pages:
+            return None  # the caller's own limit, whatever the API says
+        more = self.more(page)
         if self.stop_on_empty and not page.rows:
+            if more:
+                raise self._disagree(
+                    page,
+                    "it has no rows",
+                    self._more_says(page),
+                    "set stop_on_empty=False if this API sends empty pages before its last",
+                )
             return None
         if self.stop_when is not None and self.stop_when(page):
             return None
         following = self.next_request(page)
-        if following is not None and following == page.request:
-            raise _error(
-                page.response,
-                f"page {page.number} points to itself as the next page "
-                f"({type(self).__name__}); stopping instead of looping",
-            )
+        if following is None and more:
+            raise self._disagree(page, self.why_last(page), self._more_says(page))
         return following
 
     @abc.abstractmethod
     def next_request(self, page: Page) -> PageRequest | None:
         """The next page's request by this paginator's own rule; ``None`` at the end."""
 
+    def why_last(self, page: Page) -> str:
+        """Why :meth:`next_request` found no page after ``page``, for error messages."""
+        return f"{type(self).__name__} finds no page after page {page.number}"
+
+    def _more_says(self, page: Page) -> str:
+        return next(claim.says for claim in self.claims(page) if claim.more)
+
+    def _disagree(self, page: Page, ends: str, more: str, hint: str = "") -> PaginationError:
+        return _error_of(
+            PaginationError,
+            page.response,
+            f"page {page.number}: {ends}, but {more}; failing rather than ending the listing "
+            f"early or guessing{f' ({hint})' if hint else ''}",
+        )
+
 
 class CursorPaginator(Paginator):
     """A cursor (or page token) in the body is sent back as a query parameter.
 
     Stops when the cursor is missing, null or empty, or when ``has_more_path`` is given and
-    false.
+    false. A cursor that ends while ``has_more_path`` or ``total_path`` says more rows follow
+    is an error.
 
     Attributes:
         cursor_path: Dotted path of the next cursor in the body.
         cursor_param: The query parameter to send it in.
-        has_more_path: Dotted path of a "more pages" flag, if the API has one.
+        has_more_path: Dotted path of a "more pages" flag, if the API has one (missing or
+            null: no more).
     """
 
     cursor_path: str = "next_cursor"
     cursor_param: str = "cursor"
     has_more_path: str | None = None
 
+    def claims(self, page: Page) -> list[Claim]:
+        """The row total, and the "more pages" flag."""
+        claims = super().claims(page)
+        if self.has_more_path is not None:
+            flag = lookup(page.body, self.has_more_path, None)
+            claims.append(Claim(bool(flag), f"{self.has_more_path!r} is {flag!r}"))
+        return claims
+
     def next_request(self, page: Page) -> PageRequest | None:
         """Send the body's cursor as ``cursor_param``."""
-        if self.has_more_path is not None and not lookup(page.body, self.has_more_path, False):
+        if self.has_more_path is not None and not lookup(page.body, self.has_more_path, None):
             return None
         cursor = lookup(page.body, self.cursor_path, None)
         if cursor is None or cursor == "" or cursor is False:
@@ -216,6 +341,11 @@ class CursorPaginator(Paginator):
                 f"the cursor at {self.cursor_path!r} is {_describe(cursor)}, not a str or int",
             )
         return PageRequest(page.request.url, {**page.request.params, self.cursor_param: cursor})
+
+    def why_last(self, page: Page) -> str:
+        """The body has no cursor."""
+        cursor = lookup(page.body, self.cursor_path, None)
+        return f"the cursor at {self.cursor_path!r} is {cursor!r}"
 
 
 class NextUrlPaginator(Paginator):
@@ -239,15 +369,41 @@ class NextUrlPaginator(Paginator):
             )
         return PageRequest(str(page.response.url.join(following)), {})
 
+    def why_last(self, page: Page) -> str:
+        """The body has no next URL."""
+        return f"the next URL at {self.next_path!r} is {lookup(page.body, self.next_path, None)!r}"
+
+
+def _same_page(a: httpx.URL, b: httpx.URL) -> bool:
+    """Whether two URLs ask for the same page, whatever the order of their parameters."""
+    return a.copy_with(query=None) == b.copy_with(query=None) and sorted(
+        a.params.multi_items()
+    ) == sorted(b.params.multi_items())
+
 
 class LinkHeaderPaginator(Paginator):
     """The ``Link`` header names the next page (``<https://...>; rel="next"``).
 
+    When the header also names the last page (``rel="last"``, as GitHub's does), a page
+    without a next link that is not the last one is an error.
+
     Attributes:
         rel: The relation of the next page's link.
+        last_rel: The relation of the last page's link.
     """
 
     rel: str = "next"
+    last_rel: str = "last"
+
+    def claims(self, page: Page) -> list[Claim]:
+        """The row total, and whether this page is the one the last-page link names."""
+        claims = super().claims(page)
+        last = page.response.links.get(self.last_rel, {}).get("url")
+        if last:
+            here = page.response.url
+            more = not _same_page(here, here.join(last))
+            claims.append(Claim(more, f'the Link header\'s rel="{self.last_rel}" is <{last}>'))
+        return claims
 
     def next_request(self, page: Page) -> PageRequest | None:
         """Follow the ``Link`` header's ``rel`` link."""
@@ -256,26 +412,30 @@ class LinkHeaderPaginator(Paginator):
             return None
         return PageRequest(str(page.response.url.join(link)), {})
 
+    def why_last(self, page: Page) -> str:
+        """The header has no next link."""
+        return f'the Link header has no rel="{self.rel}" link'
+
 
 class OffsetPaginator(Paginator):
     """``offset``/``limit`` parameters: the next page starts where this one ended.
 
-    Stops at a page shorter than ``limit``, or at ``total`` rows when ``total_path`` says
-    how many there are.
+    With ``total_path``, stops once the offset reaches the total (a short page before it
+    does not end the listing: APIs cap ``limit``); without, stops at a page shorter than
+    ``limit``, so ``limit`` must not exceed the API's largest page: nothing in a capped
+    answer tells it from the last page.
 
     Attributes:
         limit: Rows per page.
         offset_param: The offset's query parameter.
         limit_param: The page size's query parameter.
         start: The first offset.
-        total_path: Dotted path of the total row count in the body, if the API sends one.
     """
 
     limit: int = pydantic.Field(default=100, ge=1)
     offset_param: str = "offset"
     limit_param: str = "limit"
     start: int = pydantic.Field(default=0, ge=0)
-    total_path: str | None = None
 
     def first(self, url: str, params: Mapping[str, Any] | None) -> PageRequest:
         """Ask for ``limit`` rows from ``start``."""
@@ -283,23 +443,26 @@ class OffsetPaginator(Paginator):
             url, {**(params or {}), self.offset_param: self.start, self.limit_param: self.limit}
         )
 
+    def rows_read(self, page: Page) -> int:
+        """The offset past this page: the total counts from offset 0, not from ``start``."""
+        return int(page.request.params.get(self.offset_param, self.start)) + len(page.rows)
+
     def next_request(self, page: Page) -> PageRequest | None:
         """Move the offset past this page."""
-        if len(page.rows) < self.limit:
+        more = self.more(page)
+        if more is False or (more is None and len(page.rows) < self.limit):
             return None
-        offset = int(page.request.params.get(self.offset_param, self.start)) + len(page.rows)
-        if self.total_path is not None:
-            total = lookup(page.body, self.total_path, None)
-            if isinstance(total, int) and offset >= total:
-                return None
+        offset = self.rows_read(page)
         return PageRequest(page.request.url, {**page.request.params, self.offset_param: offset})
 
 
 class PageNumberPaginator(Paginator):
     """A page number parameter, counting from ``start``.
 
-    Stops at an empty page, at a page shorter than ``page_size`` (when given), or after the
-    last page when ``total_pages_path`` says how many there are.
+    With ``total_pages_path`` or ``total_path``, stops after the last page they count (a
+    short page before it does not end the listing: APIs cap page sizes); without, stops at
+    an empty page or at a page shorter than ``page_size`` (when given), so ``page_size``
+    must not exceed the API's largest page.
 
     Attributes:
         page_param: The page number's query parameter.
@@ -322,13 +485,92 @@ class PageNumberPaginator(Paginator):
             first[self.size_param] = self.page_size
         return PageRequest(url, first)
 
+    def _number(self, page: Page) -> int:
+        return int(page.request.params.get(self.page_param, self.start))
+
+    def claims(self, page: Page) -> list[Claim]:
+        """The row total, and the page count."""
+        claims = super().claims(page)
+        if self.total_pages_path is not None:
+            pages = _whole_number(page, self.total_pages_path)
+            if pages is not None:
+                counted = self._number(page) - self.start + 1
+                says = f"the page count at {self.total_pages_path!r} is {pages}"
+                claims.append(Claim(counted < pages, f"{says}, this is page {counted}"))
+        return claims
+
     def next_request(self, page: Page) -> PageRequest | None:
         """Ask for the following page number."""
-        if self.page_size is not None and len(page.rows) < self.page_size:
+        more = self.more(page)
+        if more is False:
             return None
-        number = int(page.request.params.get(self.page_param, self.start))
-        if self.total_pages_path is not None:
-            total = lookup(page.body, self.total_pages_path, None)
-            if isinstance(total, int) and number - self.start + 1 >= total:
-                return None
-        return PageRequest(page.request.url, {**page.request.params, self.page_param: number + 1})
+        if more is None and self.page_size is not None and len(page.rows) < self.page_size:
+            return None
+        following = {**page.request.params, self.page_param: self._number(page) + 1}
+        return PageRequest(page.request.url, following)
+
+
+#: How many recent requests of a listing :class:`PageWalk` remembers to catch a cycle.
+_REMEMBERED = 10_000
+
+
+def _fingerprint(request: PageRequest) -> bytes:
+    params = sorted((str(name), repr(value)) for name, value in request.params.items())
+    return hashlib.blake2b(repr((request.url, params)).encode(), digest_size=16).digest()
+
+
+class PageWalk:
+    """One walk through a listing: the request to send next, and what the pages said so far.
+
+    :meth:`~headwater.http.Client.paginate` drives it: send :attr:`request`, then
+    :meth:`advance` with the answer, until :attr:`request` is ``None``. It numbers the
+    pages, counts their rows, and catches a next page that repeats any of the last 10,000
+    (a cursor or next link that cycles), which would otherwise loop or duplicate rows.
+
+    Attributes:
+        paginator: The paginator deciding each next page.
+        request: The next page's request; ``None`` once the listing ended.
+        pages: How many pages were read.
+        rows: How many rows they held.
+    """
+
+    def __init__(self, paginator: Paginator, url: str, params: Mapping[str, Any] | None) -> None:
+        self.paginator = paginator
+        self.request: PageRequest | None = paginator.first(url, params)
+        self.pages = 0
+        self.rows = 0
+        # A bounded memory of fingerprints, oldest first, so a listing of millions of pages
+        # stays small.
+        self._asked: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+
+    def advance(self, response: httpx.Response, body: Any, rows: list[Any]) -> Page:
+        """Take the answer to :attr:`request` and decide the next one.
+
+        Returns:
+            The page, as the paginator saw it.
+
+        Raises:
+            PaginationError: The API's signals disagree, or the next page repeats an earlier
+                one.
+        """
+        if self.request is None:
+            raise RuntimeError("the listing has ended; there is no request to answer")
+        self.pages += 1
+        self.rows += len(rows)
+        self._asked[_fingerprint(self.request)] = self.pages
+        if len(self._asked) > _REMEMBERED:
+            self._asked.popitem(last=False)
+        page = Page(self.pages, self.request, response, body, rows, self.rows)
+        following = self.paginator.next(page)
+        if following is not None:
+            earlier = self._asked.get(_fingerprint(following))
+            if earlier is not None:
+                what = "itself" if earlier == page.number else f"page {earlier}'s request"
+                raise _error_of(
+                    PaginationError,
+                    response,
+                    f"page {page.number} points to {what} as the next page "
+                    f"({type(self.paginator).__name__}); stopping instead of looping",
+                )
+        self.request = following
+        return page

@@ -161,7 +161,7 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "Init was called with no_connection: call Init again with a connection to sync",
             )
-        backend = _open_backend(request, context)
+        backend = _open_backend(request, context, self._plugin)
         shard = (request.shard.num, request.shard.total) if request.HasField("shard") else None
         try:
             run = self._plugin.sync(
@@ -286,13 +286,23 @@ def _describe(exc: BaseException) -> str:
 
 
 def _open_backend(
-    request: plugin_pb2.Sync.Request, context: grpc.ServicerContext
+    request: plugin_pb2.Sync.Request, context: grpc.ServicerContext, plugin: Plugin
 ) -> BackendState | None:
     if not request.HasField("backend"):
         return None
     options = request.backend
     if not options.connection or not options.table_name:
         return None
+    if options.table_name in {table.name for table in plugin.flat_tables()}:
+        # The backend writes its rows (and migrates its schema) into that table of the
+        # destination, where this plugin's rows of the same name go too.
+        abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the state backend table {options.table_name!r} is also a table of plugin "
+            f"{plugin.name!r}: its state would be written among that table's rows; give "
+            "the backend another table_name",
+        )
     try:
         return BackendState.open(options.connection, options.table_name)
     except StateBackendError as exc:
