@@ -97,7 +97,7 @@ def test_readers_see_only_committed_rows_during_a_sync_and_after_a_kill(
                 assert time.monotonic() < deadline, "the sync did not write its files in time"
                 time.sleep(0.05)
             manifest = json.loads((root / MANIFEST).read_text())
-            assert manifest["state"]["events"]["cursor"]["value"] == "20000"
+            assert manifest["state"]["events"]["events/Spec#0/cursor"]["value"] == "20000"
             # During the sync, from another process: the committed rows only.
             assert set(glob_counts(root, fmt).values()) == {20_000}
             process.send_signal(signal.SIGKILL)
