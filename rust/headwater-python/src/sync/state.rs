@@ -93,6 +93,11 @@ impl TaskState {
                 "the sync was cancelled: state can no longer be set",
             ));
         }
+        if super::running::current_timed_out() {
+            return Err(PyRuntimeError::new_err(
+                "the resolver ran past resolver_timeout: state can no longer be set",
+            ));
+        }
         lock(&shared.state).insert(key.clone(), value.clone());
         let owner = *lock(&self.owner);
         let table = self.table;
