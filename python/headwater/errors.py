@@ -19,9 +19,13 @@ __all__ = [
     "MigrationError",
     "PaginationError",
     "PluginError",
+    "ResolverCancelled",
+    "ResolverTimeoutError",
     "RowError",
     "SchemaError",
     "SpecError",
+    "SyncInterrupted",
+    "SyncTimeoutError",
     "TableSelectionError",
 ]
 
@@ -131,6 +135,50 @@ def _rebuild_http_error(
 
 class IpcError(HeadwaterError):
     """Arrow IPC encoding failed, e.g. a single row is larger than the message size limit."""
+
+
+class ResolverTimeoutError(HeadwaterError, TimeoutError):
+    """A resolver invocation ran longer than ``resolver_timeout``.
+
+    It is the ``error`` of the :class:`~headwater.SyncError` recorded for that table and
+    client: the sync stopped waiting for the resolver, delivers nothing it yields afterwards,
+    and goes on with the rest. The table counts as failed, so ``overwrite`` and
+    ``delete_stale`` keep its old rows.
+    """
+
+
+class SyncTimeoutError(HeadwaterError, TimeoutError):
+    """The sync ran longer than ``sync_timeout`` and was cancelled.
+
+    The message names the resolvers that were still running. A local sync rolls back what it
+    had not committed.
+    """
+
+
+class ResolverCancelled(BaseException):
+    """Raised inside a resolver's thread that a cancelled (or timed-out) sync stopped waiting for.
+
+    The engine cannot interrupt a resolver blocked in C code (``time.sleep``, a socket read),
+    so it asks the thread to raise this as soon as it runs Python again. Like
+    :class:`asyncio.CancelledError` it derives from :class:`BaseException`, so a resolver's
+    ``except Exception`` (a retry loop) does not swallow it; ``finally`` blocks still run.
+    """
+
+
+class SyncInterrupted(KeyboardInterrupt):
+    """A local sync was interrupted (Ctrl-C, or SIGTERM under ``headwater sync``).
+
+    Raised by :func:`headwater.destinations.run.sync_to` from the ``KeyboardInterrupt`` that
+    stopped it, once the destination has rolled back what it had not committed.
+
+    Attributes:
+        running: The ``(table, client_id)`` pairs whose resolvers were running.
+    """
+
+    def __init__(self, running: list[tuple[str, str]]) -> None:
+        self.running = running
+        names = ", ".join(f"table {table!r} (client {client})" for table, client in running)
+        super().__init__(f"interrupted while running {names}" if running else "interrupted")
 
 
 class DestinationError(HeadwaterError):

@@ -283,6 +283,8 @@ class Plugin:
         batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
         batch_max_latency: float = DEFAULT_BATCH_MAX_LATENCY,
         on_row_error: Literal["skip", "fail"] = "skip",
+        resolver_timeout: float | None = None,
+        sync_timeout: float | None = None,
         state: Mapping[str, str] | None = None,
         shard: tuple[int, int] | None = None,
         client: Any = _CONNECT,
@@ -325,6 +327,16 @@ class Plugin:
             on_row_error: ``skip`` leaves a row that does not fit its table out (logged and
                 counted in the summary); ``fail`` ends its resolver with a
                 :class:`~headwater.SyncError`.
+            resolver_timeout: Seconds one resolver invocation (one table, client and parent
+                row) may run. Past it, the sync stops waiting for it, records a
+                :class:`~headwater.SyncError` whose error is a
+                :class:`~headwater.errors.ResolverTimeoutError` for that table and client,
+                delivers nothing the resolver yields afterwards, and goes on with the rest.
+                An async resolver is cancelled; a threaded one blocked in C code (a socket
+                read) is left to end on its own. ``None``: no limit.
+            sync_timeout: Seconds the whole sync may run; past it, iterating raises
+                :class:`~headwater.errors.SyncTimeoutError` (naming what was still running)
+                and the sync is cancelled. ``None``: no limit.
             state: The incremental state to start from (string keys and values), as stored by
                 the destination or the CloudQuery state backend. Resolvers that take a
                 ``state`` argument read it with ``state.get(key)`` and update it with
@@ -346,6 +358,7 @@ class Plugin:
             SpecError: The spec is invalid.
             TableSelectionError: A table pattern matches no table.
             ValueError: An option is out of range.
+            SyncTimeoutError: (while iterating) The sync ran past ``sync_timeout``.
         """
         del deterministic_cq_id  # see the docstring: ids are always derived from the key
         if on_row_error not in ("skip", "fail"):
@@ -362,7 +375,7 @@ class Plugin:
             if shuffle_seed is None:
                 shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
             log = logger or logging.getLogger("headwater.sync")
-            loop = _EventLoop()
+            loop = _EventLoop(resolver_timeout)
             events = _Events(log)
             engine = make_engine(
                 selected,
@@ -381,6 +394,8 @@ class Plugin:
                 max_bytes=batch_max_bytes,
                 max_latency=batch_max_latency,
                 fail_on_row_error=on_row_error == "fail",
+                resolver_timeout=resolver_timeout,
+                sync_timeout=sync_timeout,
                 state=initial_state,
                 shard=_check_shard(shard),
             )

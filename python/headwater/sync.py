@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import concurrent.futures
 import contextlib
+import ctypes
 import dataclasses
 import fnmatch
 import inspect
@@ -29,7 +31,12 @@ import pyarrow as pa
 import pydantic
 
 from headwater import _core
-from headwater.errors import RowError, TableSelectionError
+from headwater.errors import (
+    ResolverCancelled,
+    ResolverTimeoutError,
+    RowError,
+    TableSelectionError,
+)
 from headwater.schema import Table
 
 __all__ = [
@@ -48,6 +55,10 @@ logger = logging.getLogger("headwater.sync")
 
 #: Skipped rows logged per table; the rest are only counted.
 _LOGGED_SKIPS = 10
+
+#: Seconds a closing sync waits for its async resolvers to stop (the engine gives its
+#: threaded ones as long): one blocking the event loop is then left to end on its own.
+_STOP_GRACE = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -261,6 +272,22 @@ class _Events:
             extra={"table": table, "client": client},
         )
 
+    def interrupt(self, threads: list[int]) -> None:
+        """Makes each thread raise :class:`ResolverCancelled` when it next runs Python."""
+        for ident in threads:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(ResolverCancelled)
+            )
+
+    def abandoned(self, stuck: list[tuple[str, str]]) -> None:
+        names = ", ".join(f"table {table!r} (client {client})" for table, client in stuck)
+        self._log.warning(
+            "resolver threads did not stop within %ss of the cancel; left to end on their own "
+            "(they deliver nothing more): %s",
+            _STOP_GRACE,
+            names or "(tasks already ended)",
+        )
+
     def skipped(self, table: str, client: str | None, error: BaseException) -> None:
         with self._lock:
             self._skipped[table] += 1
@@ -274,28 +301,58 @@ class _Events:
             )
 
 
-async def _drive(result: Any, task: _core.AsyncTask) -> None:
-    """Steps an async resolver's result on the event loop, feeding its items to the engine."""
+async def _drive(result: Any, task: _core.AsyncTask, timeout: float | None = None) -> None:
+    """Steps an async resolver's result on the event loop, feeding its items to the engine.
+
+    Past ``timeout`` seconds it is cancelled and ends with a :class:`ResolverTimeoutError`;
+    nothing it yields afterwards is delivered.
+    """
     error: BaseException | None = None
+    expired = False
+    timer: asyncio.TimerHandle | None = None
+    if timeout is not None:
+        current = asyncio.current_task()
+        assert current is not None
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            current.cancel()
+
+        timer = asyncio.get_running_loop().call_later(timeout, expire)
+
+    def push(item: Any) -> bool:
+        return not expired and task.push(item)
+
     try:
         if not hasattr(type(result), "__aiter__"):
             result = await result
         if hasattr(type(result), "__aiter__"):
-            await _drive_async_iterable(result, task)
+            await _drive_async_iterable(result, task, push)
         elif result is not None:
             for item in _items_of(result):
-                if not task.push(item):
+                if not push(item):
                     break
     except BaseException as exc:
         error = exc
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired:
+        error = ResolverTimeoutError(
+            f"the resolver did not finish within resolver_timeout={timeout:g}s; the sync "
+            "stopped waiting for it"
+        )
     task.finish(error)
 
 
-async def _drive_async_iterable(items: Any, task: _core.AsyncTask) -> None:
+async def _drive_async_iterable(
+    items: Any, task: _core.AsyncTask, push: Callable[[Any], bool]
+) -> None:
     iterator = items.__aiter__()
     try:
         async for item in iterator:
-            if not task.push(item):
+            if not push(item):
                 break
             if task.needs_room():
                 # Its children are behind: wait for them without blocking the loop, and
@@ -324,7 +381,8 @@ def _items_of(result: Any) -> Iterable[Any]:
 class _EventLoop:
     """An asyncio loop on its own thread, started on the first async resolver of a sync."""
 
-    def __init__(self) -> None:
+    def __init__(self, resolver_timeout: float | None = None) -> None:
+        self._resolver_timeout = resolver_timeout
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -340,7 +398,9 @@ class _EventLoop:
                     target=self._loop.run_forever, name="headwater-asyncio", daemon=True
                 )
                 self._thread.start()
-            asyncio.run_coroutine_threadsafe(_drive(result, task), self._loop)
+            asyncio.run_coroutine_threadsafe(
+                _drive(result, task, self._resolver_timeout), self._loop
+            )
 
     def cancel_all(self) -> None:
         """Cancels the resolvers running on the loop, without waiting for them."""
@@ -356,10 +416,15 @@ class _EventLoop:
         with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
             loop.call_soon_threadsafe(cancel)
 
-    def cancel_and_wait(self, timeout: float = 30.0) -> None:
-        """Cancels the resolvers running on the loop and waits until they have stopped."""
+    def cancel_and_wait(self, timeout: float = _STOP_GRACE) -> None:
+        """Cancels the resolvers running on the loop and waits until they have stopped.
+
+        One blocking the loop (a ``time.sleep`` in an ``async def``) is waited for
+        ``timeout`` seconds at most.
+        """
         if self._open_loop() is not None:
-            self.run(_cancel_all(), timeout)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                self.run(_cancel_all(), timeout)
 
     def run(self, awaitable: Awaitable[Any], timeout: float = 30.0) -> Any:
         """Runs ``awaitable`` to its end on the loop, where async clients live.
@@ -375,8 +440,12 @@ class _EventLoop:
         with self._lock:
             return None if self._closed else self._loop
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Cancels the resolvers still running (their generators are closed) and stops."""
+    def close(self, timeout: float = _STOP_GRACE) -> None:
+        """Cancels the resolvers still running (their generators are closed) and stops.
+
+        A loop still blocked after ``timeout`` seconds is left to stop on its own (its thread
+        is a daemon).
+        """
         with self._lock:
             self._closed = True
             loop, thread = self._loop, self._thread
@@ -385,6 +454,12 @@ class _EventLoop:
             return
         try:
             asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout)
+        except concurrent.futures.TimeoutError:
+            logger.warning(
+                "async resolvers did not stop within %ss (one blocks the event loop); left to "
+                "end on their own",
+                timeout,
+            )
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
@@ -737,6 +812,15 @@ class SyncRun(Iterator[SyncMessage]):
     def state(self) -> dict[str, str]:
         """The incremental state: what the sync started with, and every update since."""
         return self._engine.state()
+
+    @property
+    def interrupted(self) -> list[tuple[str, str]]:
+        """Which resolvers a cancellation interrupted: ``(table, client_id)`` pairs.
+
+        Those running when the sync was cancelled (closed early, interrupted, or past
+        ``sync_timeout``); empty if it was not.
+        """
+        return self._engine.interrupted()
 
     @property
     def peak_buffer_bytes(self) -> int:

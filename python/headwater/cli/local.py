@@ -3,19 +3,23 @@
 ``headwater sync PLUGIN`` runs a plugin into DuckDB (``./headwater.duckdb`` by default),
 PostgreSQL, Parquet or JSON-lines files; ``tables`` lists or documents the plugin's tables;
 ``spec`` prints the JSON Schema of its spec; ``check`` validates a spec and tests the
-connection. Exit codes: 0 success, 1 a table failed or the destination failed, 2 bad usage (an
-invalid spec, an unknown table pattern).
+connection. Exit codes: 0 success, 1 a table failed, the destination failed or the sync ran
+past ``--sync-timeout``, 2 bad usage (an invalid spec, an unknown table pattern), 130 / 143
+interrupted by SIGINT (Ctrl-C) / SIGTERM (what was not committed is rolled back).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import HeadwaterError, SpecError, TableSelectionError
+from headwater.errors import HeadwaterError, SpecError, SyncInterrupted, TableSelectionError
 
 if TYPE_CHECKING:
     from headwater.plugin import Plugin
@@ -82,6 +86,22 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
         "--concurrency", type=_positive_int, default=None, metavar="N", help="resolvers at once"
     )
     sync.add_argument(
+        "--resolver-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting for a resolver invocation after this long: its table fails with a "
+        "timeout error, the rest goes on (default: no limit)",
+    )
+    sync.add_argument(
+        "--sync-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="fail the whole sync after this long, rolling back what was not committed "
+        "(default: no limit)",
+    )
+    sync.add_argument(
         "--commit-interval",
         type=_seconds,
         default=DEFAULT_COMMIT_INTERVAL,
@@ -130,6 +150,38 @@ def _seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[list[int]]:
+    """SIGTERM (and SIGINT, unless ignored) raise ``KeyboardInterrupt`` in the main thread.
+
+    The sync then stops as on Ctrl-C. Yields the list the first signal's number is added
+    to; later signals are ignored, so they cannot break the rollback that follows.
+    """
+    received: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    watched = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        watched.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, stop) for signum in watched}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _release(plugin: Plugin, client: Any) -> bool:
@@ -188,22 +240,34 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
         "commit_interval": args.commit_interval,
         "source_name": args.source_name,
         "progress": progress,
+        "resolver_timeout": args.resolver_timeout,
+        "sync_timeout": args.sync_timeout,
     }
+    received: list[int] = []
     try:
-        if progress is not None:
-            with progress:
+        with _stopped_by_signals() as received:
+            if progress is not None:
+                with progress:
+                    result = sync_to(plugin, args.to, spec, **options)
+            else:
                 result = sync_to(plugin, args.to, spec, **options)
-        else:
-            result = sync_to(plugin, args.to, spec, **options)
     except (SpecError, TableSelectionError) as exc:
         _error(exc, json_logs=json_logs)
         return EXIT_USAGE
     except HeadwaterError as exc:
-        _error(exc, json_logs=json_logs)
+        _error(f"{exc}; what was not committed was rolled back", json_logs=json_logs)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        _error("interrupted; what was not committed was rolled back", json_logs=json_logs)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = received[0] if received else signal.SIGINT
+        running = exc.running if isinstance(exc, SyncInterrupted) else []
+        names = ", ".join(f"table {table!r} (client {client})" for table, client in running)
+        _error(
+            f"interrupted by {signal.Signals(signum).name}"
+            + (f" while running {names}" if names else "")
+            + "; what was not committed was rolled back",
+            json_logs=json_logs,
+        )
+        return 128 + signum
     log = logging.getLogger("headwater.local")
     if json_logs:
         log.info(

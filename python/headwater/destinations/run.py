@@ -39,7 +39,7 @@ from headwater.destinations.base import (
     WriteMode,
     WriteOptions,
 )
-from headwater.errors import RowError
+from headwater.errors import RowError, SyncInterrupted
 from headwater.plugin import DEFAULT_CONCURRENCY, Plugin
 from headwater.schema import Table
 
@@ -274,7 +274,8 @@ def sync_to(
         coalesce_rows: Batches smaller than this (a resolver that sets state often makes
             small ones) are gathered up to this many rows before they are written (default:
             what the destination prefers, ``write_batch_rows``).
-        **sync_options: Passed on to :meth:`headwater.Plugin.sync`.
+        **sync_options: Passed on to :meth:`headwater.Plugin.sync`: e.g. ``resolver_timeout``
+            and ``sync_timeout`` (seconds).
 
     Returns:
         What was written; :attr:`LocalSyncResult.failed_tables` lists tables with errors.
@@ -284,6 +285,10 @@ def sync_to(
         TableSelectionError: A table pattern matches no table (nothing was written).
         MigrationError: A table's column type changed incompatibly (nothing was written).
         DestinationError: The destination failed; what was not committed is rolled back.
+        SyncTimeoutError: The sync ran past ``sync_timeout``; what was not committed is
+            rolled back.
+        SyncInterrupted: A ``KeyboardInterrupt`` (Ctrl-C) stopped the sync; what was not
+            committed is rolled back, and the error names the resolvers that were running.
     """
     if commit_interval < 0:
         raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval}")
@@ -366,10 +371,12 @@ def sync_to(
         completed = completed_tables(plans, summary.errors)
         batches.flush()
         destination.finish(completed, pending)
-    except BaseException:
+    except BaseException as exc:
         if run is not None:
             run.close()
         destination.abort()
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, SyncInterrupted):
+            raise SyncInterrupted(run.interrupted if run is not None else []) from exc
         raise
     finally:
         destination.close()

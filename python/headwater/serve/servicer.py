@@ -218,10 +218,10 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
             if backend:
                 backend.close()
         summary = run.summary
-        logger.info(
-            "sync finished" if summary.complete else "sync cancelled",
-            extra={"rows": summary.total_rows, "errors": summary.total_errors},
-        )
+        extra: dict[str, Any] = {"rows": summary.total_rows, "errors": summary.total_errors}
+        if run.interrupted:
+            extra["interrupted"] = [f"{table} ({client})" for table, client in run.interrupted]
+        logger.info("sync finished" if summary.complete else "sync cancelled", extra=extra)
 
     def Read(
         self, request: plugin_pb2.Read.Request, context: grpc.ServicerContext

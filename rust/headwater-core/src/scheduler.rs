@@ -12,11 +12,16 @@
 //! resolved waits in [`Scheduler::wait_for_room`], *without* its slot, so the children can run
 //! in its place and the sync can never deadlock on its own limits.
 //!
+//! A task can also be given up on while it runs: [`Scheduler::abandon`] takes its claim back
+//! (a resolver past its time limit, stuck in code the driver cannot interrupt), so the rest of
+//! the sync goes on and can end; the thread still holding the [`Slot`] may come back much
+//! later, and whatever it then does with the slot is a no-op.
+//!
 //! The scheduler knows nothing about what a task does: the payload `T` is opaque. It is pure
 //! synchronisation (a mutex and two condition variables) so the Python driver can block in it
 //! with the GIL released.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -207,9 +212,19 @@ pub struct Task<T> {
 pub struct Slot {
     table: usize,
     depth: usize,
+    id: SlotId,
 }
 
+/// Names a [`Slot`] while its task runs, for [`Scheduler::abandon`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotId(u64);
+
 impl Slot {
+    /// Its name, to [`Scheduler::abandon`] the task from another thread.
+    pub fn id(&self) -> SlotId {
+        self.id
+    }
+
     /// The task's table.
     pub fn table(&self) -> usize {
         self.table
@@ -254,6 +269,14 @@ struct State<T> {
     workers: usize,
     idle: usize,
     cancelled: bool,
+    /// The id of the last slot claimed.
+    next_id: u64,
+    /// Every slot handed out and not yet finished or abandoned, with its table and depth.
+    live: HashMap<SlotId, (usize, usize)>,
+    /// Live slots lent out (waiting for room, or suspended): they hold no claim now.
+    lent: HashSet<SlotId>,
+    /// Slots given up on with [`Scheduler::abandon`]: their claim is gone already.
+    abandoned: HashSet<SlotId>,
 }
 
 impl<T> State<T> {
@@ -271,7 +294,33 @@ impl<T> State<T> {
         self.running += 1;
         self.running_per_table[table] += 1;
         self.running_per_depth[depth] += 1;
-        Slot { table, depth }
+        self.next_id += 1;
+        let id = SlotId(self.next_id);
+        self.live.insert(id, (table, depth));
+        Slot { table, depth, id }
+    }
+
+    /// Takes a lent-out slot's claim back, unless it was abandoned meanwhile (which counted
+    /// it out of `waiting` already).
+    fn reclaim(&mut self, slot: &Slot) {
+        if !self.lent.remove(&slot.id) {
+            return;
+        }
+        self.waiting -= 1;
+        self.running += 1;
+        self.running_per_table[slot.table] += 1;
+        self.running_per_depth[slot.depth] += 1;
+    }
+
+    /// Lends a running slot out: it keeps its name but no claim.
+    fn lend(&mut self, slot: &Slot) {
+        self.release(slot);
+        self.lent.insert(slot.id);
+        self.waiting += 1;
+    }
+
+    fn is_abandoned(&self, slot: &Slot) -> bool {
+        !self.abandoned.is_empty() && self.abandoned.contains(&slot.id)
     }
 
     fn release(&mut self, slot: &Slot) {
@@ -315,6 +364,10 @@ impl<T> Scheduler<T> {
                 workers: 0,
                 idle: 0,
                 cancelled: false,
+                next_id: 0,
+                live: HashMap::new(),
+                lent: HashSet::new(),
+                abandoned: HashSet::new(),
             }),
             limits,
             work: Condvar::new(),
@@ -424,9 +477,14 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// Gives back the slot of a task that ended (normally, with an error or cancelled).
+    /// Gives back the slot of a task that ended (normally, with an error or cancelled); a
+    /// no-op for a slot that was [abandoned](Self::abandon).
     pub fn finish(&self, slot: Slot) {
         let mut state = self.lock();
+        if state.abandoned.remove(&slot.id) {
+            return;
+        }
+        state.live.remove(&slot.id);
         state.release(&slot);
         let done = state.done();
         let waiting = state.waiting > 0;
@@ -449,16 +507,20 @@ impl<T> Scheduler<T> {
     /// Blocks while the queue is full, lending `slot` out meanwhile so queued tasks can run in
     /// its place; then takes a slot for the same table and depth back. Returns `false` (with
     /// the slot still held) if the sync is cancelled.
+    /// Returns `false` too once the task was [abandoned](Self::abandon).
     pub fn wait_for_room(&self, slot: &Slot) -> bool {
         let mut state = self.lock();
+        if state.is_abandoned(slot) {
+            return false;
+        }
         if state.queued < self.limits.max_queued {
             return !state.cancelled;
         }
-        state.release(slot);
-        state.waiting += 1;
+        state.lend(slot);
         self.work.notify_all();
         loop {
             if state.cancelled
+                || state.is_abandoned(slot)
                 || (state.queued < self.limits.max_queued
                     && state.allows(&self.limits, slot.table, slot.depth))
             {
@@ -466,17 +528,18 @@ impl<T> Scheduler<T> {
             }
             state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        state.waiting -= 1;
-        let _ = state.claim(slot.table, slot.depth);
-        !state.cancelled
+        state.reclaim(slot);
+        !state.cancelled && !state.is_abandoned(slot)
     }
 
     /// Non-blocking half of [`Self::wait_for_room`] for tasks that cannot block their thread
     /// (async resolvers on an event loop): lends the slot out. Poll [`Self::try_resume`].
     pub fn suspend(&self, slot: &Slot) {
         let mut state = self.lock();
-        state.release(slot);
-        state.waiting += 1;
+        if state.is_abandoned(slot) {
+            return;
+        }
+        state.lend(slot);
         drop(state);
         self.work.notify_all();
     }
@@ -485,12 +548,14 @@ impl<T> Scheduler<T> {
     /// allow it (or the sync was cancelled); returns whether it did.
     pub fn try_resume(&self, slot: &Slot) -> bool {
         let mut state = self.lock();
+        if state.is_abandoned(slot) {
+            return true;
+        }
         let ready = state.cancelled
             || (state.queued < self.limits.max_queued
                 && state.allows(&self.limits, slot.table, slot.depth));
         if ready {
-            state.waiting -= 1;
-            let _ = state.claim(slot.table, slot.depth);
+            state.reclaim(slot);
         }
         ready
     }
@@ -499,8 +564,37 @@ impl<T> Scheduler<T> {
     /// task that ends while suspended and gives it straight back with [`Self::finish`].
     pub fn resume_now(&self, slot: &Slot) {
         let mut state = self.lock();
-        state.waiting -= 1;
-        let _ = state.claim(slot.table, slot.depth);
+        if state.is_abandoned(slot) {
+            return;
+        }
+        state.reclaim(slot);
+    }
+
+    /// Gives up on a running task: its claim on the limits goes back now (the sync can go
+    /// on, and end, without it), and whatever the thread holding its [`Slot`] later does with
+    /// the slot is a no-op. Returns `false` if that slot was finished already.
+    pub fn abandon(&self, id: SlotId) -> bool {
+        let mut state = self.lock();
+        let Some((table, depth)) = state.live.remove(&id) else {
+            return false;
+        };
+        if state.lent.remove(&id) {
+            state.waiting -= 1;
+        } else {
+            state.running -= 1;
+            state.running_per_table[table] -= 1;
+            state.running_per_depth[depth] -= 1;
+        }
+        state.abandoned.insert(id);
+        let done = state.done();
+        drop(state);
+        if done {
+            self.work.notify_all();
+        } else {
+            self.work.notify_one();
+        }
+        self.room.notify_all();
+        true
     }
 
     /// Notes work in progress outside any slot that may still queue tasks, so the sync is
@@ -798,6 +892,80 @@ mod tests {
         assert!(!s.try_resume(&parent)); // room now, but the only slot is the child's
         s.finish(child);
         assert!(s.try_resume(&parent));
+        s.finish(parent);
+        assert!(matches!(s.try_next(), Next::Done));
+    }
+
+    #[test]
+    fn an_abandoned_task_frees_its_slot_and_its_late_finish_is_a_no_op() {
+        let s = Scheduler::new(limits(1, 1, vec![1]), 1).unwrap();
+        s.push(task(0, 0, 0)).unwrap();
+        s.push(task(0, 0, 1)).unwrap();
+        let Next::Run(_, stuck) = s.try_next() else {
+            panic!()
+        };
+        assert!(matches!(s.try_next(), Next::Wait)); // the only slot is taken
+        assert!(s.abandon(stuck.id()));
+        assert!(!s.abandon(stuck.id())); // once only
+        let Next::Run(_, next) = s.try_next() else {
+            panic!("the abandoned task's slot should be free")
+        };
+        s.finish(next);
+        assert!(matches!(s.try_next(), Next::Done));
+        // The stuck thread comes back: nothing it does with its slot counts any more.
+        assert!(!s.wait_for_room(&stuck));
+        s.finish(stuck);
+        assert!(matches!(s.try_next(), Next::Done));
+    }
+
+    #[test]
+    fn abandoning_a_waiting_task_wakes_it_and_ends_its_wait() {
+        let mut l = limits(1, 1, vec![1, 1]);
+        l.max_queued = 1;
+        let s = Arc::new(Scheduler::new(l, 2).unwrap());
+        s.push(task(0, 0, 0)).unwrap();
+        let Next::Run(_, parent) = s.try_next() else {
+            panic!()
+        };
+        s.push(task(1, 1, 1)).unwrap(); // the queue is full: the parent must wait
+        let id = parent.id();
+        let waiter = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                let resumed = s.wait_for_room(&parent);
+                s.finish(parent);
+                resumed
+            })
+        };
+        // The child runs in the lent slot; the parent is given up on meanwhile.
+        let Next::Run(_, child) = s.next() else {
+            panic!()
+        };
+        assert!(s.abandon(id));
+        assert!(!waiter.join().unwrap());
+        s.finish(child);
+        assert!(matches!(s.try_next(), Next::Done));
+    }
+
+    #[test]
+    fn abandoning_a_suspended_task_ends_the_sync_without_it() {
+        let mut l = limits(1, 1, vec![1, 1]);
+        l.max_queued = 1;
+        let s = Scheduler::new(l, 2).unwrap();
+        s.push(task(0, 0, 0)).unwrap();
+        let Next::Run(_, parent) = s.try_next() else {
+            panic!()
+        };
+        s.push(task(1, 1, 1)).unwrap();
+        s.suspend(&parent);
+        assert!(s.abandon(parent.id()));
+        let Next::Run(_, child) = s.try_next() else {
+            panic!()
+        };
+        s.finish(child);
+        assert!(matches!(s.try_next(), Next::Done));
+        assert!(s.try_resume(&parent)); // it may go on to end; nothing is claimed
+        s.resume_now(&parent);
         s.finish(parent);
         assert!(matches!(s.try_next(), Next::Done));
     }

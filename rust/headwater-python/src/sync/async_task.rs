@@ -153,6 +153,7 @@ impl Drop for AsyncTask {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = state.slot.take() {
             state.cx.failed();
+            self.shared.running.end(&state.cx.ticket);
             if state.suspended {
                 self.shared.scheduler.resume_now(&slot);
             }

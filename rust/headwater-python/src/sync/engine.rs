@@ -1,10 +1,16 @@
 //! `SyncEngine`: one sync, as Python sees it — an iterator over `Insert` and `SyncError`
-//! messages that starts the engine's threads, cancels them when closed, and always joins them.
+//! messages that starts the engine's threads, cancels them when closed, and joins them.
+//!
+//! Closing never waits long for a resolver: a thread still in one a moment after the cancel
+//! (blocked in `time.sleep`, a socket read) is asked to raise `ResolverCancelled` when it
+//! next runs Python, and after [`STOP_GRACE`] the engine stops waiting for it. It ends on its
+//! own once the resolver returns, seeing the sync cancelled: it delivers nothing more.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use headwater_core::buffer::{OutputBuffer, Pop};
 use headwater_core::scheduler::{order_roots, Limits, Scheduler, Shard, Strategy, Task};
@@ -13,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use super::accumulate::{Local, Owner};
+use super::running::{interrupt, Running};
 use super::state::StateMap;
 use super::worker::{finish_sync, queue};
 use super::{
@@ -24,6 +31,19 @@ use crate::plan::TablePlan;
 
 /// How often a consumer blocked on the output wakes up to check for signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// How long a cancelled sync lets its resolvers stop on their own before it interrupts
+/// those still running...
+const INTERRUPT_AFTER: Duration = Duration::from_millis(200);
+
+/// ...and how long it waits for its threads in all before it leaves the stuck ones be.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How often closing checks whether the threads are gone.
+const JOIN_POLL: Duration = Duration::from_millis(5);
+
+pyo3::import_exception!(headwater.errors, ResolverTimeoutError);
+pyo3::import_exception!(headwater.errors, SyncTimeoutError);
 
 /// The root tasks, queued by `start()`, and the finisher's end of its channel.
 #[derive(Debug)]
@@ -40,6 +60,9 @@ pub struct SyncEngine {
     /// What `start()` needs, until it runs.
     pending_start: Mutex<Option<Start>>,
     started: AtomicBool,
+    /// `sync_timeout`, and the moment it runs out once started.
+    sync_timeout: Option<Duration>,
+    sync_deadline: Mutex<Option<Instant>>,
 }
 
 fn strategy(name: &str, seed: u64) -> PyResult<Strategy> {
@@ -49,6 +72,17 @@ fn strategy(name: &str, seed: u64) -> PyResult<Strategy> {
         "shuffle" => Ok(Strategy::Shuffle { seed }),
         other => Err(PyValueError::new_err(format!(
             "strategy must be 'dfs', 'round-robin' or 'shuffle', not {other:?}"
+        ))),
+    }
+}
+
+/// A time limit option: `None`, or a positive number of seconds.
+fn time_limit(name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(PyValueError::new_err(format!(
+            "{name} must be a positive number of seconds (or None for no limit), not {s}"
         ))),
     }
 }
@@ -70,7 +104,8 @@ impl SyncEngine {
         tables, roots, clients, client_ids, *, insert_type, error_type, state_type, events,
         async_runner, state=None, shard=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
         depth_concurrency=None, max_queued=None, max_buffer_bytes=67_108_864,
-        max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false
+        max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false,
+        resolver_timeout=None, sync_timeout=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -97,6 +132,8 @@ impl SyncEngine {
         max_bytes: usize,
         max_latency: f64,
         fail_on_row_error: bool,
+        resolver_timeout: Option<f64>,
+        sync_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let strategy = self::strategy(strategy, shuffle_seed)?;
         let shard = shard
@@ -120,7 +157,9 @@ impl SyncEngine {
             max_bytes: at_least_one("max_bytes", max_bytes)?,
             max_latency: Duration::from_secs_f64(max_latency),
             fail_on_row_error,
+            resolver_timeout: time_limit("resolver_timeout", resolver_timeout)?,
         };
+        let sync_timeout = time_limit("sync_timeout", sync_timeout)?;
         let mut runtimes: Vec<TableRuntime> = Vec::with_capacity(tables.len());
         for (index, (schema, invoke, parent, wants_state)) in tables.into_iter().enumerate() {
             let depth = match parent {
@@ -193,6 +232,7 @@ impl SyncEngine {
         let scheduler = Scheduler::new(limits, runtimes.len())
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let (jobs, received) = mpsc::channel();
+        let running = Running::new(options.resolver_timeout);
         let shared = Arc::new(Shared {
             tables: runtimes,
             scheduler,
@@ -211,6 +251,7 @@ impl SyncEngine {
                 async_runner,
             },
             state: StateMap::new(state.unwrap_or_default()),
+            running,
             cancelled: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -225,6 +266,8 @@ impl SyncEngine {
                 jobs: received,
             })),
             started: AtomicBool::new(false),
+            sync_timeout,
+            sync_deadline: Mutex::new(None),
         })
     }
 
@@ -234,6 +277,7 @@ impl SyncEngine {
             return Err(PyRuntimeError::new_err("this sync was started already"));
         };
         self.started.store(true, Ordering::SeqCst);
+        *lock(&self.sync_deadline) = self.sync_timeout.map(|limit| Instant::now() + limit);
         let shared = &self.shared;
         let finisher = Arc::clone(shared);
         shared
@@ -270,8 +314,18 @@ impl SyncEngine {
         if !self.started.load(Ordering::SeqCst) {
             return Err(PyRuntimeError::new_err("call start() before iterating"));
         }
+        let deadline = *lock(&self.sync_deadline);
         loop {
-            match py.detach(|| self.shared.output.pop(SIGNAL_CHECK)) {
+            self.shared.running.interrupt_timed_out(&self.shared, py);
+            let mut wait = SIGNAL_CHECK;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() && !self.finished() {
+                    return Err(self.sync_timed_out(py));
+                }
+                wait = wait.min(left);
+            }
+            match py.detach(|| self.shared.output.pop(wait)) {
                 Pop::Item(output) => return self.to_python(py, output).map(Some),
                 Pop::Timeout => {
                     if let Err(err) = py.check_signals() {
@@ -298,7 +352,8 @@ impl SyncEngine {
         drop(self.shared.cancel());
     }
 
-    /// Cancels the sync (a no-op once it is over) and waits for every thread to exit.
+    /// Cancels the sync (a no-op once it is over) and waits for its threads to exit: for a
+    /// resolver stuck in code that does not return, a couple of seconds at most.
     fn close(&self, py: Python<'_>) {
         if !self.finished() {
             self.cancel();
@@ -356,6 +411,17 @@ impl SyncEngine {
         self.shared.scheduler.workers()
     }
 
+    /// The resolvers running now: `[(table, client_id)]`.
+    fn running(&self) -> Vec<(String, String)> {
+        self.named(self.shared.running.now())
+    }
+
+    /// The resolvers that were running when the sync was cancelled (closed early, interrupted,
+    /// or past `sync_timeout`): `[(table, client_id)]`; empty if it was not.
+    fn interrupted(&self) -> Vec<(String, String)> {
+        self.named(self.shared.running.interrupted())
+    }
+
     /// The incremental state: the values given at the start, with every update delivered
     /// since.
     fn state(&self) -> HashMap<String, String> {
@@ -382,34 +448,103 @@ impl SyncEngine {
                 failure,
             } => {
                 let name = self.shared.tables[table].plan.table.as_str();
+                let client = client.map(|c| self.shared.client_ids[c].as_str());
                 let error = match failure {
                     Failure::Python(error) => error.into_bound(py),
                     Failure::Text(text) => text.into_pyobject(py)?.into_any(),
+                    Failure::TimedOut(limit) => {
+                        let error = ResolverTimeoutError::new_err(format!(
+                            "the resolver did not finish within resolver_timeout={}s; the \
+                             sync stopped waiting for it",
+                            limit.as_secs_f64()
+                        ))
+                        .into_value(py)
+                        .into_any()
+                        .into_bound(py);
+                        // Logged here, where the GIL is: the timer thread that gave up on the
+                        // resolver has none.
+                        self.shared.event(py, "failed", (name, client, &error));
+                        error
+                    }
                 };
-                let client = client.map(|c| self.shared.client_ids[c].as_str());
                 python.error_type.bind(py).call1((name, error, client))
             }
         }
     }
 
-    /// Joins every engine thread, with the GIL released so they can finish their Python work.
+    fn named(&self, tasks: Vec<(usize, usize)>) -> Vec<(String, String)> {
+        tasks
+            .into_iter()
+            .map(|(table, client)| {
+                (
+                    self.shared.tables[table].plan.table.clone(),
+                    self.shared.client_ids[client].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Ends a sync past `sync_timeout`: cancels it and returns the error to raise.
+    fn sync_timed_out(&self, py: Python<'_>) -> PyErr {
+        self.close(py);
+        let limit = self.sync_timeout.map_or(0.0, |d| d.as_secs_f64());
+        let running = self.interrupted();
+        let what = if running.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = running
+                .iter()
+                .map(|(table, client)| format!("table {table:?} (client {client})"))
+                .collect();
+            format!("; still running: {}", names.join(", "))
+        };
+        SyncTimeoutError::new_err(format!(
+            "the sync did not finish within sync_timeout={limit}s and was cancelled{what}"
+        ))
+    }
+
+    /// Joins the engine's threads, with the GIL released so they can finish their Python
+    /// work. A thread still running a resolver after [`INTERRUPT_AFTER`] is interrupted;
+    /// after [`STOP_GRACE`] it is left to end on its own, as is one whose task timed out.
     fn join(&self, py: Python<'_>) {
         let shared = &self.shared;
         let current = std::thread::current().id();
+        let started = Instant::now();
+        let mut interrupted = false;
+        let mut pending: Vec<JoinHandle<()>> = Vec::new();
+        let mut panicked = 0;
         loop {
             // An engine thread never joins itself: that could only happen if Python's garbage
             // collector freed the last reference to the sync on one of its worker threads.
-            let threads: Vec<_> = lock(&shared.threads)
-                .drain(..)
-                .filter(|t| t.thread().id() != current)
-                .collect();
-            if threads.is_empty() {
+            pending.extend(
+                lock(&shared.threads)
+                    .drain(..)
+                    .filter(|t| t.thread().id() != current)
+                    .filter(|t| !shared.running.has_left(t.thread().id())),
+            );
+            let (done, alive): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(JoinHandle::is_finished);
+            panicked += py.detach(|| done.into_iter().filter_map(|t| t.join().err()).count());
+            pending = alive;
+            if pending.is_empty() {
                 break;
             }
-            let panicked = py.detach(|| threads.into_iter().filter_map(|t| t.join().err()).count());
-            if panicked > 0 {
-                shared.fatal(format!("{panicked} engine thread(s) panicked"));
+            let waited = started.elapsed();
+            if !interrupted && waited >= INTERRUPT_AFTER && shared.is_cancelled() {
+                interrupted = true;
+                interrupt(shared, py, shared.running.resolver_threads());
             }
+            if waited >= STOP_GRACE {
+                let stuck = self.named(shared.running.now());
+                // The last worker out would have done this; a stuck one may never get out.
+                py.detach(|| finish_sync(shared));
+                shared.event(py, "abandoned", (stuck,));
+                break;
+            }
+            py.detach(|| std::thread::sleep(JOIN_POLL));
+        }
+        if panicked > 0 {
+            shared.fatal(format!("{panicked} engine thread(s) panicked"));
         }
         py.detach(|| shared.stop_timer());
     }

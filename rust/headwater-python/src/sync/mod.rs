@@ -18,6 +18,8 @@
 //!   leaves only after the rows the resolver yielded before it and everything their child
 //!   tasks produced ([`epoch`]), so whoever consumes the output stores it only once all of
 //!   that is stored;
+//! - [`running`] lists the tasks running now, gives up on a threaded resolver past its time
+//!   limit, and names what a cancelled sync interrupted;
 //! - [`engine::SyncEngine`] is the Python-facing iterator over the output, and cancels and joins
 //!   everything when closed.
 
@@ -27,6 +29,7 @@ mod engine;
 mod epoch;
 mod finisher;
 mod read_ahead;
+mod running;
 mod state;
 mod timer;
 mod worker;
@@ -68,6 +71,8 @@ pub struct Options {
     pub max_latency: Duration,
     /// A row that does not fit its table fails its resolver instead of being skipped.
     pub fail_on_row_error: bool,
+    /// How long one resolver invocation may run (threaded ones: see [`running`]).
+    pub resolver_timeout: Option<Duration>,
 }
 
 /// Rows and errors counted for one table.
@@ -134,6 +139,8 @@ pub enum Failure {
     Python(Py<PyAny>),
     /// An engine error without a Python exception.
     Text(String),
+    /// The resolver ran longer than `resolver_timeout` (this long); the engine gave up on it.
+    TimedOut(Duration),
 }
 
 /// An item of the output stream.
@@ -206,6 +213,8 @@ pub struct Shared {
     pub python: PythonSide,
     /// Incremental state: the values given at the start, and what resolvers set since.
     state: state::StateMap,
+    /// The tasks running now, their deadlines, and what a cancellation interrupted.
+    running: running::Running,
     cancelled: AtomicBool,
     shutting_down: AtomicBool,
     /// An internal error (a panic) that ended the sync.
@@ -226,6 +235,7 @@ impl Shared {
     /// Cancels everything: queued tasks are dropped, blocked threads wake up, producers stop.
     /// Returns the dropped tasks, for the caller to release with the GIL held.
     fn cancel(&self) -> Vec<Task<Payload>> {
+        self.running.note_interrupted();
         self.cancelled.store(true, Ordering::SeqCst);
         self.output.cancel();
         self.wake_timer();
@@ -300,7 +310,8 @@ impl Shared {
     /// A resolver invocation failed: count it, log it, and send a `SyncError` message. The
     /// rest of the sync goes on.
     fn report_failure(&self, py: Python<'_>, table: usize, client: Option<usize>, err: PyErr) {
-        if self.is_cancelled() {
+        // A task that timed out was reported then; what it raised since is not news.
+        if self.is_cancelled() || running::current_timed_out() {
             return;
         }
         Counters::add(&self.tables[table].counters.errors, 1);

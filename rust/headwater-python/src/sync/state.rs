@@ -203,6 +203,11 @@ impl TaskState {
                 "the sync was cancelled: state can no longer be set",
             ));
         }
+        if super::running::current_timed_out() {
+            return Err(PyRuntimeError::new_err(
+                "the resolver ran past resolver_timeout: state can no longer be set",
+            ));
+        }
         let stored = self.scoped(&key, shared);
         let Some(closed) = self.epoch.close((stored.clone(), value.clone())) else {
             return Err(PyRuntimeError::new_err(format!(

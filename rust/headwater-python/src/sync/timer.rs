@@ -1,18 +1,23 @@
 //! The timer thread: flushes rows that have waited longer than the maximum latency, so a slow
-//! API still streams its rows within about that long instead of when a batch fills up.
+//! API still streams its rows within about that long instead of when a batch fills up, and
+//! gives up on resolvers past their time limit.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::accumulate::flush_registered;
+use super::running::expire_overdue;
 use super::Shared;
 
-/// Checks every accumulator about four times per latency period until the sync ends.
-pub fn run(shared: &Shared) {
+/// Checks every accumulator about four times per latency period (and the resolvers' deadlines
+/// as often, at least every quarter second) until the sync ends.
+pub fn run(shared: &Arc<Shared>) {
     let tick = (shared.options.max_latency / 4)
         .clamp(Duration::from_millis(5), Duration::from_millis(250));
     while !shared.shutting_down.load(Ordering::SeqCst) && !shared.is_cancelled() {
         std::thread::park_timeout(tick);
+        expire_overdue(shared);
         flush_registered(shared, false);
     }
 }

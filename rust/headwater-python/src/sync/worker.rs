@@ -32,6 +32,7 @@ use super::async_task::AsyncTask;
 use super::epoch::{Epoch, Newest};
 use super::finisher::{repeat_id, start_children, Job, Work};
 use super::read_ahead::Pace;
+use super::running::Ticket;
 use super::state::TaskState;
 use super::{lock, Counters, Parent, Payload, Shared};
 use crate::context::known;
@@ -60,11 +61,16 @@ pub struct TaskContext {
     pub state: Option<Py<TaskState>>,
     /// The epoch the rows yielded now belong to (see [`super::epoch`]).
     pub epoch: Newest,
+    /// Its entry among the running tasks (deadline, timed out or not).
+    pub ticket: Arc<Ticket>,
 }
 
 impl TaskContext {
-    fn new(shared: &Arc<Shared>, task: Task<Payload>) -> Self {
-        let first = Epoch::first(shared, task.table, task.payload.parent_epoch);
+    fn new(py: Python<'_>, shared: &Arc<Shared>, task: Task<Payload>, slot: &Slot) -> Self {
+        let epoch = Newest::new(Epoch::first(shared, task.table, task.payload.parent_epoch));
+        let ticket = shared
+            .running
+            .start(py, task.table, task.payload.client, slot, epoch.clone());
         TaskContext {
             table: task.table,
             depth: task.depth,
@@ -74,7 +80,8 @@ impl TaskContext {
             rows_kept: 0,
             started: Instant::now(),
             state: None,
-            epoch: Newest::new(first),
+            epoch,
+            ticket,
         }
     }
 
@@ -137,9 +144,12 @@ pub fn spawn_worker(shared: &Arc<Shared>) {
 }
 
 fn worker_main(shared: Arc<Shared>) {
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        Python::attach(|py| work(py, &shared));
-    }));
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| Python::attach(|py| work(py, &shared))));
+    if let Ok(Left::Pool) = outcome {
+        // It timed out in a resolver: the engine replaced it and counted it out already.
+        return;
+    }
     if let Err(panic) = outcome {
         let message = panic
             .downcast_ref::<&str>()
@@ -154,7 +164,16 @@ fn worker_main(shared: Arc<Shared>) {
     }
 }
 
-fn work(py: Python<'_>, shared: &Arc<Shared>) {
+/// Why a worker thread stopped taking tasks.
+#[derive(Debug, PartialEq, Eq)]
+enum Left {
+    /// The sync is over (or cancelled).
+    Done,
+    /// Its task timed out and the engine gave up on it (see [`super::running`]).
+    Pool,
+}
+
+fn work(py: Python<'_>, shared: &Arc<Shared>) -> Left {
     let mut local = Local::new(Owner::Thread(std::thread::current().id()));
     loop {
         let next = match shared.scheduler.try_next() {
@@ -168,7 +187,11 @@ fn work(py: Python<'_>, shared: &Arc<Shared>) {
             other => other,
         };
         match next {
-            Next::Run(task, slot) => run_task(py, shared, &mut local, task, slot),
+            Next::Run(task, slot) => {
+                if run_task(py, shared, &mut local, task, slot) == Left::Pool {
+                    return Left::Pool;
+                }
+            }
             Next::Wait => {}
             Next::Done | Next::Cancelled => break,
         }
@@ -176,6 +199,7 @@ fn work(py: Python<'_>, shared: &Arc<Shared>) {
     if let Err(err) = local.flush(py, shared, false) {
         shared.fatal(format!("flushing rows failed: {err}"));
     }
+    Left::Done
 }
 
 /// Called by the last worker thread to exit: flushes the rows left in any accumulator (the
@@ -196,8 +220,9 @@ fn run_task(
     local: &mut Local,
     task: Task<Payload>,
     slot: Slot,
-) {
-    let mut cx = TaskContext::new(shared, task);
+) -> Left {
+    let mut cx = TaskContext::new(py, shared, task, &slot);
+    let _current = cx.ticket.enter();
     let runtime = &shared.tables[cx.table];
     if cx.depth == 0 {
         shared.event(
@@ -227,9 +252,12 @@ fn run_task(
     };
     match invoked {
         Ok(result) if is_async(&result) => {
+            if !cx.ticket.disarm() {
+                return Left::Pool;
+            }
             // The event loop runs it; the task handle owns the slot from here on.
             AsyncTask::start(py, shared, cx, slot, result);
-            return;
+            return Left::Done;
         }
         Ok(result) => {
             if let Err(err) = drive_result(py, shared, local, &mut cx, &slot, &result) {
@@ -242,12 +270,18 @@ fn run_task(
             shared.report_failure(py, cx.table, Some(cx.client), err);
         }
     }
+    if !shared.running.end(&cx.ticket) {
+        // Timed out: the engine reported it and gave its slot away; this thread leaves.
+        return Left::Pool;
+    }
     end_task(py, shared, local, &cx, slot);
+    Left::Done
 }
 
 /// Ends a task: its newest epoch is queued behind its last rows, its parent rows go to the
 /// finisher (so their children can start), then the slot is given back.
 pub fn end_task(py: Python<'_>, shared: &Shared, local: &mut Local, cx: &TaskContext, slot: Slot) {
+    shared.running.end(&cx.ticket);
     if let Some(epoch) = cx.epoch.end() {
         match local.get(shared, cx.table) {
             Ok(accumulator) => lock(accumulator).push_release(epoch),
@@ -327,7 +361,7 @@ fn drive_result(
     let mut pace = Pace::new(Instant::now());
     let mut held: Vec<Bound<'_, PyAny>> = Vec::new();
     let outcome = loop {
-        if shared.is_cancelled() {
+        if shared.is_cancelled() || cx.ticket.timed_out() {
             break Ok(());
         }
         if has_children
@@ -336,7 +370,8 @@ fn drive_result(
         {
             break Ok(());
         }
-        match items.next() {
+        // Nothing the resolver yields once it timed out is delivered.
+        match items.next().filter(|_| !cx.ticket.timed_out()) {
             None => break append_held(py, shared, local, cx, &mut held),
             // A generator that raised is finished already; the rows before it are kept.
             Some(Err(err)) => {
