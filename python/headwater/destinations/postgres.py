@@ -429,9 +429,13 @@ class PostgresDestination:
             f"TRUNCATE {quote(stage)}",
         ]
         if upsert:
+            # Not `DELETE ... USING stage`: without statistics on the temporary table the
+            # planner merge-joins it with a full scan of the table's key index, so every batch
+            # read the whole table. An array of the batch's ids is looked up in the index.
             statements.insert(
                 0,
-                f'DELETE FROM {table} AS t USING {quote(stage)} AS s WHERE t."_cq_id" = s."_cq_id"',
+                f'DELETE FROM {table} WHERE "_cq_id" = ANY(ARRAY(SELECT "_cq_id" FROM '
+                f"{quote(stage)}))",
             )
 
         def staged(data: pa.RecordBatch | pa.Table) -> None:
