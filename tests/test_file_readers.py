@@ -108,10 +108,13 @@ def test_readers_see_only_committed_rows_during_a_sync_and_after_a_kill(
     # After the kill: still the committed rows only; the rest waits in the staging directory.
     assert set(glob_counts(root, fmt).values()) == {20_000}
     assert len(list((root / STAGING).iterdir())) == 3
+    # What an earlier version left when killed while writing its manifest.
+    (root / f"_tmp-{MANIFEST}").write_text("{")
 
     rerun = subprocess.run(sync("{}"), env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert list((root / STAGING).iterdir()) == []  # leftovers removed, nothing left staged
+    assert not (root / f"_tmp-{MANIFEST}").exists()
     assert set(glob_counts(root, fmt).values()) == {50_000}
     with duckdb.connect() as con:
         read = "read_parquet" if fmt == "parquet" else "read_json_auto"

@@ -76,6 +76,8 @@ _LOCK = ".headwater.lock"
 STAGING = ".headwater-staging"
 #: The suffix of a staged file, so that no ``*.parquet`` or ``*.jsonl`` glob matches it.
 _STAGED = ".tmp"
+#: How earlier versions named a file they were still writing, beside its final place.
+_OLD_STAGED_PREFIX = "_tmp-"
 #: Our data files; the ``_tmp-`` prefix is how earlier versions staged files in the table's
 #: directory, left there by a crash.
 _OURS = re.compile(r"^(_tmp-)?\d{8}T\d{6}Z-[0-9a-f]{8}-\d{5}\.(parquet|jsonl)$")
@@ -461,6 +463,8 @@ class FileDestination:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
         staging.mkdir()
+        # Earlier versions staged the manifest beside it.
+        (self.root / (_OLD_STAGED_PREFIX + MANIFEST)).unlink(missing_ok=True)
         listed = {
             entry["file"] for table in self._manifest["tables"].values() for entry in table["files"]
         }
