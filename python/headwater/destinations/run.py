@@ -197,9 +197,8 @@ def _leave_out(
     return kept, run.refuse_rows(table, errors[:_REPORTED_ROWS], len(bad))
 
 
-def _with_ancestors(plans: Sequence[TablePlan], name: str) -> list[str]:
-    """``name`` and every table above it."""
-    table: Table | None = next(plan.table for plan in plans if plan.name == name)
+def _lineage(table: Table | None) -> list[str]:
+    """The names of ``table`` and every table above it."""
     names = []
     while table is not None:
         names.append(table.name)
@@ -224,14 +223,7 @@ def completed_tables(plans: Sequence[TablePlan], errors: Mapping[str, int]) -> l
         The names of the complete tables, in the order of ``plans``.
     """
     failed = {name for name, count in errors.items() if count}
-    complete: list[str] = []
-    for plan in plans:
-        table: Table | None = plan.table
-        while table is not None and table.name not in failed:
-            table = table.parent
-        if table is None:
-            complete.append(plan.name)
-    return complete
+    return [plan.name for plan in plans if failed.isdisjoint(_lineage(plan.table))]
 
 
 def sync_to(
@@ -333,6 +325,7 @@ def sync_to(
         # Tables whose state may no longer advance: rows below them were refused under
         # on_row_error="fail", and the engine's later updates would cover those rows.
         holding: set[str] = set()
+        tables_by_name = {plan.name: plan.table for plan in plans}
         final_state = dict(state)
 
         def report(error: hw_sync.SyncError) -> None:
@@ -348,7 +341,7 @@ def sync_to(
                     batch, error = _leave_out(run, name, batch, refused, delivered[name])
                     if error is not None:
                         report(error)
-                        holding.update(_with_ancestors(plans, name))
+                        holding.update(_lineage(tables_by_name[name]))
                 delivered[name] += message.batch.num_rows
                 if batch.num_rows:  # not every row left out
                     batches.write(name, batch)
