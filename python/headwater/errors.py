@@ -7,6 +7,8 @@ everything headwater itself reports. Exceptions raised by your own code (a resol
 
 from __future__ import annotations
 
+from headwater.redaction import redact
+
 __all__ = [
     "AuthError",
     "DestinationError",
@@ -31,7 +33,18 @@ __all__ = [
 
 
 class HeadwaterError(Exception):
-    """Base class of every error headwater raises."""
+    """Base class of every error headwater raises.
+
+    Its text (``str`` and ``repr``) masks every registered secret (see
+    :mod:`headwater.redaction`) as ``***``, whatever the message was built from: a value
+    from an API's answer, a URL, a row.
+    """
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        return redact(super().__repr__())
 
 
 class SchemaError(HeadwaterError, ValueError):

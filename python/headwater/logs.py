@@ -5,6 +5,10 @@ Loggers are named ``headwater`` and below (``headwater.sync``). Records carry th
 them; :func:`configure_logging` installs a handler that prints them as ``key=value`` text or
 as one JSON object per line.
 
+Registered secrets (see :mod:`headwater.redaction`) never reach the output: every record is
+redacted when it is made, and the formatters here redact again what they write (message,
+fields, traceback, stack), so fields passed as ``extra=`` are covered too.
+
 Example:
     >>> import headwater as hw
     >>> hw.configure_logging(level="info", format="json")  # doctest: +SKIP
@@ -17,6 +21,8 @@ import json
 import logging
 import sys
 from typing import Any, Literal, TextIO
+
+from headwater.redaction import redact
 
 __all__ = ["TRACE", "JsonFormatter", "TextFormatter", "configure_logging", "level_number"]
 
@@ -63,26 +69,45 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback, redacted (``exc_text`` holds it when it had to be redacted)."""
+    if record.exc_text:
+        return redact(record.exc_text)
+    if record.exc_info and record.exc_info[0] is not None:
+        return redact(formatter.formatException(record.exc_info))
+    return None
+
+
 class TextFormatter(logging.Formatter):
     """``2026-12-01T10:00:00.123Z INF message table=x client=y rows=10``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """Format a record as one line of text with its fields as ``key=value``."""
+        """Format a record as one line of text with its fields as ``key=value``.
+
+        A traceback and a stack follow on the next lines. Registered secrets are masked.
+        """
         when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
         parts = [
             when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
             record.levelname[:3].upper(),
-            record.getMessage(),
+            redact(record.getMessage()),
         ]
         parts += [f"{key}={_text(value)}" for key, value in fields(record).items()]
         line = " ".join(parts)
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        error = _traceback(self, record)
+        if error:
+            line += "\n" + error
+        if record.stack_info:
+            line += "\n" + redact(record.stack_info)
         return line
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``time``, ``level``, ``message``, ``logger`` and the fields."""
+    """One JSON object per line: ``time``, ``level``, ``message``, ``logger`` and the fields.
+
+    A traceback is the ``error`` field, a stack the ``stack`` field. Registered secrets are
+    masked in every string, nested ones included.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """Format a record as a JSON object on one line."""
@@ -91,14 +116,17 @@ class JsonFormatter(logging.Formatter):
                 timespec="milliseconds"
             ),
             "level": _json_level(record.levelno),
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "logger": record.name,
         }
         for key, value in fields(record).items():
-            entry.setdefault(key, value)
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+            entry.setdefault(key, _redacted(value))
+        error = _traceback(self, record)
+        if error:
+            entry["error"] = error
+        if record.stack_info:
+            entry["stack"] = redact(record.stack_info)
+        return json.dumps(entry, default=_redacted_text, ensure_ascii=False)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -128,8 +156,25 @@ def _json_level(levelno: int) -> str:
     return "error"
 
 
+def _redacted_text(value: object) -> str:
+    return redact(str(value))
+
+
+def _redacted(value: object) -> object:
+    """A field's value for JSON, with registered secrets masked in every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {_redacted_text(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redacted(v) for v in value]
+    return _redacted_text(value)
+
+
 def _text(value: object) -> str:
-    text = str(value)
+    text = redact(str(value))
     return json.dumps(text) if (not text or any(c.isspace() or c == '"' for c in text)) else text
 
 

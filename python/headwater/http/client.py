@@ -50,6 +50,7 @@ from headwater.http.redaction import (
     is_secret_param,
     redact,
     redact_url,
+    register_request,
     register_secret,
 )
 from headwater.http.retry import RetryPolicy, parse_retry_after
@@ -532,6 +533,7 @@ class Client(_Core):
                 replaced = request_hook(request)
                 if isinstance(replaced, httpx.Request):
                     request = replaced
+            register_request(request)  # an answer echoing the request is masked by value
             self.limiter.acquire(key)
             response: httpx.Response | None = None
             error: httpx.RequestError | None = None
@@ -730,6 +732,7 @@ class AsyncClient(_Core):
                 replaced = await _maybe_await(request_hook(request))
                 if isinstance(replaced, httpx.Request):
                     request = replaced
+            register_request(request)  # an answer echoing the request is masked by value
             await self.limiter.acquire_async(key)
             response: httpx.Response | None = None
             error: httpx.RequestError | None = None
