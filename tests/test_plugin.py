@@ -132,7 +132,7 @@ def test_spec_errors_list_every_field_and_hide_secrets() -> None:
         plugin.sync(bad)
     error = info.value
     message = str(error)
-    assert message.startswith("invalid Spec spec (7 errors):")
+    assert message.startswith("invalid spec (Spec): 7 errors:")
     assert len(error.errors) == 7
     assert "token: Input should be a valid string (got a int; the value is secret)" in message
     assert "accounts: Input should be a valid list (got str 'not-a-list')" in message
