@@ -37,6 +37,7 @@ from headwater.errors import (
     RowError,
     TableSelectionError,
 )
+from headwater.redaction import redact
 from headwater.schema import Table
 
 __all__ = [
@@ -104,11 +105,11 @@ class SyncError:
 
     @property
     def message(self) -> str:
-        """A one-line description: table, client and error."""
+        """A one-line description: table, client and error, registered secrets masked."""
         client = f" (client {self.client_id})" if self.client_id is not None else ""
         error = self.error
         text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
-        return f"table {self.table_name!r}{client}: {text}"
+        return redact(f"table {self.table_name!r}{client}: {text}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import HeadwaterError, SpecError, SyncInterrupted, TableSelectionError
+from headwater.redaction import redact
 
 if TYPE_CHECKING:
     from headwater.plugin import Plugin
@@ -195,12 +196,13 @@ def _release(plugin: Plugin, client: Any) -> bool:
 
 
 def _error(message: object, *, json_logs: bool = False) -> None:
+    text = redact(str(message))  # it may quote a resolver's exception or an API's answer
     if json_logs:
         import logging
 
-        logging.getLogger("headwater.local").error("%s", message)
+        logging.getLogger("headwater.local").error("%s", text)
     else:
-        print(f"headwater: error: {message}", file=sys.stderr)
+        print(f"headwater: error: {text}", file=sys.stderr)
 
 
 def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
