@@ -6,7 +6,9 @@ A destination is named by a URL:
   ``duckdb://file.duckdb`` (relative to the working directory), ``duckdb:///:memory:``; the
   default is ``duckdb:///./headwater.duckdb``;
 - ``postgresql://user:password@host:port/database`` (any libpq connection URI; needs
-  ``pip install 'headwater[postgres]'``);
+  ``pip install 'headwater[postgres]'``); its password (in the user info, or a ``password``
+  or ``sslpassword`` parameter) is registered as a secret (:mod:`headwater.redaction`) and
+  shown as ``***`` in every message, log line and summary;
 - ``parquet:///path/to/dir`` and ``jsonl:///path/to/dir``: one sub-directory of files per table,
   with ``?max_file_rows=N&max_file_bytes=N`` to rotate files.
 
@@ -32,6 +34,7 @@ from headwater.destinations.base import (
     redact_url,
 )
 from headwater.errors import DestinationError
+from headwater.redaction import redact, register_url_secrets
 
 __all__ = [
     "CQ_SOURCE_NAME",
@@ -75,6 +78,12 @@ class DestinationURL:
     path: str
     query: dict[str, str]
 
+    def __repr__(self) -> str:
+        return redact(
+            f"DestinationURL(scheme={self.scheme!r}, path={redact_url(self.path)!r}, "
+            f"query={self.query!r})"
+        )
+
 
 def parse_url(url: str) -> DestinationURL:
     """Parse a destination URL (see the module docs).
@@ -83,13 +92,17 @@ def parse_url(url: str) -> DestinationURL:
         DestinationError: The URL has no scheme or an unknown one, or no path.
     """
     if not isinstance(url, str) or "://" not in url:
+        # Without a scheme there is no telling a password apart: show what follows the '@'.
+        shown = f"...@{url.rpartition('@')[2]}" if isinstance(url, str) and "@" in url else url
         raise DestinationError(
-            f"destination {url!r} is not a URL; use one of "
+            f"destination {shown!r} is not a URL; use one of "
             + ", ".join(f"{scheme}://... ({what})" for scheme, what in SCHEMES.items())
         )
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme in ("postgresql", "postgres"):
+        # Before anything can show the URL: an error, a log line, the summary.
+        register_url_secrets(url, transient=False)
         return DestinationURL("postgresql", url, {})
     if scheme not in SCHEMES:
         raise DestinationError(
@@ -103,7 +116,7 @@ def parse_url(url: str) -> DestinationURL:
     if path.startswith(("/./", "/../", "/~")) or path in ("/.", "/.."):
         path = path[1:]  # duckdb:///./file.duckdb: relative to the working directory
     if not path or path == "/":
-        raise DestinationError(f"destination {url!r} names no file or directory")
+        raise DestinationError(f"destination {redact_url(url)!r} names no file or directory")
     query = dict(urllib.parse.parse_qsl(query_text, keep_blank_values=True, strict_parsing=False))
     return DestinationURL(scheme, path, query)
 

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 import pyarrow as pa
 import pydantic
 
+from headwater import redaction
 from headwater.errors import DestinationError
 from headwater.schema import Table, reserved_table_prefix
 
@@ -281,16 +282,13 @@ def latest(state: Sequence[StateEntry]) -> dict[str, StateEntry]:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the password of its user info replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}"
-    return f"{scheme}://{netloc}{slash}{path}"
+    """``url`` as messages show it: its password replaced by ``***``.
+
+    The password of the user info, of ``password=`` and ``sslpassword=`` parameters (and of
+    other secret-named ones), and every registered secret are hidden; see
+    :func:`headwater.redaction.redact_url`.
+    """
+    return redaction.redact_url(url)
 
 
 def check_table_names(tables: Sequence[TablePlan], url: str) -> None:

@@ -58,6 +58,7 @@ from headwater.destinations.typemap import (
     postgres_type,
 )
 from headwater.errors import DestinationError, MigrationError
+from headwater.redaction import redact
 
 __all__ = ["PostgresDestination"]
 
@@ -495,6 +496,7 @@ def chunks_of(batch: pa.RecordBatch, rows: int) -> list[pa.RecordBatch]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    # Redacted here, not only in the error: it also goes into log records' extra fields.
+    text = redact(str(exc)).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(lines[:3]) if lines else type(exc).__name__
