@@ -9,10 +9,14 @@ default) records when the file does not exist and replays when it does; ``none``
 (what CI wants); ``all`` records again.
 
 Secrets never reach the file: secret headers (``Authorization``, ``Cookie``, API key headers),
-secret query parameters, every secret registered by an auth (client secrets, tokens obtained
-while recording) and JSON fields named like secrets (``access_token``, ``refresh_token``,
-``password`` ...) are replaced by ``***`` when the cassette is saved. Requests are matched by
-method, path, query and body, scrubbed the same way, so replaying needs no real credentials.
+secret query parameters (``key``, ``sig``, ``token``, ``api_key`` ...) in URLs, ``Location``
+and ``Link`` headers and form bodies, JSON fields named like secrets (``access_token``,
+``refresh_token``, ``password`` ...), and every registered secret (:mod:`headwater.redaction`:
+the spec's ``SecretStr`` values, an auth's credentials, tokens obtained while recording, the
+values of secret parameters a request sent) are replaced by ``***``: when an interaction is
+recorded, and again when the cassette is saved, for secrets registered in between. Requests are
+matched by method, path, query and body, scrubbed the same way, so replaying needs no real
+credentials.
 
 Example:
     >>> from headwater.testing import use_cassette
@@ -36,7 +40,13 @@ import httpx
 
 from headwater.errors import HeadwaterError
 from headwater.http import client as http_client
-from headwater.http.redaction import MASK, SECRET_PARAMS, is_secret_header, redact, redact_url
+from headwater.http.redaction import (
+    MASK,
+    is_secret_header,
+    redact,
+    redact_bytes,
+    redact_url,
+)
 
 __all__ = ["Cassette", "CassetteError", "RecordMode", "use_cassette"]
 
@@ -45,10 +55,32 @@ __all__ = ["Cassette", "CassetteError", "RecordMode", "use_cassette"]
 RecordMode = Literal["once", "none", "all"]
 
 _FORMAT_VERSION = 1
-_SECRET_FIELDS = SECRET_PARAMS | {"id_token", "client_secret", "access_token", "refresh_token"}
-_SECRET_JSON = re.compile(
-    r'("(?:' + "|".join(re.escape(f) for f in sorted(_SECRET_FIELDS)) + r')"\s*:\s*)"[^"]*"'
+# JSON fields whose string values are secrets. Not every secret query parameter name: "key"
+# and "sig" are ordinary fields of many APIs' answers (an issue's key), which a cassette keeps.
+_SECRET_FIELDS = frozenset(
+    {
+        "access_token",
+        "api-key",
+        "api_key",
+        "apikey",
+        "auth_token",
+        "client_secret",
+        "id_token",
+        "password",
+        "private_token",
+        "refresh_token",
+        "secret",
+        "session_token",
+        "signature",
+        "token",
+    }
 )
+_SECRET_JSON = re.compile(
+    r'("(?:'
+    + "|".join(re.escape(f) for f in sorted(_SECRET_FIELDS))
+    + r')"\s*:\s*)"(?:[^"\\]|\\.)*"'
+)
+_URL_IN_LINK = re.compile(r"<([^>]*)>")
 _DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding", "date"})
 
 
@@ -56,16 +88,26 @@ class CassetteError(HeadwaterError, LookupError):
     """A request has no recorded answer in the cassette being replayed."""
 
 
-def _scrub_text(text: str) -> str:
+def _scrub_text(text: str, form: bool = False) -> str:
+    if form:  # application/x-www-form-urlencoded: a query string without the "?"
+        text = redact_url(f"?{text}")[1:]
     return redact(_SECRET_JSON.sub(lambda m: f'{m.group(1)}"{MASK}"', text))
 
 
-def _scrub_body(content: bytes) -> dict[str, str]:
+def _scrub_body(content: bytes, content_type: str = "") -> dict[str, str]:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
+        return {"base64": base64.b64encode(redact_bytes(content)).decode("ascii")}
+    form = content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+    return {"text": _scrub_text(text, form)}
+
+
+def _rescrub_body(body: dict[str, str]) -> dict[str, str]:
+    if "base64" in body:
+        content = redact_bytes(base64.b64decode(body["base64"]))
         return {"base64": base64.b64encode(content).decode("ascii")}
-    return {"text": _scrub_text(text)}
+    return {"text": redact(body.get("text", ""))}
 
 
 def _body_bytes(body: dict[str, str]) -> bytes:
@@ -74,11 +116,60 @@ def _body_bytes(body: dict[str, str]) -> bytes:
     return body.get("text", "").encode("utf-8")
 
 
+def _scrub_header(name: str, value: str) -> str:
+    lowered = name.lower()
+    if is_secret_header(lowered):
+        return MASK
+    if lowered in ("location", "content-location"):
+        return redact_url(value)
+    if lowered == "link":
+        return redact(_URL_IN_LINK.sub(lambda m: f"<{redact_url(m.group(1))}>", value))
+    return redact(value)
+
+
 def _scrub_headers(headers: httpx.Headers) -> dict[str, str]:
     return {
-        name: MASK if is_secret_header(name) else redact(value)
+        name: _scrub_header(name, value)
         for name, value in headers.items()
         if name.lower() not in _DROPPED_HEADERS
+    }
+
+
+def _interaction(request: httpx.Request, response: httpx.Response) -> dict[str, Any]:
+    """A request and its read answer as the cassette stores them, secrets scrubbed."""
+    scrubbed_request = _scrub_body(request.content, request.headers.get("content-type", ""))
+    method, target, body = _request_key(
+        request.method, request.url, scrubbed_request.get("text", "")
+    )
+    return {
+        "request": {
+            "method": method,
+            "url": redact_url(request.url),
+            "target": target,
+            "headers": _scrub_headers(request.headers),
+            "body": body,
+        },
+        "response": {
+            "status": response.status_code,
+            "headers": _scrub_headers(response.headers),
+            "body": _scrub_body(response.content),
+        },
+    }
+
+
+def _rescrub(interaction: dict[str, Any]) -> dict[str, Any]:
+    """``interaction`` with the secrets registered since it was recorded scrubbed too."""
+    request, response = interaction["request"], interaction["response"]
+    return {
+        "request": {
+            **{key: redact(request[key]) for key in ("method", "url", "target", "body")},
+            "headers": {name: redact(value) for name, value in request["headers"].items()},
+        },
+        "response": {
+            "status": response["status"],
+            "headers": {name: redact(value) for name, value in response["headers"].items()},
+            "body": _rescrub_body(response["body"]),
+        },
     }
 
 
@@ -104,7 +195,7 @@ class Cassette:
         self.mode: RecordMode = mode
         self.recording = mode == "all" or (mode == "once" and not self.path.exists())
         self._lock = threading.Lock()
-        self._recorded: list[tuple[httpx.Request, bytes, httpx.Response, bytes]] = []
+        self._recorded: list[dict[str, Any]] = []
         self.interactions: list[dict[str, Any]] = []
         self._used: set[int] = set()
         self.played = 0
@@ -129,36 +220,19 @@ class Cassette:
 
     # -- recording
     def record(self, request: httpx.Request, response: httpx.Response) -> None:
-        """Keep a request and its (read) answer; scrubbed when saved."""
+        """Keep a request and its (read) answer, secrets scrubbed (again when saved)."""
+        # Scrubbed now, while the secrets this request sent are still registered: values
+        # seen in requests are transient and a long recording may outlive them.
+        interaction = _interaction(request, response)
         with self._lock:
-            self._recorded.append((request, request.content, response, response.content))
+            self._recorded.append(interaction)
 
     def save(self) -> None:
         """Write the recorded interactions, secrets scrubbed."""
         if not self.recording:
             return
-        interactions = []
-        for request, request_body, response, response_body in self._recorded:
-            scrubbed_request = _scrub_body(request_body)
-            method, target, body = _request_key(
-                request.method, request.url, scrubbed_request.get("text", "")
-            )
-            interactions.append(
-                {
-                    "request": {
-                        "method": method,
-                        "url": redact_url(request.url),
-                        "target": target,
-                        "headers": _scrub_headers(request.headers),
-                        "body": body,
-                    },
-                    "response": {
-                        "status": response.status_code,
-                        "headers": _scrub_headers(response.headers),
-                        "body": _scrub_body(response_body),
-                    },
-                }
-            )
+        with self._lock:
+            interactions = [_rescrub(interaction) for interaction in self._recorded]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(
             json.dumps({"version": _FORMAT_VERSION, "interactions": interactions}, indent=2) + "\n"
@@ -175,7 +249,7 @@ class Cassette:
         Raises:
             CassetteError: No recorded request matches.
         """
-        body = _scrub_body(request.content).get("text", "")
+        body = _scrub_body(request.content, request.headers.get("content-type", "")).get("text", "")
         key = _request_key(request.method, request.url, body)
         with self._lock:
             matching = [
