@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pydantic
 import pytest
@@ -442,6 +443,20 @@ def test_an_error_body_echoing_a_per_request_key_is_masked_by_value(
     assert '"you_sent": "/search?key=***&sig=***' in message  # the echo, masked by value
     assert key not in caplog.text and sig not in caplog.text
     assert any(r.getMessage().startswith("retrying GET") for r in caplog.records)
+
+
+def test_a_request_registers_its_url_password_and_secret_headers_as_it_goes_out() -> None:
+    password, api_key, bearer = unique("url-pw"), unique("x-api-key"), unique("bearer")
+    http.redaction.register_request(
+        httpx.Request(
+            "GET",
+            f"https://bob:{password}@api.example.com/x?page=2",
+            headers={"X-API-Key": api_key, "Authorization": f"Bearer {bearer}"},
+        )
+    )
+    assert redact(f"{password} {api_key} Authorization: Bearer {bearer}") == (
+        "*** *** Authorization: Bearer ***"  # the scheme stays readable
+    )
 
 
 def test_a_cassette_never_stores_a_registered_secret(tmp_path: Path) -> None:

@@ -67,6 +67,8 @@ def register_request(request: httpx.Request) -> None:
     url = request.url
     if url.query:
         register_query_secrets(url.query.decode("ascii", errors="replace"))
+    if url.userinfo:
+        register_secret(url.password, transient=True)
     secret = []
     for raw_name, raw_value in request.headers.raw:
         name = raw_name.decode("latin-1")
