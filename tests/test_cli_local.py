@@ -253,7 +253,7 @@ def test_an_unparsable_spec_file_writes_nothing(plugin_file: Path, tmp_path: Pat
     spec.write_text("token: good\npause: [1, 2\n")
     done = headwater("sync", str(plugin_file), "--spec", str(spec), cwd=tmp_path)
     assert done.returncode == 2
-    assert "is not valid YAML or JSON" in done.stderr and "line 3" in done.stderr
+    assert "is not valid YAML" in done.stderr and "line 3" in done.stderr
     assert not (tmp_path / "headwater.duckdb").exists()
     invalid = headwater("sync", str(plugin_file), "--spec", '{"pause": 1}', cwd=tmp_path)
     assert invalid.returncode == 2 and "token: Field required" in invalid.stderr
