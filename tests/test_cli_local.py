@@ -562,6 +562,15 @@ def test_numeric_options_refuse_meaningless_values(
     assert not any(tmp_path.iterdir())  # nothing ran
 
 
+def test_serve_refuses_a_meaningless_max_syncs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--max-syncs", "0"], plugin=items_plugin(range(1)))
+    assert exit_info.value.code == 2
+    assert "--max-syncs: must be a whole number from 1 to 1000000, got '0'" in (
+        capsys.readouterr().err
+    )
+
+
 def test_tables_shows_the_description_not_the_title(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
