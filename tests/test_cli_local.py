@@ -636,3 +636,17 @@ def test_sync_options_from_the_spec_and_the_command_line_wins(
     )
     assert cli.main(["check", "--spec", '{"concurrency": -1}'], plugin=plugin) == 2
     assert "concurrency takes an int >= 1" in capsys.readouterr().err
+
+
+def test_check_reports_a_failing_connect_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(spec: Any) -> Any:
+        raise ConnectionError("refused by the API")
+
+    plugin = hw.Plugin(
+        name="refusing", version="1", tables=items_plugin(range(1)).tables, connect=refuse
+    )
+    assert cli.main(["check"], plugin=plugin) == 1
+    assert capsys.readouterr().err == (
+        "headwater: error: connecting plugin 'refusing' failed: ConnectionError: refused by the "
+        "API\n"
+    )
