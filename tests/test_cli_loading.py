@@ -106,3 +106,150 @@ def test_logs_follow_a_replaced_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
         assert "hello table=t" in replaced.getvalue()
     finally:
         logging.getLogger("headwater").removeHandler(handler)
+
+
+BROKEN_PLUGINS = {
+    "syntax.py": (
+        "import headwater as hw\n\ndef f(:\n    pass\n",
+        3,
+        "SyntaxError: invalid syntax",
+    ),
+    "indent.py": ("x = 1\n  y = 2\n", 2, "IndentationError: unexpected indent"),
+    "raises.py": (
+        "import headwater as hw\n\ndef settings():\n    raise RuntimeError('no config')\n\n"
+        "SETTINGS = settings()\n",
+        4,
+        "RuntimeError: no config",
+    ),
+    # Raised inside headwater: the line is the plugin's call.
+    "bad_name.py": (
+        "import headwater as hw\n\nplugin = hw.Plugin(name='Bad Name', version='1', tables=[])\n",
+        3,
+        "PluginError: plugin name must be lowercase letters, digits, '-' and '_', got 'Bad Name'",
+    ),
+    "missing_dependency.py": (
+        "import headwater as hw\nimport not_installed_anywhere_xyz\n",
+        2,
+        "ModuleNotFoundError: No module named 'not_installed_anywhere_xyz'",
+    ),
+}
+
+
+@pytest.fixture
+def broken_dir(tmp_path: Path) -> Path:
+    for name, (source, _, _) in BROKEN_PLUGINS.items():
+        (tmp_path / name).write_text(source)
+    (tmp_path / "helper_divides.py").write_text("X = 1\nY = X / 0\n")
+    (tmp_path / "uses_helper.py").write_text("import helper_divides\n")
+    (tmp_path / "calls_main.py").write_text(
+        "import headwater as hw\nplugin = hw.Plugin(name='p', version='1', tables=[])\n"
+        "plugin.main()\n"
+    )
+    yield tmp_path
+    for name in [*BROKEN_PLUGINS, "helper_divides", "uses_helper", "calls_main"]:
+        sys.modules.pop(name.removesuffix(".py"), None)
+    if str(tmp_path) in sys.path:
+        sys.path.remove(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_PLUGINS))
+def test_a_plugin_that_fails_to_import_is_named_with_file_and_line(
+    broken_dir: Path, name: str
+) -> None:
+    _, line, error = BROKEN_PLUGINS[name]
+    with pytest.raises(PluginLoadError) as info:
+        load_plugin(str(broken_dir / name))
+    assert str(info.value) == f"cannot load plugin {broken_dir / name}:{line}: {error}"
+    assert info.value.__cause__ is not None  # the original, for --log-level debug
+    assert name.removesuffix(".py") not in sys.modules  # no half-run module left behind
+
+
+def test_an_error_in_a_sibling_module_names_that_module(broken_dir: Path) -> None:
+    with pytest.raises(PluginLoadError) as info:
+        load_plugin(str(broken_dir / "uses_helper.py"))
+    assert str(info.value) == (
+        f"cannot load plugin {broken_dir / 'helper_divides.py'}:2: "
+        "ZeroDivisionError: division by zero"
+    )
+    sys.path.insert(0, str(broken_dir))  # and as a module reference
+    with pytest.raises(PluginLoadError, match=r"helper_divides\.py:2: ZeroDivisionError"):
+        load_plugin("uses_helper:plugin")
+
+
+def test_a_plugin_calling_main_at_import_is_explained(
+    broken_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["headwater", "tables", str(broken_dir / "calls_main.py")])
+    with pytest.raises(PluginLoadError) as info:
+        load_plugin(str(broken_dir / "calls_main.py"))
+    assert str(info.value) == (
+        f"cannot load plugin {broken_dir / 'calls_main.py'}: importing it called sys.exit(2); "
+        'is plugin.main() called outside `if __name__ == "__main__":`?'
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sync"],
+        ["tables"],
+        ["spec"],
+        ["check"],
+        ["serve"],
+        ["package", "v1.0.0", ".", "-m", "new"],
+    ],
+)
+def test_every_command_reports_a_broken_plugin_in_one_line(
+    broken_dir: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headwater import cli
+
+    path = broken_dir / "raises.py"
+    argv = [command[0], str(path), *command[1:]]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"headwater: error: cannot load plugin {path}:4: RuntimeError: no config\n"
+    assert cli.main([*argv, "--log-level", "debug"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "raise RuntimeError('no config')" in err
+    assert err.endswith(f"headwater: error: cannot load plugin {path}:4: RuntimeError: no config\n")
+
+
+def test_the_command_exits_2_with_one_line(broken_dir: Path) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "serve", str(broken_dir / "syntax.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"headwater: error: cannot load plugin {broken_dir / 'syntax.py'}:3: "
+        "SyntaxError: invalid syntax\n"
+    )
+
+
+def test_version(plugin_dir: Path) -> None:
+    import subprocess
+
+    script = plugin_dir / "main_plugin.py"
+    script.write_text(PLUGIN_SOURCE + "\nif __name__ == '__main__':\n    plugin.main()\n")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout == f"headwater {hw.__version__}\n"
+    done = subprocess.run(
+        [sys.executable, str(script), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"fromfile 1 (headwater {hw.__version__})\n"

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
+import headwater as hw
 from headwater import cli
 from headwater.destinations.files import STAGING
 from local_helpers import ids_of, items_plugin, read_rows, stored_state
@@ -253,7 +255,7 @@ def test_an_unparsable_spec_file_writes_nothing(plugin_file: Path, tmp_path: Pat
     spec.write_text("token: good\npause: [1, 2\n")
     done = headwater("sync", str(plugin_file), "--spec", str(spec), cwd=tmp_path)
     assert done.returncode == 2
-    assert "is not valid YAML or JSON" in done.stderr and "line 3" in done.stderr
+    assert "is not valid YAML" in done.stderr and "line 3" in done.stderr
     assert not (tmp_path / "headwater.duckdb").exists()
     invalid = headwater("sync", str(plugin_file), "--spec", '{"pause": 1}', cwd=tmp_path)
     assert invalid.returncode == 2 and "token: Field required" in invalid.stderr
@@ -529,3 +531,122 @@ def test_ctrl_c_rolls_back_what_was_not_committed(plugin_file: Path, tmp_path: P
     cursor = int(stored_state(url, "events").get("slow_events/Spec#0/cursor", "0"))
     assert 0 < cursor < 400
     assert set(range(cursor)) <= set(ids_of(url, "slow_events"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--commit-interval", "inf"], "--commit-interval: must be a number of seconds from 0 to"),
+        (["--commit-interval", "nan"], "--commit-interval: must be a number of seconds from 0 to"),
+        (["--commit-interval", "-1"], "--commit-interval: must be a number of seconds from 0 to"),
+        (["--commit-interval", "1e300"], "got '1e300'"),
+        (["--resolver-timeout", "0"], "--resolver-timeout: must be a number of seconds above 0"),
+        (["--resolver-timeout", "inf"], "got 'inf'"),
+        (["--sync-timeout", "1e300"], "--sync-timeout: must be a number of seconds above 0"),
+        (["--sync-timeout", "soon"], "got 'soon'"),
+        (["--concurrency", "0"], "--concurrency: must be a whole number from 1 to 1000000"),
+        (["--concurrency", "-4"], "got '-4'"),
+        (["--concurrency", "inf"], "got 'inf'"),
+        (["--concurrency", "2.5"], "got '2.5'"),
+        (["--concurrency", str(10**30)], "--concurrency: must be a whole number from 1"),
+        (["--log-level", "loud"], "--log-level: unknown log level 'loud'"),
+    ],
+)
+def test_numeric_options_refuse_meaningless_values(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sync", "--to", f"jsonl://{tmp_path}", *argv], plugin=items_plugin(range(1)))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_serve_refuses_a_meaningless_max_syncs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--max-syncs", "0"], plugin=items_plugin(range(1)))
+    assert exit_info.value.code == 2
+    assert "--max-syncs: must be a whole number from 1 to 1000000, got '0'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_tables_shows_the_description_not_the_title(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    described = hw.Table(
+        "described",
+        [hw.Column("id", pa.int64())],
+        title="Described Title",
+        description="What the described table holds.",
+        resolver=lambda: [],
+    )
+    titled = hw.Table(
+        "titled", [hw.Column("id", pa.int64())], title="Only A Title", resolver=lambda: []
+    )
+    plugin = hw.Plugin(name="doc", version="1", tables=[described, titled])
+    assert cli.main(["tables"], plugin=plugin) == 0
+    out = capsys.readouterr().out
+    assert "What the described table holds." in out
+    assert "Described Title" not in out and "Only A Title" not in out
+
+
+def _pair_plugin() -> hw.Plugin:
+    """Two clients whose resolvers must run at the same time to meet at a barrier."""
+
+    class Spec(hw.Spec):
+        concurrency: int | None = None
+
+    def pair(client: Any) -> list[Any]:
+        barrier = threading.Barrier(2, timeout=3)
+        return [("left", barrier), ("right", barrier)]
+
+    @hw.table("meet", columns=[hw.Column("side", pa.string())], clients=pair)
+    def meet(client: tuple[str, threading.Barrier]) -> Any:
+        client[1].wait()  # BrokenBarrierError after 3 s if the other side never runs
+        yield {"side": client[0]}
+
+    return hw.Plugin(
+        name="pair",
+        version="1",
+        tables=[meet],
+        spec=Spec,
+        sync_options=lambda spec: {"concurrency": spec.concurrency},
+    )
+
+
+def test_sync_options_from_the_spec_and_the_command_line_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = _pair_plugin()
+    base = ["sync", "--to", f"jsonl://{tmp_path}", "--no-progress", "--log-level", "error"]
+    # The spec's concurrency of 1 runs one side at a time: they never meet.
+    assert cli.main([*base, "--spec", '{"concurrency": 1}'], plugin=plugin) == 1
+    assert "BrokenBarrierError" in capsys.readouterr().err
+    assert (
+        cli.main([*base, "--spec", '{"concurrency": 1}', "--concurrency", "2"], plugin=plugin) == 0
+    )
+    assert cli.main([*base, "--spec", '{"concurrency": 2}'], plugin=plugin) == 0
+    assert cli.main([*base], plugin=plugin) == 0  # None: the default
+    capsys.readouterr()
+    assert cli.main([*base, "--spec", '{"concurrency": 0}'], plugin=plugin) == 2
+    assert capsys.readouterr().err == (
+        "headwater: error: plugin 'pair': the spec sets the sync option concurrency to 0 "
+        "(through sync_options); concurrency takes an int >= 1\n"
+    )
+    assert cli.main(["check", "--spec", '{"concurrency": -1}'], plugin=plugin) == 2
+    assert "concurrency takes an int >= 1" in capsys.readouterr().err
+
+
+def test_check_reports_a_failing_connect_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(spec: Any) -> Any:
+        raise ConnectionError("refused by the API")
+
+    plugin = hw.Plugin(
+        name="refusing", version="1", tables=items_plugin(range(1)).tables, connect=refuse
+    )
+    assert cli.main(["check"], plugin=plugin) == 1
+    assert capsys.readouterr().err == (
+        "headwater: error: connecting plugin 'refusing' failed: ConnectionError: refused by the "
+        "API\n"
+    )

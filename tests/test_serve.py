@@ -106,6 +106,10 @@ def test_get_tables_flattened_with_cloudquery_metadata(stub: Any) -> None:
         "test_events",
         "test_endless",
         "test_wide",
+        "test_slow",
+        "test_pair",
+        "test_big",
+        "test_big_parts",
     ]
     repos, issues = schemas[1], schemas[2]
     assert repos.metadata[b"cq:table_title"] == b"Test repositories"

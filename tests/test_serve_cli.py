@@ -54,6 +54,8 @@ def test_serve_until_sigterm_with_json_logs(how: str) -> None:
         "--otel-endpoint-insecure",
         "--license",
         "/dev/null",
+        "--max-syncs",
+        "3",
     ]
     command = (
         [sys.executable, str(PLUGIN_FILE), "serve", *flags]
@@ -79,6 +81,7 @@ def test_serve_until_sigterm_with_json_logs(how: str) -> None:
     assert "plugin server stopped" in messages
     listening = lines[messages.index("plugin server listening")]
     assert listening["address"] == address and listening["level"] == "info"
+    assert listening["max_syncs"] == 3
     assert any(line.get("table") == "example_accounts" for line in lines)
     assert "s3cr3t-token" not in stderr
 
@@ -213,3 +216,14 @@ def test_package_refuses_what_it_cannot_package(tmp_path: Path) -> None:
     teamless = hw.Plugin(name="x", version="1", tables=[serve_plugin.example_accounts])
     with pytest.raises(PackageError, match="has no team"):
         package(teamless, version="v1", directory=tmp_path, message="m", reference="x.py")
+
+
+def test_serve_help_gives_the_default_sync_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    from headwater import cli
+    from headwater.serve import DEFAULT_MAX_SYNCS
+
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"], plugin=serve_plugin.plugin)
+    assert f"RESOURCE_EXHAUSTED (default: {DEFAULT_MAX_SYNCS})" in " ".join(
+        capsys.readouterr().out.split()
+    )

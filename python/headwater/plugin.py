@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from headwater.errors import PluginError
+from headwater.errors import PluginError, SpecError
 from headwater.schema import Column, Resolver, RowHook, Table, table_columns
 from headwater.spec import spec_schema, validate_spec
 from headwater.sync import (
@@ -51,6 +52,9 @@ DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
 DEFAULT_BATCH_MAX_ROWS = 10_000
 DEFAULT_BATCH_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_BATCH_MAX_LATENCY = 1.0
+#: The longest duration, in seconds, a timeout or latency option takes (about 31 years):
+#: the engine cannot represent much longer ones.
+MAX_SECONDS = 1e9
 
 
 def table(
@@ -126,6 +130,11 @@ class Plugin:
             per client (accounts, regions); tables may override it.
         test_connection: ``test_connection(client)``: checks credentials and reachability;
             raise to report a failure.
+        sync_options: ``sync_options(spec) -> mapping``: options of :meth:`sync` taken from
+            the validated spec, keyed by their names there, e.g. ``lambda spec:
+            {"concurrency": spec.concurrency}``. ``headwater serve`` applies them to every
+            ``Sync``; ``headwater sync`` where its command line leaves an option unset. See
+            :meth:`sync_options_from`.
         title: Human-readable title.
         description: What the plugin syncs.
         team: The CloudQuery team publishing it.
@@ -145,6 +154,7 @@ class Plugin:
         disconnect: Callable[[Any], Any] | None = None,
         clients: Callable[[Any], Iterable[Any]] | None = None,
         test_connection: Callable[[Any], Any] | None = None,
+        sync_options: Callable[[Any], Mapping[str, Any]] | None = None,
         title: str | None = None,
         description: str | None = None,
         team: str | None = None,
@@ -167,6 +177,7 @@ class Plugin:
             ("disconnect", disconnect),
             ("clients", clients),
             ("test_connection", test_connection),
+            ("sync_options", sync_options),
         ):
             if function is not None and not callable(function):
                 raise PluginError(f"plugin {name!r}: {option} must be callable, got {function!r}")
@@ -178,6 +189,7 @@ class Plugin:
         self.disconnect = disconnect
         self.clients = clients
         self.test_connection = test_connection
+        self.sync_options = sync_options
         self.title = title or name
         self.description = description or ""
         self.team = team or ""
@@ -240,6 +252,61 @@ class Plugin:
         """
         validated = self.validate_spec(spec)
         return self.connect(validated) if self.connect is not None else validated
+
+    def sync_options_from(self, spec: object = None) -> dict[str, Any]:
+        """The options of :meth:`sync` the plugin's ``sync_options`` hook takes from ``spec``.
+
+        The hook may set ``concurrency``, ``table_concurrency``, ``depth_concurrency``,
+        ``strategy``, ``shuffle_seed``, ``max_buffer_bytes``, ``batch_max_rows``,
+        ``batch_max_bytes``, ``batch_max_latency``, ``on_row_error``, ``resolver_timeout`` and
+        ``sync_timeout``; the others (tables, state, shard, client...) belong to whoever runs
+        the sync. A value of ``None`` leaves the option at its default.
+
+        Args:
+            spec: The spec (a mapping, JSON text or a spec instance); validated first.
+
+        Returns:
+            Keyword arguments for :meth:`sync`; ``{}`` for a plugin without the hook.
+
+        Raises:
+            SpecError: The spec is invalid, or the hook mapped it onto a value the option does
+                not take; the message names the option, the value and what it takes.
+            PluginError: The hook raised, did not return a mapping, or set an option it
+                cannot set.
+        """
+        validated = self.validate_spec(spec)
+        if self.sync_options is None:
+            return {}
+        try:
+            options = self.sync_options(validated)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {self.name!r}: sync_options(spec) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(options, Mapping):
+            raise PluginError(
+                f"plugin {self.name!r}: sync_options(spec) must return a mapping of sync "
+                f"options, got {type(options).__name__}"
+            )
+        checked: dict[str, Any] = {}
+        for key, value in options.items():
+            if key not in _SPEC_SYNC_OPTIONS:
+                raise PluginError(
+                    f"plugin {self.name!r}: sync_options(spec) returned {key!r}, which is not "
+                    f"an option it can set; it can set {', '.join(_SPEC_SYNC_OPTIONS)}"
+                )
+            if value is None:
+                continue
+            takes, valid = _SPEC_SYNC_OPTIONS[key]
+            if not valid(value):
+                shown = repr(value)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise SpecError(
+                    f"plugin {self.name!r}: the spec sets the sync option {key} to {shown} "
+                    f"(through sync_options); {key} takes {takes}"
+                )
+            checked[key] = value
+        return checked
 
     def release(self, client: Any) -> None:
         """Release a client made by :meth:`client` (its connections, sessions, threads).
@@ -443,6 +510,45 @@ class Plugin:
                 f"got {type(result).__name__}"
             )
         return list(result)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63
+
+
+def _duration(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= MAX_SECONDS
+    )
+
+
+#: What a plugin's ``sync_options`` hook may set: the option, what it takes, and its check.
+_SPEC_SYNC_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "concurrency": ("an int >= 1", _count),
+    "table_concurrency": ("an int >= 1", _count),
+    "depth_concurrency": (
+        "a non-empty list of ints >= 1",
+        lambda v: isinstance(v, (list, tuple)) and bool(v) and all(map(_count, v)),
+    ),
+    "strategy": (
+        "'dfs', 'round-robin' or 'shuffle'",
+        lambda v: v in ("dfs", "round-robin", "shuffle"),
+    ),
+    "shuffle_seed": (
+        "an int from 0 to 2**64 - 1",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**64,
+    ),
+    "max_buffer_bytes": ("an int >= 1", _count),
+    "batch_max_rows": ("an int >= 1", _count),
+    "batch_max_bytes": ("an int >= 1", _count),
+    "batch_max_latency": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
+    "on_row_error": ("'skip' or 'fail'", lambda v: v in ("skip", "fail")),
+    "resolver_timeout": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
+    "sync_timeout": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
+}
 
 
 def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:

@@ -755,7 +755,7 @@ class SyncRun(Iterator[SyncMessage]):
             )
 
     def refuse_rows(
-        self, table_name: str, errors: Sequence[RowError], count: int
+        self, table_name: str, errors: Sequence[RowError], count: int, *, fail: bool = False
     ) -> SyncError | None:
         """Report ``count`` delivered rows of a table that the consumer cannot store.
 
@@ -767,6 +767,8 @@ class SyncRun(Iterator[SyncMessage]):
             table_name: The table.
             errors: The first refused rows (the engine logs at most ten per table).
             count: How many rows were refused in all (at least ``len(errors)``).
+            fail: Count them as a failed invocation of the table whatever ``on_row_error``
+                says: for rows no consumer could take (one larger than the gRPC message limit).
 
         Returns:
             ``None`` under ``on_row_error="skip"``: the rows count in
@@ -775,7 +777,7 @@ class SyncRun(Iterator[SyncMessage]):
             ``overwrite`` keeps the table's old rows), logged as one, and the returned
             :class:`SyncError` is for the caller to report with the engine's.
         """
-        if not self._fail_on_row_error:
+        if not (fail or self._fail_on_row_error):
             self._refused_skips[table_name] += count
             for error in errors:
                 self._events.skipped(table_name, None, error)

@@ -19,7 +19,14 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import HeadwaterError, SpecError, SyncInterrupted, TableSelectionError
+from headwater.cli.arguments import count, log_level, positive_seconds, seconds
+from headwater.errors import (
+    HeadwaterError,
+    PluginError,
+    SpecError,
+    SyncInterrupted,
+    TableSelectionError,
+)
 from headwater.redaction import redact
 
 if TYPE_CHECKING:
@@ -42,6 +49,12 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
             parser.add_argument(
                 "plugin", metavar="PLUGIN", help="module:attr or path/to/file.py[:attr]"
             )
+        parser.add_argument(
+            "--log-level",
+            type=log_level,
+            default="info",
+            help="trace, debug, info, warn or error (debug: full tracebacks of plugin errors)",
+        )
         return parser
 
     sync = command("sync", "Sync the plugin into DuckDB, PostgreSQL, Parquet or JSON lines.")
@@ -84,11 +97,11 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
         help="drop and rebuild tables whose column types changed incompatibly",
     )
     sync.add_argument(
-        "--concurrency", type=_positive_int, default=None, metavar="N", help="resolvers at once"
+        "--concurrency", type=count, default=None, metavar="N", help="resolvers at once"
     )
     sync.add_argument(
         "--resolver-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
         help="stop waiting for a resolver invocation after this long: its table fails with a "
@@ -96,7 +109,7 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
     )
     sync.add_argument(
         "--sync-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
         help="fail the whole sync after this long, rolling back what was not committed "
@@ -104,7 +117,7 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
     )
     sync.add_argument(
         "--commit-interval",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_COMMIT_INTERVAL,
         metavar="SECONDS",
         help=f"seconds between commits of incremental state (default {DEFAULT_COMMIT_INTERVAL})",
@@ -112,7 +125,6 @@ def add_commands(subparsers: Any, with_plugin_argument: bool) -> None:
     sync.add_argument(
         "--source-name", default=None, help="_cq_source_name (default: the plugin's name)"
     )
-    sync.add_argument("--log-level", default="info", help="trace, debug, info, warn or error")
     sync.add_argument("--log-format", choices=["text", "json"], default="text")
     sync.add_argument("--no-progress", action="store_true", help="no live progress display")
     sync.set_defaults(handler=_sync)
@@ -137,27 +149,6 @@ def _spec_argument(parser: argparse.ArgumentParser) -> None:
         metavar="FILE|JSON",
         help="the plugin spec: a YAML or JSON file, or inline JSON; ${ENV_VAR} is expanded",
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
 
 
 @contextlib.contextmanager
@@ -225,9 +216,17 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     json_logs = args.log_format == "json"
     try:
         spec = load_spec(args.spec)
-    except SpecError as exc:
+        from_spec = plugin.sync_options_from(spec)
+    except (SpecError, PluginError) as exc:
         _error(exc, json_logs=json_logs)
         return EXIT_USAGE
+    # An option given on the command line wins over the spec's, which wins over the default.
+    given = {
+        "concurrency": args.concurrency,
+        "resolver_timeout": args.resolver_timeout,
+        "sync_timeout": args.sync_timeout,
+    }
+    tuning = {**from_spec, **{key: value for key, value in given.items() if value is not None}}
     show_progress = not args.no_progress and args.log_format == "text" and sys.stderr.isatty()
     console = Console(stderr=True)
     progress = LiveProgress(console) if show_progress else None
@@ -238,12 +237,11 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
         "mode": args.mode,
         "delete_stale": args.delete_stale,
         "migrate_force": args.migrate_force,
-        "concurrency": args.concurrency or DEFAULT_CONCURRENCY,
+        "concurrency": tuning.pop("concurrency", DEFAULT_CONCURRENCY),
         "commit_interval": args.commit_interval,
         "source_name": args.source_name,
         "progress": progress,
-        "resolver_timeout": args.resolver_timeout,
-        "sync_timeout": args.sync_timeout,
+        **tuning,
     }
     received: list[int] = []
     try:
@@ -357,7 +355,7 @@ def _tables(args: argparse.Namespace, plugin: Plugin) -> int:
                 "  " * depth + t.name,
                 str(len(t.columns)),
                 ", ".join(t.primary_keys) or "_cq_id",
-                t.description or t.title,
+                t.description,
             )
         Console(highlight=False, width=120).print(out)
     return EXIT_OK
@@ -400,12 +398,20 @@ def _spec(args: argparse.Namespace, plugin: Plugin) -> int:
 
 def _check(args: argparse.Namespace, plugin: Plugin) -> int:
     from headwater.cli.specfile import load_spec
+    from headwater.logs import configure_logging
 
+    configure_logging(args.log_level)
     try:
-        client = plugin.client(load_spec(args.spec))
-    except SpecError as exc:
+        spec = plugin.validate_spec(load_spec(args.spec))
+        plugin.sync_options_from(spec)
+    except (SpecError, PluginError) as exc:
         _error(exc)
         return EXIT_USAGE
+    try:
+        client = plugin.client(spec)
+    except Exception as exc:
+        _error(f"connecting plugin {plugin.name!r} failed: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     try:
         if plugin.test_connection is not None:
             plugin.test_connection(client)

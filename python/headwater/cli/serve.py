@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from headwater.cli.arguments import count
 from headwater.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -42,6 +43,15 @@ def add_commands(subparsers: argparse._SubParsersAction, with_plugin_argument: b
         help="host:port for tcp, a socket path for unix (default: %(default)s)",
     )
     serve.add_argument("--network", choices=("tcp", "unix"), default="tcp")
+    serve.add_argument(
+        "--max-syncs",
+        type=count,
+        default=None,
+        metavar="N",
+        # The number is the servicer's DEFAULT_MAX_SYNCS; importing it here would load grpc
+        # for every command.
+        help="syncs running at once; more are refused with RESOURCE_EXHAUSTED (default: 8)",
+    )
     _logging_arguments(serve)
     serve.add_argument("--no-sentry", action="store_true", help="accepted; headwater sends nothing")
     serve.add_argument("--otel-endpoint", default="", help="accepted; telemetry is not exported")
@@ -86,7 +96,7 @@ def _logging_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, plugin: Plugin) -> int:
-    from headwater.serve import ServeError, serve
+    from headwater.serve import DEFAULT_MAX_SYNCS, ServeError, serve
 
     configure_logging(args.log_level, args.log_format)
     if args.otel_endpoint:
@@ -94,7 +104,7 @@ def _serve(args: argparse.Namespace, plugin: Plugin) -> int:
     if args.license:
         logger.debug("--license is accepted for compatibility and not needed")
     try:
-        serve(plugin, args.address, args.network)
+        serve(plugin, args.address, args.network, max_syncs=args.max_syncs or DEFAULT_MAX_SYNCS)
     except ServeError as exc:
         logger.error("cannot serve: %s", exc)
         return 1

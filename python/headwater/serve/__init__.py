@@ -2,7 +2,8 @@
 
 :func:`serve` is what ``python my_plugin.py serve`` and ``headwater serve PLUGIN`` run: a gRPC
 server on a TCP address or a unix socket, with CloudQuery's message size limits, stopped
-cleanly by SIGTERM or SIGINT (running syncs are cancelled, their threads joined).
+cleanly by SIGTERM or SIGINT (running syncs are cancelled, their threads joined). It runs at
+most ``max_syncs`` syncs at once, on a pool of workers with room to spare for the other calls.
 :class:`PluginServer` runs one in the background, for tests and embedding.
 """
 
@@ -25,18 +26,21 @@ from cloudquery.plugin_v3 import plugin_pb2_grpc
 from headwater.errors import HeadwaterError
 from headwater.plugin import Plugin
 from headwater.serve.servicer import (
+    DEFAULT_MAX_SYNCS,
     MAX_MESSAGE_BYTES,
     ConnectionTestFailed,
     DiscoveryServicer,
     SourceServicer,
 )
 
-__all__ = ["ConnectionTestFailed", "PluginServer", "ServeError", "serve"]
+__all__ = ["DEFAULT_MAX_SYNCS", "ConnectionTestFailed", "PluginServer", "ServeError", "serve"]
 
 logger = logging.getLogger("headwater.serve")
 
 #: Seconds running RPCs get to finish when the server stops.
 STOP_GRACE = 5.0
+#: Workers beyond the servicer's ``max_syncs``: the calls other than ``Sync`` always find one.
+SPARE_WORKERS = 8
 
 
 class ServeError(HeadwaterError):
@@ -67,10 +71,12 @@ class PluginServer:
         address: ``host:port`` (port 0 picks a free one) or, with ``network="unix"``, a socket
             path.
         network: ``tcp`` or ``unix``.
-        max_workers: RPCs served at once (a running ``Sync`` holds one).
+        max_workers: RPCs served at once (a running ``Sync`` holds one); by default the
+            servicer's ``max_syncs`` (if it has one) plus :data:`SPARE_WORKERS`.
 
     Raises:
-        ServeError: The address cannot be listened on.
+        ServeError: The address cannot be listened on, or ``max_workers`` leaves no worker
+            beside the servicer's ``max_syncs`` syncs.
     """
 
     def __init__(
@@ -79,8 +85,16 @@ class PluginServer:
         address: str = "localhost:7777",
         network: Literal["tcp", "unix"] = "tcp",
         *,
-        max_workers: int = 16,
+        max_workers: int | None = None,
     ) -> None:
+        syncs: int = getattr(servicer, "max_syncs", 0)
+        if max_workers is None:
+            max_workers = syncs + SPARE_WORKERS
+        elif max_workers <= syncs:
+            raise ServeError(
+                f"max_workers={max_workers} must exceed the servicer's max_syncs={syncs}: each "
+                "running Sync holds a worker, and the other calls need a free one"
+            )
         target = _target(address, network)
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="headwater-grpc"),
@@ -138,13 +152,22 @@ def serve(
     plugin: Plugin,
     address: str = "localhost:7777",
     network: Literal["tcp", "unix"] = "tcp",
+    *,
+    max_syncs: int = DEFAULT_MAX_SYNCS,
 ) -> None:
     """Serve ``plugin`` until SIGTERM or SIGINT (from the main thread: installs handlers).
+
+    Args:
+        plugin: The plugin.
+        address: ``host:port``, or a socket path with ``network="unix"``.
+        network: ``tcp`` or ``unix``.
+        max_syncs: ``Sync`` calls running at once; more are refused with
+            ``RESOURCE_EXHAUSTED``.
 
     Raises:
         ServeError: The address cannot be listened on.
     """
-    server = PluginServer(SourceServicer(plugin), address, network).start()
+    server = PluginServer(SourceServicer(plugin, max_syncs=max_syncs), address, network).start()
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -161,6 +184,7 @@ def serve(
             "plugin": plugin.name,
             "version": plugin.version,
             "pid": os.getpid(),
+            "max_syncs": max_syncs,
         },
     )
     try:
