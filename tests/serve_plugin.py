@@ -169,6 +169,8 @@ def big_parts(client: Client, parent: dict[str, Any]) -> Iterator[dict[str, Any]
 
 
 def connect(spec: Spec) -> Client:
+    if spec.fail_test == "leak-connect":
+        raise RuntimeError(f"login refused for {spec.token.get_secret_value()}")
     client = Client(spec)
     CONNECTED.append(client)
     return client
@@ -179,6 +181,8 @@ def test_connection(client: Client) -> None:
         raise ConnectionTestFailed("INVALID_CREDENTIALS", "the token was refused")
     if client.spec.fail_test == "crash":
         raise ValueError("unexpected")
+    if client.spec.fail_test == "leak":
+        raise ValueError(f"token {client.spec.token.get_secret_value()} was refused")
 
 
 plugin = hw.Plugin(

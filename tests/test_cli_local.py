@@ -233,8 +233,8 @@ def test_tables_spec_and_check(plugin_file: Path, tmp_path: Path) -> None:
 
 
 def test_spec_files_yaml_json_and_variables(tmp_path: Path) -> None:
-    from headwater.cli.specfile import load_spec
     from headwater.errors import SpecError
+    from headwater.specfile import load_spec
 
     (tmp_path / "a.json").write_text('{"token": "${T}", "pause": 1}')
     assert load_spec(str(tmp_path / "a.json"), {"T": "x"}) == {"token": "x", "pause": 1}

@@ -199,6 +199,7 @@ def test_sync_preconditions_and_source_only_rpcs(stub: Any) -> None:
         ({"token": 5}, False, "INVALID_SPEC", "token"),
         ({**SPEC, "fail_test": "credentials"}, False, "INVALID_CREDENTIALS", "refused"),
         ({**SPEC, "fail_test": "crash"}, False, "UNKNOWN", "ValueError: unexpected"),
+        ({**SPEC, "fail_test": "leak"}, False, "UNKNOWN", "ValueError: token *** was refused"),
     ],
 )
 def test_test_connection(

@@ -202,10 +202,10 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     from rich.console import Console
 
     from headwater.cli.progress import LiveProgress, print_summary
-    from headwater.cli.specfile import load_spec
     from headwater.destinations.run import sync_to
     from headwater.logs import configure_logging
     from headwater.plugin import DEFAULT_CONCURRENCY
+    from headwater.specfile import load_spec
 
     try:
         # Logs go to whatever sys.stderr is at each record: rich's live display redirects it.
@@ -397,8 +397,8 @@ def _spec(args: argparse.Namespace, plugin: Plugin) -> int:
 
 
 def _check(args: argparse.Namespace, plugin: Plugin) -> int:
-    from headwater.cli.specfile import load_spec
     from headwater.logs import configure_logging
+    from headwater.specfile import load_spec
 
     configure_logging(args.log_level)
     try:

@@ -30,7 +30,6 @@ from cloudquery.discovery_v1 import discovery_pb2, discovery_pb2_grpc
 from cloudquery.plugin_v3 import plugin_pb2, plugin_pb2_grpc
 
 from headwater.batch import encode_ipc
-from headwater.cli.specfile import parse_json_spec
 from headwater.errors import (
     HeadwaterError,
     IpcError,
@@ -40,8 +39,10 @@ from headwater.errors import (
     TableSelectionError,
 )
 from headwater.plugin import Plugin
+from headwater.redaction import redact
 from headwater.schema import Table
 from headwater.serve.state import BackendState, StateBackendError
+from headwater.specfile import parse_json_spec
 from headwater.sync import Insert, MigrateTable, StateUpdate, SyncError, SyncRun
 
 __all__ = [
@@ -66,8 +67,8 @@ DEFAULT_MAX_SYNCS = 8
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    """End the RPC with ``code`` and ``message`` (``context.abort`` raises)."""
-    context.abort(code, message)
+    """End the RPC with ``code`` and ``message``, secrets masked (``context.abort`` raises)."""
+    context.abort(code, redact(message))
     raise AssertionError("grpc's context.abort returned")  # it raises; for the type checker
 
 
@@ -470,7 +471,7 @@ def _lineage(table: Table) -> list[str]:
 
 def _failed(code: str, description: str) -> plugin_pb2.TestConnection.Response:
     return plugin_pb2.TestConnection.Response(
-        success=False, failure_code=code, failure_description=description
+        success=False, failure_code=code, failure_description=redact(description)
     )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from headwater.cli.specfile import MAX_ALIAS_VALUES, MAX_SPEC_DEPTH, load_spec, parse_json_spec
 from headwater.errors import SpecError
+from headwater.specfile import MAX_ALIAS_VALUES, MAX_SPEC_DEPTH, load_spec, parse_json_spec
 
 HEADWATER = [sys.executable, "-m", "headwater.cli"]
 
