@@ -288,7 +288,7 @@ def test_a_quick_sync_is_untouched_by_its_limits() -> None:
 @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
 def test_time_limits_must_be_positive(option: str, value: float) -> None:
     plugin = hw.Plugin(name="quick", version="1", tables=[fast_table()])
-    with pytest.raises(ValueError, match=f"{option} must be a positive number of seconds"):
+    with pytest.raises(ValueError, match=f"{option} must be a number of seconds above 0"):
         plugin.sync(**{option: value})
 
 

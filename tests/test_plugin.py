@@ -229,18 +229,29 @@ def test_resolver_signatures_are_checked() -> None:
 
 def test_sync_option_errors() -> None:
     plugin = hw.Plugin(name="p", version="1", tables=[hw.table("t", columns=[ID])(rows)])
-    with pytest.raises(ValueError, match="concurrency must be >= 1, not 0"):
+    with pytest.raises(ValueError, match="concurrency must be an int >= 1, not 0"):
         plugin.sync(concurrency=0)
     with pytest.raises(ValueError, match="strategy must be 'dfs', 'round-robin' or 'shuffle'"):
         plugin.sync(strategy="bfs")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_latency must be a positive"):
+    with pytest.raises(ValueError, match="batch_max_latency must be a number of seconds above 0"):
         plugin.sync(batch_max_latency=0)
     with pytest.raises(ValueError, match="on_row_error"):
         plugin.sync(on_row_error="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="depth_concurrency"):
         plugin.sync(depth_concurrency=[4, 0])
-    with pytest.raises(ValueError, match="max_rows must be >= 1"):
+    with pytest.raises(ValueError, match="batch_max_rows must be an int >= 1, not 0"):
         plugin.sync(batch_max_rows=0)
+    # Values the engine cannot represent are refused before it sees them, by their public name.
+    with pytest.raises(ValueError, match=r"batch_max_latency must be .* not 1e[+]300"):
+        plugin.sync(batch_max_latency=1e300)
+    with pytest.raises(ValueError, match=r"sync_timeout must be .* not 1e[+]19"):
+        plugin.sync(sync_timeout=1e19)
+    with pytest.raises(ValueError, match="concurrency must be an int >= 1, not -3"):
+        plugin.sync(concurrency=-3)
+    with pytest.raises(ValueError, match="concurrency must be an int >= 1, not '8'"):
+        plugin.sync(concurrency="8")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"shuffle_seed must be an int from 0 to 2[*][*]64 - 1"):
+        plugin.sync(strategy="shuffle", shuffle_seed=-1)
 
 
 def test_json_logs_carry_structured_fields_and_no_secrets() -> None:

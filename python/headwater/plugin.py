@@ -290,14 +290,14 @@ class Plugin:
             )
         checked: dict[str, Any] = {}
         for key, value in options.items():
-            if key not in _SPEC_SYNC_OPTIONS:
+            if key not in _TUNING_OPTIONS:
                 raise PluginError(
                     f"plugin {self.name!r}: sync_options(spec) returned {key!r}, which is not "
-                    f"an option it can set; it can set {', '.join(_SPEC_SYNC_OPTIONS)}"
+                    f"an option it can set; it can set {', '.join(_TUNING_OPTIONS)}"
                 )
             if value is None:
                 continue
-            takes, valid = _SPEC_SYNC_OPTIONS[key]
+            takes, valid = _TUNING_OPTIONS[key]
             if not valid(value):
                 shown = repr(value)
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -428,8 +428,20 @@ class Plugin:
             SyncTimeoutError: (while iterating) The sync ran past ``sync_timeout``.
         """
         del deterministic_cq_id  # see the docstring: ids are always derived from the key
-        if on_row_error not in ("skip", "fail"):
-            raise ValueError(f"on_row_error must be 'skip' or 'fail', not {on_row_error!r}")
+        _check_sync_options(
+            concurrency=concurrency,
+            table_concurrency=table_concurrency,
+            depth_concurrency=depth_concurrency,
+            strategy=strategy,
+            shuffle_seed=shuffle_seed,
+            max_buffer_bytes=max_buffer_bytes,
+            batch_max_rows=batch_max_rows,
+            batch_max_bytes=batch_max_bytes,
+            batch_max_latency=batch_max_latency,
+            on_row_error=on_row_error,
+            resolver_timeout=resolver_timeout,
+            sync_timeout=sync_timeout,
+        )
         initial_state = _check_state(state)
         selected = self.select_tables(tables, skip_tables, skip_dependent_tables)
         release: Callable[[], Any] | None = None
@@ -525,8 +537,9 @@ def _duration(value: object) -> bool:
     )
 
 
-#: What a plugin's ``sync_options`` hook may set: the option, what it takes, and its check.
-_SPEC_SYNC_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+#: The tuning options of :meth:`Plugin.sync`, which a plugin's ``sync_options`` hook may also
+#: set: each option, what it takes, and its check.
+_TUNING_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "concurrency": ("an int >= 1", _count),
     "table_concurrency": ("an int >= 1", _count),
     "depth_concurrency": (
@@ -549,6 +562,16 @@ _SPEC_SYNC_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "resolver_timeout": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
     "sync_timeout": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
 }
+
+
+def _check_sync_options(**options: Any) -> None:
+    """Refuse an option value the engine cannot take, naming it as the caller spelled it."""
+    for name, value in options.items():
+        takes, valid = _TUNING_OPTIONS[name]
+        if value is not None and not valid(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise ValueError(f"{name} must be {takes}, not {shown}")
 
 
 def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
