@@ -172,10 +172,18 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
 ) -> None:
     import ssl
 
-    from headwater.http.transport import AsyncNativeTransport, NativeTransport
+    from headwater.http.transport import (
+        AsyncLimitedTransport,
+        AsyncNativeTransport,
+        LimitedTransport,
+        NativeTransport,
+    )
 
     def transport_of(client: http.Client) -> object:
-        return client.http._transport
+        # Every answer is read through the wrapper that holds it to the request's limits.
+        limited = client.http._transport
+        assert isinstance(limited, LimitedTransport)
+        return limited.inner
 
     with http.Client() as client:
         assert isinstance(transport_of(client), NativeTransport)
@@ -190,7 +198,9 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
 
     async def async_transport() -> object:
         async with http.AsyncClient() as client:
-            return client.http._transport
+            limited = client.http._transport
+            assert isinstance(limited, AsyncLimitedTransport)
+            return limited.inner
 
     assert isinstance(asyncio.run(async_transport()), AsyncNativeTransport)
 
