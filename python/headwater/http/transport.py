@@ -196,7 +196,8 @@ def _send(native: _core.HttpTransport, request: httpx.Request, body: bytes) -> h
             limits.max_bytes,
         )
     except ConnectionError as exc:
-        kind, message, declared = exc.args
+        kind, message = exc.args
+        declared: int | None = getattr(exc, "declared", None)
         if kind == "too_large":
             raise _too_large(
                 request, limits, "declared" if declared is not None else "received", declared

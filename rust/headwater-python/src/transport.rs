@@ -2,8 +2,9 @@
 //!
 //! A request's network part (pool, TLS, writing, reading, HTTP framing) runs with the GIL
 //! released, so the threads of a sync waiting on an API do not contend for it. Failures are
-//! raised as `ConnectionError(kind, message, declared_length)`; `headwater.http.transport`
-//! turns them into the exceptions its callers expect.
+//! raised as `ConnectionError(kind, message)` (with a `declared` attribute: the declared
+//! length of a body over the limit); `headwater.http.transport` turns them into the
+//! exceptions its callers expect.
 
 use std::time::Duration;
 
@@ -92,11 +93,18 @@ impl HttpTransport {
         let exchange = py
             .detach(|| inner.send(method, url, &headers, body, timeouts, max_body))
             .map_err(|e| {
-                let declared = match &e {
-                    TransportError::TooLarge { declared, .. } => *declared,
-                    _ => None,
-                };
-                PyConnectionError::new_err((kind(&e), e.to_string(), declared))
+                let error = PyConnectionError::new_err((kind(&e), e.to_string()));
+                if let TransportError::TooLarge {
+                    declared: Some(declared),
+                    ..
+                } = e
+                {
+                    // ConnectionError keeps only two arguments; the length rides along.
+                    if let Err(failed) = error.value(py).setattr("declared", declared) {
+                        return failed;
+                    }
+                }
+                error
             })?;
         let headers = exchange
             .headers
