@@ -69,6 +69,8 @@ LIMITS = "headwater.limits"
 
 # The decompressed bytes produced per step: the most that exists between two checks.
 _STEP = 1024 * 1024
+# The compressed bytes decompressed per step.
+_SLICE = 16 * 1024
 _NO_BODY = (204, 304)
 _DECODED = ("gzip", "x-gzip", "deflate")
 
@@ -403,7 +405,7 @@ class _Inflate:
         """Compressed bytes fed but not decompressed yet."""
         return len(self._zlib.unconsumed_tail)
 
-    def run(self, data: bytes, request: httpx.Request) -> Iterator[bytes]:
+    def run(self, data: bytes | memoryview, request: httpx.Request) -> Iterator[bytes]:
         while True:
             try:
                 out = self._zlib.decompress(data, _STEP)
@@ -442,17 +444,21 @@ class _Decoder:
         return self.fed - self._layers[0].pending
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        self.fed += len(data)
-        yield from self._through(0, data)
+        # In slices: zlib copies the input it has not consumed at each bounded step.
+        view = memoryview(data)
+        for start in range(0, len(view), _SLICE):
+            piece = view[start : start + _SLICE]
+            self.fed += len(piece)
+            yield from self._through(0, piece)
 
     def finish(self) -> Iterator[bytes]:
         for index, layer in enumerate(self._layers):
             yield from self._through(index + 1, layer.flush())
 
-    def _through(self, index: int, data: bytes) -> Iterator[bytes]:
+    def _through(self, index: int, data: bytes | memoryview) -> Iterator[bytes]:
         if index == len(self._layers):
             if data:
-                yield data
+                yield bytes(data)
             return
         for piece in self._layers[index].run(data, self._request):
             yield from self._through(index + 1, piece)
