@@ -289,6 +289,23 @@ print(json.dumps({"kind": kind, "growth_kib": after - before}))
 
 
 @TRANSPORTS
+def test_a_gzip_trailer_is_only_a_hint(serve: Callable[[Answer], Hostile], native: bool) -> None:
+    # The trailer's size lets a whole body decompress in one step when the limits allow that
+    # size; a bomb that announces such a size is still refused, ...
+    bomb = gzip_bomb(64 * MiB)
+    forged = bomb[:-4] + (10 * MiB).to_bytes(4, "little")
+    server = serve(gzip_answer(forged))
+    with pytest.raises(ResponseTooLargeError) as caught:
+        fetch(server, "/bomb", native=native, flavour="sync", max_response_bytes=1024 * MiB)
+    assert caught.value.kind == "ratio"
+    # ... and a body whose trailer lies about its size is invalid, whichever way it is read.
+    body = gzip.compress(bytes(3 * MiB))
+    server = serve(gzip_answer(body[:-4] + (MiB).to_bytes(4, "little")))
+    with pytest.raises(HttpError, match=r"could not decode the body .*not valid gzip"):
+        fetch(server, "/short", native=native, flavour="sync")
+
+
+@TRANSPORTS
 @FLAVOURS
 def test_a_huge_declared_length_fails_before_the_body(
     serve: Callable[[Answer], Hostile], native: bool, flavour: str

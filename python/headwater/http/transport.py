@@ -405,10 +405,14 @@ class _Inflate:
         """Compressed bytes fed but not decompressed yet."""
         return len(self._zlib.unconsumed_tail)
 
-    def run(self, data: bytes | memoryview, request: httpx.Request) -> Iterator[bytes]:
+    def run(
+        self, data: bytes | memoryview, request: httpx.Request, first: int = _STEP
+    ) -> Iterator[bytes]:
+        """Decompress ``data``: at most ``first`` bytes, then :data:`_STEP` bytes a step."""
+        step = first
         while True:
             try:
-                out = self._zlib.decompress(data, _STEP)
+                out = self._zlib.decompress(data, step)
             except zlib.error as exc:
                 if self._maybe_raw:
                     self._maybe_raw = False
@@ -422,8 +426,9 @@ class _Inflate:
             if out:
                 yield out
             # A full step may leave output inside zlib even with all input consumed.
-            if not data and len(out) < _STEP:
+            if not data and len(out) < step:
                 return
+            step = _STEP
 
     def flush(self) -> bytes:
         return self._zlib.flush()
@@ -443,7 +448,25 @@ class _Decoder:
         """Compressed bytes decompressed so far."""
         return self.fed - self._layers[0].pending
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def size(self, body: bytes) -> int | None:
+        """The decompressed size a whole single-layer gzip ``body`` announces in its trailer.
+
+        Modulo 2^32, and only the server's word: a hint to decompress in one step.
+        """
+        if len(self._layers) != 1 or self._layers[0].encoding != "gzip" or len(body) < 18:
+            return None
+        return int.from_bytes(body[-4:], "little")
+
+    def feed(self, data: bytes, hint: int | None = None) -> Iterator[bytes]:
+        """Decompress ``data``; with ``hint`` (see :meth:`size`), first up to that in one step.
+
+        One step makes one piece, so the body is not copied once more to join pieces.
+        """
+        if hint is not None:
+            self.fed += len(data)
+            for out in self._layers[0].run(data, self._request, hint + 1):
+                yield from self._through(1, out)
+            return
         # In slices: zlib copies the input it has not consumed at each bounded step.
         view = memoryview(data)
         for start in range(0, len(view), _SLICE):
@@ -494,6 +517,8 @@ class _Reading:
         self.decoded = 0
         self.chunks: list[bytes] = []
         self.decoder: _Decoder | None = None
+        # The Rust transport hands over the whole body at once.
+        self.whole = isinstance(response.stream, httpx.ByteStream)
         if request.method == "HEAD" or response.status_code in _NO_BODY:
             return
         declared = response.headers.get("content-length")
@@ -514,7 +539,16 @@ class _Reading:
             self.decoded = self.received
             self.chunks.append(raw)
             return
-        for piece in self.decoder.feed(raw):
+        hint = None
+        if self.whole and self.decoder.fed == 0:
+            # A size the limits allow anyway is decompressed in one step; a wrong one only
+            # ends that step early (then the bounded steps go on), a forged large one costs
+            # at most what the limits allow a genuine answer.
+            size = self.decoder.size(raw)
+            allowed = min(self.limits.max_bytes, max(RATIO_FLOOR, self.limits.max_ratio * len(raw)))
+            if size is not None and size <= allowed:
+                hint = size
+        for piece in self.decoder.feed(raw, hint):
             self._decoded(piece)
 
     def _decoded(self, piece: bytes) -> None:
