@@ -282,14 +282,14 @@ def test_an_encoding_not_asked_for_is_a_clear_error(http_server: MockServer, nat
     )
     with http.Client(http_server.url, native_transport=native, retry=False) as client:
         with pytest.raises(
-            http.HttpError,
+            http.HttpResponseError,
             match=r"GET http://.*/br: could not decode the body \(DecodingError: the answer's "
             r"Content-Encoding is 'br'; headwater decodes gzip and deflate \(what it asks for "
             r"in Accept-Encoding\)\) \(not retried\)",
         ):
             client.get("/br")
         with pytest.raises(
-            http.HttpError,
+            http.HttpResponseError,
             match=r"could not decode the body \(DecodingError: the body is not valid gzip",
         ):
             client.get("/broken")

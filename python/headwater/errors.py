@@ -185,8 +185,8 @@ class HttpTimeoutError(HttpTransportError):
 class HttpResponseError(HttpError):
     """An answer arrived but cannot be used.
 
-    Invalid JSON, an HTML page, a wrong content type, or a body without the fields a paginator
-    reads.
+    Invalid JSON, an HTML page, a wrong content type, a ``Content-Encoding`` that cannot be
+    undone, a body too large, or a body without the fields a paginator reads.
     """
 
 

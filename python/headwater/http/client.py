@@ -532,6 +532,14 @@ def _final_error(
             kind=error.kind,
             size=error.size,
         )
+    if isinstance(error, httpx.DecodingError):
+        # An answer came, but its Content-Encoding cannot be undone.
+        return HttpResponseError(
+            f"{request.method} {url}: {_error_text(error)} {tries}{reason}",
+            method=request.method,
+            url=url,
+            attempts=attempts,
+        )
     if isinstance(error, TotalTimeout):
         return HttpTimeoutError(
             f"{request.method} {url}: no complete answer within the total time limit of "
