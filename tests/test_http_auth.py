@@ -241,3 +241,61 @@ def test_an_unbound_oauth_auth_says_so() -> None:
         auth.apply(request)
     with pytest.raises(ValueError, match="client_auth must be 'body' or 'basic'"):
         http.OAuth2ClientCredentials("http://x/token", "id", "s", client_auth="header")
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_token_requests_carry_none_of_the_clients_defaults(
+    http_server: MockServer, flavour: str
+) -> None:
+    # Default params and headers (an API key among them) and hooks are the API's business,
+    # not the token endpoint's, which is often another host.
+    TokenServer(http_server)
+    auth = http.OAuth2ClientCredentials(http_server.url + "/token", "id", "client-secret-8")
+    hooked: list[str] = []
+
+    def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+        request.headers["X-Hooked"] = "1"
+
+    options: dict[str, object] = {
+        "auth": auth,
+        "params": {"api_key": "default-param-key-1", "tenant": "acme"},
+        "headers": {"X-API-Key": "default-header-key-2", "X-Team": "data"},
+        "request_hooks": [hook],
+        "response_hooks": [lambda response: hooked.append(f"answer {response.url.path}")],
+    }
+    if flavour == "sync":
+        with http.Client(http_server.url, **options) as client:  # type: ignore[arg-type]
+            client.get("/api")
+    else:
+
+        async def main() -> None:
+            async with http.AsyncClient(http_server.url, **options) as client:  # type: ignore[arg-type]
+                await client.get("/api")
+
+        asyncio.run(main())
+    token, api = http_server.requests
+    assert token.path == "/token" and token.query == {}
+    assert not {"x-api-key", "x-team", "x-hooked"} & set(token.headers)
+    assert token.headers["user-agent"].startswith("headwater/")
+    assert token.form()["client_secret"] == "client-secret-8"
+    # The API's request has them all.
+    assert api.params == {"api_key": "default-param-key-1", "tenant": "acme"}
+    assert api.headers["x-api-key"] == "default-header-key-2"
+    assert api.headers["x-hooked"] == "1"
+    assert hooked == ["/api", "answer /api"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_status_errors(http_server: MockServer, status: int) -> None:
+    http_server.route("GET", "/x", status=status, json={"error": "denied"})
+    with http.Client(http_server.url, auth=http.BearerAuth("bearer-token-9")) as client:
+        try:
+            client.get("/x")
+        except http.HttpStatusError as error:
+            caught: http.HttpStatusError = error
+        else:
+            pytest.fail("no error")
+    assert isinstance(caught, http.AuthError)
+    assert caught.status == status
+    assert str(caught).startswith(f"GET {http_server.url}/x: HTTP {status}")

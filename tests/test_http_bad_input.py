@@ -85,7 +85,7 @@ def test_a_truncated_body(http_server: MockServer, native: bool) -> None:
     http_server.route("GET", "/x", MockResponse(raw=raw))
     policy = http.RetryPolicy(attempts=2, min_wait=0, backoff=0)
     with (
-        http.Client(http_server.url, retry=policy) as client,
+        http.Client(http_server.url, retry=policy, native_transport=native) as client,
         pytest.raises(http.HttpTransportError) as caught,
     ):
         client.get_json("/x")

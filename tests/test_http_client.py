@@ -172,10 +172,18 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
 ) -> None:
     import ssl
 
-    from headwater.http.transport import AsyncNativeTransport, NativeTransport
+    from headwater.http.transport import (
+        AsyncLimitedTransport,
+        AsyncNativeTransport,
+        LimitedTransport,
+        NativeTransport,
+    )
 
     def transport_of(client: http.Client) -> object:
-        return client.http._transport
+        # Every answer is read through the wrapper that holds it to the request's limits.
+        limited = client.http._transport
+        assert isinstance(limited, LimitedTransport)
+        return limited.inner
 
     with http.Client() as client:
         assert isinstance(transport_of(client), NativeTransport)
@@ -190,7 +198,9 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
 
     async def async_transport() -> object:
         async with http.AsyncClient() as client:
-            return client.http._transport
+            limited = client.http._transport
+            assert isinstance(limited, AsyncLimitedTransport)
+            return limited.inner
 
     assert isinstance(asyncio.run(async_transport()), AsyncNativeTransport)
 
@@ -218,3 +228,68 @@ def test_compressed_answers_and_cookies(http_server: MockServer, native: bool) -
         client.get("/again")
     assert "gzip" in http_server.requests[0].headers["accept-encoding"]
     assert http_server.requests[1].headers["cookie"] == "session=abc"
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["rust", "httpcore"])
+def test_every_content_encoding_asked_for_is_decoded(http_server: MockServer, native: bool) -> None:
+    import gzip
+    import zlib
+
+    data = b'{"rows": [' + b",".join(b'{"id": %d}' % i for i in range(5000)) + b"]}"
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    encoded = {
+        "gzip": gzip.compress(data),
+        "x-gzip": gzip.compress(data),
+        "deflate": zlib.compress(data),  # as the standard says: zlib-wrapped
+        "Deflate ": raw.compress(data) + raw.flush(),  # as some servers send it: raw
+        "gzip, deflate": zlib.compress(gzip.compress(data)),  # two layers, undone in reverse
+        "identity": data,
+    }
+    for number, (encoding, body) in enumerate(encoded.items()):
+        http_server.route(
+            "GET",
+            f"/{number}",
+            MockResponse(
+                body=body,
+                headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+            ),
+        )
+    with http.Client(http_server.url, native_transport=native) as client:
+        for number, encoding in enumerate(encoded):
+            response = client.get(f"/{number}")
+            assert response.content == data
+            # What was undone is gone from the headers, which describe the body as it is.
+            assert response.headers.get("content-encoding") == (
+                "identity" if encoding == "identity" else None
+            )
+            assert response.headers["content-length"] == str(len(data))
+    assert http_server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["rust", "httpcore"])
+def test_an_encoding_not_asked_for_is_a_clear_error(http_server: MockServer, native: bool) -> None:
+    import gzip
+
+    http_server.route(
+        "GET", "/br", MockResponse(body=b"\x1b\x00\x00", headers={"Content-Encoding": "br"})
+    )
+    http_server.route(
+        "GET",
+        "/broken",
+        MockResponse(
+            body=gzip.compress(b"{}")[:-12] + b"garbage!", headers={"Content-Encoding": "gzip"}
+        ),
+    )
+    with http.Client(http_server.url, native_transport=native, retry=False) as client:
+        with pytest.raises(
+            http.HttpResponseError,
+            match=r"GET http://.*/br: could not decode the body \(DecodingError: the answer's "
+            r"Content-Encoding is 'br'; headwater decodes gzip and deflate \(what it asks for "
+            r"in Accept-Encoding\)\) \(not retried\)",
+        ):
+            client.get("/br")
+        with pytest.raises(
+            http.HttpResponseError,
+            match=r"could not decode the body \(DecodingError: the body is not valid gzip",
+        ):
+            client.get("/broken")

@@ -6,6 +6,7 @@ import asyncio
 import re
 from typing import Any
 
+import pydantic
 import pytest
 
 from headwater import http
@@ -447,3 +448,58 @@ def test_a_paginator_without_its_rule_is_refused_when_made() -> None:
 
     with pytest.raises(TypeError, match="next_request"):
         NoRule()
+
+
+PAGINATORS = [
+    http.Paginator,
+    http.CursorPaginator,
+    http.NextUrlPaginator,
+    http.LinkHeaderPaginator,
+    http.OffsetPaginator,
+    http.PageNumberPaginator,
+]
+
+
+@pytest.mark.parametrize("kind", PAGINATORS, ids=lambda kind: kind.__name__)
+def test_help_shows_what_a_user_needs(kind: type[http.Paginator]) -> None:
+    import pydoc
+
+    text = pydoc.render_doc(kind, renderer=pydoc.plaintext)
+    # It leads with the signature and the class's own description ...
+    summary = (kind.__dict__["__doc__"] or "").strip().splitlines()[0]
+    assert text.index(summary) < text.index("Fields (keyword arguments):")
+    assert f"{kind.__name__}(*, items_path: str | None = None, max_pages: int | None = None" in (
+        text
+    )
+    # ... lists every field with its type, default and meaning ...
+    for name, field in kind.model_fields.items():
+        assert f"    {name}: " in text
+        assert field.description, name
+        assert field.description.split()[0] in text
+    if kind is not http.Paginator:
+        assert "Example:" in text
+        assert "Fields of every paginator:" in text
+    # ... and leaves pydantic's machinery out, which still works.
+    for internal in ("__pydantic", "model_dump", "model_config", "BaseModel:", "Annotated"):
+        assert internal not in text, internal
+    assert len(text.splitlines()) < 150
+
+
+def test_paginators_still_are_pydantic_models() -> None:
+    pages = http.CursorPaginator(items_path="data", max_pages=2)
+    assert pages.model_copy(update={"max_pages": 3}).max_pages == 3
+    assert pages.model_dump()["cursor_param"] == "cursor"
+    with pytest.raises(pydantic.ValidationError, match="greater than or equal to 1"):
+        http.CursorPaginator(max_pages=0)
+    with pytest.raises(pydantic.ValidationError, match="Extra inputs are not permitted"):
+        http.CursorPaginator(cursor="x")  # type: ignore[call-arg]
+
+
+def test_the_pagination_examples_run() -> None:
+    import doctest
+
+    from headwater.http import pagination
+
+    results = doctest.testmod(pagination)
+    assert results.attempted > 10
+    assert results.failed == 0

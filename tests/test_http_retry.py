@@ -105,6 +105,8 @@ def test_attempts_bound_the_retries_and_the_error_says_it_all(
 
 
 def test_total_time_bounds_the_retries(http_server: MockServer, waits: list[float]) -> None:
+    # A wait the API asks for that would pass the deadline fails at once, saying so; a
+    # RateLimitError is an HttpStatusError (the 429) like any other.
     http_server.route("GET", "/x", status=429, headers={"Retry-After": "120"})
     policy = http.RetryPolicy(attempts=10, total_time=60)
     with (
@@ -114,7 +116,38 @@ def test_total_time_bounds_the_retries(http_server: MockServer, waits: list[floa
         client.get("/x")
     assert waits == []
     assert len(http_server.requests) == 1
-    assert "a retry in 120.00 s would pass the total time limit of 60 s" in str(caught.value)
+    error = caught.value
+    assert isinstance(error, http.RateLimitError)
+    assert (error.status, error.wait, error.source) == (429, 120.0, "Retry-After: 120")
+    assert str(error).startswith(
+        f"GET {http_server.url}/x: the API asks to wait 120.00 s (HTTP 429, Retry-After: 120), "
+        "past the total time limit of 60 s (RetryPolicy.total_time; "
+    )
+    assert "failing now instead of waiting, after 1 attempt in" in str(error)
+    # So does one longer than max_wait, well within the total time.
+    policy = http.RetryPolicy(attempts=10, total_time=600, max_wait=30)
+    with (
+        http.Client(http_server.url, retry=policy) as client,
+        pytest.raises(
+            http.RateLimitError,
+            match=r"asks to wait 120\.00 s \(HTTP 429, Retry-After: 120\), longer than "
+            r"max_wait=30 s \(RetryPolicy\.max_wait\)",
+        ),
+    ):
+        client.get("/x")
+    assert waits == []
+    # A backoff of the policy's own that would pass the deadline ends the retries too.
+    http_server.route("GET", "/y", status=503)
+    policy = http.RetryPolicy(attempts=10, total_time=1, backoff=5, jitter=False)
+    with (
+        http.Client(http_server.url, retry=policy) as client,
+        pytest.raises(
+            http.HttpStatusError,
+            match=r"HTTP 503 .*; a retry in 5\.00 s would pass the total time limit of 1 s",
+        ) as caught,
+    ):
+        client.get("/y")
+    assert type(caught.value) is http.HttpStatusError
 
 
 def test_client_errors_are_not_retried(http_server: MockServer, waits: list[float]) -> None:

@@ -16,13 +16,16 @@ __all__ = [
     "HttpError",
     "HttpResponseError",
     "HttpStatusError",
+    "HttpTimeoutError",
     "HttpTransportError",
     "IpcError",
     "MigrationError",
     "PaginationError",
     "PluginError",
+    "RateLimitError",
     "ResolverCancelled",
     "ResolverTimeoutError",
+    "ResponseTooLargeError",
     "RowError",
     "SchemaError",
     "SpecError",
@@ -82,7 +85,18 @@ class HttpError(HeadwaterError):
     """An HTTP request of :mod:`headwater.http` failed for good (retries included).
 
     The message names the request (method and URL, secrets redacted), what went wrong, the
-    status when there was an answer, and how many attempts were made.
+    status when there was an answer, and how many attempts were made. Its subclasses say
+    what kind of failure it was::
+
+        HttpError
+        ├── HttpStatusError        the API answered with an error status
+        │   ├── AuthError          401/403, or the OAuth2 token endpoint failed
+        │   └── RateLimitError     the API's rate limit would hold the request too long
+        ├── HttpTransportError     no usable answer (connection, TLS, redirects)
+        │   └── HttpTimeoutError   a time limit ran out
+        └── HttpResponseError      an answer that cannot be used (not JSON ...)
+            ├── PaginationError
+            └── ResponseTooLargeError
 
     Attributes:
         method: The request method.
@@ -101,14 +115,49 @@ class HttpError(HeadwaterError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (
-            _rebuild_http_error,
-            (type(self), str(self), self.method, self.url, self.status, self.attempts),
-        )
+        return (_rebuild_http_error, (type(self), str(self), self.__dict__.copy()))
 
 
 class HttpStatusError(HttpError):
     """The API answered with an error status (4xx, or 429/5xx once retries ran out)."""
+
+
+class AuthError(HttpStatusError):
+    """Credentials were refused (401/403), or the OAuth2 token endpoint failed.
+
+    ``status`` is the status of the refusal; when the token endpoint could not be reached
+    at all (no status), the message says why.
+    """
+
+
+class RateLimitError(HttpStatusError):
+    """The API's rate limit would keep a request waiting past its time limit.
+
+    Raised at once rather than waiting: when ``X-RateLimit-Remaining: 0`` (or
+    ``RateLimit-Remaining``) with a reset, or a ``Retry-After``, asks for a wait that ends
+    after the request's ``total_time`` (:class:`~headwater.http.RetryPolicy`) or is longer
+    than its ``max_wait``. The message names the request, the wait asked for and the header
+    that asked for it.
+
+    Attributes:
+        wait: Seconds the API asked to wait.
+        source: The header(s) that asked for it, as received.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status: int | None = None,
+        attempts: int = 1,
+        wait: float = 0.0,
+        source: str = "",
+    ) -> None:
+        self.wait = wait
+        self.source = source
+        super().__init__(message, method=method, url=url, status=status, attempts=attempts)
 
 
 class HttpTransportError(HttpError):
@@ -119,11 +168,38 @@ class HttpTransportError(HttpError):
     """
 
 
+class HttpTimeoutError(HttpTransportError):
+    """A time limit of the request ran out.
+
+    Attributes:
+        limit: Which one: ``"total_time"`` (the request's :class:`~headwater.http.RetryPolicy`
+            ``total_time``, which covers every attempt from connecting to the last byte of
+            the body, and the waits between them), ``"read"``, ``"connect"`` or ``"write"``
+            (the client's ``timeout``, for each network operation), or ``"pool"``.
+        seconds: The limit, in seconds, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status: int | None = None,
+        attempts: int = 1,
+        limit: str = "total_time",
+        seconds: float | None = None,
+    ) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        super().__init__(message, method=method, url=url, status=status, attempts=attempts)
+
+
 class HttpResponseError(HttpError):
     """An answer arrived but cannot be used.
 
-    Invalid JSON, an HTML page, a wrong content type, or a body without the fields a paginator
-    reads.
+    Invalid JSON, an HTML page, a wrong content type, a ``Content-Encoding`` that cannot be
+    undone, a body too large, or a body without the fields a paginator reads.
     """
 
 
@@ -136,14 +212,45 @@ class PaginationError(HttpResponseError):
     """
 
 
-class AuthError(HttpError):
-    """Credentials were refused, or the OAuth2 token endpoint failed."""
+class ResponseTooLargeError(HttpResponseError):
+    """An answer's body is larger than the client accepts, or decompresses suspiciously far.
+
+    Raised as soon as it is known, without reading further: from a declared
+    ``Content-Length`` before the body is read, otherwise while the body streams in or is
+    decompressed. Not retried. Raise the limit with ``max_response_bytes`` (per client or
+    per request) or ``max_decompression_ratio`` on the client.
+
+    Attributes:
+        limit: The limit that was crossed: bytes, or the ratio for ``"ratio"``.
+        kind: ``"declared"`` (``Content-Length``), ``"received"`` (bytes on the wire),
+            ``"decoded"`` (bytes after decompression) or ``"ratio"`` (decoded per
+            compressed byte).
+        size: The declared length, or the bytes read when the limit was crossed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status: int | None = None,
+        attempts: int = 1,
+        limit: float = 0,
+        kind: str = "decoded",
+        size: int | None = None,
+    ) -> None:
+        self.limit = limit
+        self.kind = kind
+        self.size = size
+        super().__init__(message, method=method, url=url, status=status, attempts=attempts)
 
 
-def _rebuild_http_error(
-    kind: type[HttpError], message: str, method: str, url: str, status: int | None, attempts: int
-) -> HttpError:
-    return kind(message, method=method, url=url, status=status, attempts=attempts)
+def _rebuild_http_error(kind: type[HttpError], message: str, state: dict[str, object]) -> HttpError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class IpcError(HeadwaterError):

@@ -5,7 +5,9 @@ requests with what those need: a base URL and connection pool (httpx), an auth (
 bearer, basic, OAuth2 client credentials or refresh token, any callable), request and response
 hooks, retries with backoff that honour ``Retry-After``, rate and concurrency limits enforced
 in Rust and shared by every thread of a sync, JSON decoding with orjson, and paginators whose
-pages a resolver yields as they come. Errors name the request with its secrets redacted.
+pages a resolver yields as they come. A hostile server cannot make a request take longer than
+its ``total_time`` nor grow past ``max_response_bytes`` (decompressed). Errors name the
+request with its secrets redacted.
 
 Example:
     >>> import headwater as hw
@@ -26,8 +28,11 @@ from headwater.errors import (
     HttpError,
     HttpResponseError,
     HttpStatusError,
+    HttpTimeoutError,
     HttpTransportError,
     PaginationError,
+    RateLimitError,
+    ResponseTooLargeError,
 )
 from headwater.http.auth import (
     ApiKeyAuth,
@@ -69,6 +74,7 @@ __all__ = [
     "HttpError",
     "HttpResponseError",
     "HttpStatusError",
+    "HttpTimeoutError",
     "HttpTransportError",
     "LinkHeaderPaginator",
     "NextUrlPaginator",
@@ -81,9 +87,11 @@ __all__ = [
     "PaginationError",
     "Paginator",
     "RateLimit",
+    "RateLimitError",
     "RateLimiter",
     "RequestHook",
     "ResponseHook",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "Token",
     "parse_rate_limit_headers",

@@ -227,7 +227,11 @@ class _OAuth2(Auth, abc.ABC):
         )
 
     def bind(self, client: Client | AsyncClient) -> None:
-        """Fetch tokens through ``client`` (its retries, limits and transport)."""
+        """Fetch tokens through ``client``: its transport, retries, time and size limits.
+
+        Token requests carry none of the client's default headers, query parameters or
+        hooks, which are meant for the API, not for the token endpoint.
+        """
         from headwater.http.client import AsyncClient
 
         if isinstance(client, AsyncClient):
@@ -326,9 +330,7 @@ class _OAuth2(Auth, abc.ABC):
         form, headers = self._form()
         requested_at = self.clock()
         try:
-            response = self._client.request(
-                "POST", self.token_url, data=form, headers=headers, authenticate=False
-            )
+            response = self._client._fetch_token(self.token_url, form, headers)
         except HttpError as exc:
             raise self._failed(exc) from None
         return self._take(response, requested_at)
@@ -362,9 +364,7 @@ class _OAuth2(Auth, abc.ABC):
         form, headers = self._form()
         requested_at = self.clock()
         try:
-            response = await self._async_client.request(
-                "POST", self.token_url, data=form, headers=headers, authenticate=False
-            )
+            response = await self._async_client._fetch_token(self.token_url, form, headers)
         except HttpError as exc:
             raise self._failed(exc) from None
         return self._take(response, requested_at)

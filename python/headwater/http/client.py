@@ -40,7 +40,10 @@ from headwater.errors import (
     HttpError,
     HttpResponseError,
     HttpStatusError,
+    HttpTimeoutError,
     HttpTransportError,
+    RateLimitError,
+    ResponseTooLargeError,
 )
 from headwater.http.auth import Auth, CallableAuth
 from headwater.http.pagination import PageWalk, Paginator
@@ -55,9 +58,18 @@ from headwater.http.redaction import (
 )
 from headwater.http.retry import RetryPolicy, parse_retry_after
 from headwater.http.transport import (
+    DEFAULT_MAX_DECOMPRESSION_RATIO,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    LIMITS,
+    AsyncLimitedTransport,
     AsyncNativeTransport,
+    BodyLimits,
+    LimitedTransport,
     NativeTransport,
+    ResponseTooLarge,
     TLSError,
+    TotalTimeout,
+    httpx_transport,
     native_supported,
 )
 
@@ -78,10 +90,16 @@ _transport_wrapper: Callable[[Any, bool], Any] | None = None
 
 _EXCERPT = 200
 _JSON_TYPES = ("application/json", "text/json")
+# A wait for a rate limit at least this long is logged, so an idle sync says why.
+_LONG_WAIT = 5.0
+# What the transports decode themselves, in bounded steps (see headwater.http.transport).
+_ACCEPT_ENCODING = "gzip, deflate"
 
 
 class _Core:
     """Configuration and the steps both clients share; the sending loop is theirs."""
+
+    http: httpx.Client | httpx.AsyncClient
 
     def __init__(
         self,
@@ -94,7 +112,20 @@ class _Core:
         request_hooks: Iterable[RequestHook],
         response_hooks: Iterable[ResponseHook],
         strict_content_type: bool,
+        max_response_bytes: int,
+        max_decompression_ratio: float,
     ) -> None:
+        self.max_response_bytes = _check_max_bytes(max_response_bytes, "max_response_bytes")
+        if not (
+            isinstance(max_decompression_ratio, (int, float))
+            and not isinstance(max_decompression_ratio, bool)
+            and max_decompression_ratio >= 1
+        ):
+            raise ValueError(
+                "max_decompression_ratio must be a number of at least 1 (decompressed bytes "
+                f"per compressed byte), got {max_decompression_ratio!r}"
+            )
+        self.max_decompression_ratio = float(max_decompression_ratio)
         if auth is not None and not isinstance(auth, Auth):
             if not callable(auth):
                 raise TypeError(
@@ -127,8 +158,11 @@ class _Core:
         self._default_headers = {
             "User-Agent": f"headwater/{__version__}",
             "Accept": "application/json",
+            "Accept-Encoding": _ACCEPT_ENCODING,
             **(headers or {}),
         }
+        # One log line per key and cause of a long rate-limit wait, not one per request.
+        self._told: dict[str, str] = {}
         self._params = dict(params or {})
         # Credentials passed as plain default headers or parameters are secrets all the same.
         for name, value in self._default_headers.items():
@@ -190,6 +224,96 @@ class _Core:
                 response, f"invalid JSON ({len(content)} bytes): {exc}", show_body=True
             ) from None
 
+    def _limits(
+        self, policy: RetryPolicy, max_response_bytes: int | None, started: float
+    ) -> BodyLimits:
+        """What one request's answers may cost, and its deadline."""
+        return BodyLimits(
+            max_bytes=(
+                self.max_response_bytes
+                if max_response_bytes is None
+                else _check_max_bytes(max_response_bytes, "max_response_bytes")
+            ),
+            max_ratio=self.max_decompression_ratio,
+            deadline=started + policy.total_time,
+        )
+
+    def _token_request(
+        self, url: str, data: Mapping[str, str], headers: Mapping[str, str]
+    ) -> httpx.Request:
+        """A POST to an OAuth2 token endpoint, with only what that endpoint needs.
+
+        None of the client's default headers, query parameters or hooks: those are meant for
+        the API (an API key among them), and the token endpoint is often another host's.
+        """
+        target = httpx.URL(url)
+        base = self.http.base_url
+        if target.is_relative_url:
+            # As httpx resolves relative URLs against a client's base URL.
+            target = base.copy_with(raw_path=base.raw_path + target.raw_path.lstrip(b"/"))
+        return httpx.Request(
+            "POST",
+            target,
+            headers={"User-Agent": self._default_headers["User-Agent"], **headers},
+            data=dict(data),
+            extensions={"timeout": self.http.timeout.as_dict()},
+        )
+
+    def _book(
+        self,
+        key: str,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        limits: BodyLimits,
+        attempt: int,
+        started: float,
+    ) -> float:
+        """Book the request's turn under the rate limits; the seconds to wait for it.
+
+        Raises:
+            RateLimitError: The turn comes after the deadline, or after ``max_wait``.
+        """
+        assert limits.deadline is not None
+        left = max(0.0, limits.deadline - time.monotonic())
+        allowed = left if policy.max_wait is None else min(left, policy.max_wait)
+        booked, wait = self.limiter.reserve(key, allowed)
+        said = self.limiter.said(key)
+        if said is not None:
+            cause, source = "the API's rate limit", said
+        else:
+            cause = "the client's rate limit"
+            source = f"RateLimit(requests_per_second={self.limiter.requests_per_second})"
+        if not booked:
+            raise _rate_limited(request, policy, attempt, started, wait, cause, source, status=None)
+        if wait >= _LONG_WAIT and self._told.get(key) != source:
+            self._told[key] = source
+            logger.log(
+                logging.WARNING if said is not None else logging.INFO,
+                "waiting %.0f s before %s %s: %s (%s)",
+                wait,
+                request.method,
+                redact_url(request.url),
+                cause,
+                source,
+                extra={"url": redact_url(request.url), "wait": wait},
+            )
+        return wait
+
+    def _timeout_error(
+        self, request: httpx.Request, policy: RetryPolicy, attempt: int, started: float, what: str
+    ) -> HttpTimeoutError:
+        url = redact_url(request.url)
+        return HttpTimeoutError(
+            f"{request.method} {url}: {what}, past the total time limit of "
+            f"{policy.total_time:g} s (RetryPolicy.total_time) "
+            f"{_tries(attempt, started)}",
+            method=request.method,
+            url=url,
+            attempts=attempt,
+            limit="total_time",
+            seconds=policy.total_time,
+        )
+
     def _wait_or_raise(
         self,
         request: httpx.Request,
@@ -212,8 +336,25 @@ class _Core:
         if retryable:
             wait = retry.wait(attempt, retry_after)
             elapsed = time.monotonic() - started
+            asked = retry_after is not None and retry.respect_retry_after
             if attempt >= retry.attempts:
                 reason = ""
+            elif asked and (
+                elapsed + wait > retry.total_time
+                or (retry.max_wait is not None and wait > retry.max_wait)
+            ):
+                assert response is not None
+                header = f"Retry-After: {response.headers.get('retry-after')}"
+                raise _rate_limited(
+                    request,
+                    retry,
+                    attempt,
+                    started,
+                    wait,
+                    "the API",
+                    header,
+                    status=response.status_code,
+                )
             elif elapsed + wait > retry.total_time:
                 reason = (
                     f"; a retry in {wait:.2f} s would pass the total time limit of "
@@ -231,12 +372,57 @@ class _Core:
                     extra={"url": redact_url(request.url), "attempt": attempt},
                 )
                 return wait
-        raise _final_error(request, attempt, started, response, error, reason, retryable)
+        raise _final_error(request, attempt, started, response, error, reason, retryable, retry)
+
+
+def _check_max_bytes(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of bytes of at least 1, got {value!r}")
+    return value
+
+
+def _tries(attempts: int, started: float) -> str:
+    elapsed = time.monotonic() - started
+    return f"after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.2f} s"
+
+
+def _rate_limited(
+    request: httpx.Request,
+    policy: RetryPolicy,
+    attempt: int,
+    started: float,
+    wait: float,
+    cause: str,
+    source: str,
+    *,
+    status: int | None,
+) -> RateLimitError:
+    url = redact_url(request.url)
+    left = policy.total_time - (time.monotonic() - started)
+    if policy.max_wait is not None and wait > policy.max_wait:
+        over = f"longer than max_wait={policy.max_wait:g} s (RetryPolicy.max_wait)"
+    else:
+        over = (
+            f"past the total time limit of {policy.total_time:g} s (RetryPolicy.total_time; "
+            f"{max(0.0, left):.2f} s left)"
+        )
+    return RateLimitError(
+        f"{request.method} {url}: {cause} asks to wait {wait:.2f} s ("
+        + (f"HTTP {status}, " if status is not None else "")
+        + f"{source}), {over}; failing now instead of waiting, {_tries(attempt, started)}. "
+        "Raise total_time or max_wait to wait it out",
+        method=request.method,
+        url=url,
+        status=status,
+        attempts=attempt,
+        wait=wait,
+        source=source,
+    )
 
 
 def _retryable(error: httpx.RequestError) -> bool:
-    if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return False
+    if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError, TotalTimeout)):
+        return False  # TotalTimeout: no time is left for another attempt
     if _is_tls(error):
         return False  # certificates and protocol mismatches do not fix themselves
     return isinstance(error, httpx.TransportError)
@@ -313,15 +499,15 @@ def _final_error(
     error: httpx.RequestError | None,
     reason: str,
     retryable: bool,
+    policy: RetryPolicy,
 ) -> HttpError:
     url = redact_url(request.url)
-    elapsed = time.monotonic() - started
-    tries = f"after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.2f} s"
+    tries = _tries(attempts, started)
     if not retryable:
         tries = f"{tries} (not retried)" if attempts > 1 else "(not retried)"
     if response is not None:
         body = _excerpt(response)
-        kind = AuthError if response.status_code == 401 else HttpStatusError
+        kind = AuthError if response.status_code in (401, 403) else HttpStatusError
         return kind(
             f"{request.method} {url}: {_status_text(response)} {tries}{reason}"
             + (f": {body}" if body else ""),
@@ -330,12 +516,69 @@ def _final_error(
             status=response.status_code,
             attempts=attempts,
         )
+    if isinstance(error, ResponseTooLarge):
+        what = "decompression ratio" if error.kind == "ratio" else "size"
+        return ResponseTooLargeError(
+            f"{request.method} {url}: {redact(str(error))}; stopped reading it {tries}. If the "
+            f"answer is genuine, raise the {what} limit: "
+            + (
+                "Client(max_decompression_ratio=...)"
+                if error.kind == "ratio"
+                else "Client(max_response_bytes=...), or max_response_bytes= on the request"
+            ),
+            method=request.method,
+            url=url,
+            attempts=attempts,
+            limit=error.limit,
+            kind=error.kind,
+            size=error.size,
+        )
+    if isinstance(error, httpx.DecodingError):
+        # An answer came, but its Content-Encoding cannot be undone.
+        return HttpResponseError(
+            f"{request.method} {url}: {_error_text(error)} {tries}{reason}",
+            method=request.method,
+            url=url,
+            attempts=attempts,
+        )
+    if isinstance(error, TotalTimeout):
+        return HttpTimeoutError(
+            f"{request.method} {url}: no complete answer within the total time limit of "
+            f"{policy.total_time:g} s (RetryPolicy.total_time, which covers connecting, the "
+            f"headers and the whole body of every attempt) {tries}{reason}",
+            method=request.method,
+            url=url,
+            attempts=attempts,
+            limit="total_time",
+            seconds=policy.total_time,
+        )
+    if isinstance(error, httpx.TimeoutException):
+        limit = _TIMEOUTS.get(type(error), "read")
+        seconds = request.extensions.get("timeout", {}).get(limit)
+        return HttpTimeoutError(
+            f"{request.method} {url}: {_error_text(error)}, the {limit} timeout of "
+            f"{seconds if seconds is None else format(seconds, 'g')} s (Client(timeout=...)) "
+            f"{tries}{reason}",
+            method=request.method,
+            url=url,
+            attempts=attempts,
+            limit=limit,
+            seconds=seconds,
+        )
     return HttpTransportError(
         f"{request.method} {url}: {_error_text(error)} {tries}{reason}",
         method=request.method,
         url=url,
         attempts=attempts,
     )
+
+
+_TIMEOUTS: dict[type[httpx.TimeoutException], str] = {
+    httpx.ConnectTimeout: "connect",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+    httpx.PoolTimeout: "pool",
+}
 
 
 def _context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
@@ -354,16 +597,21 @@ def _choose_transport(
     """The transport a client sends through.
 
     ``transport`` if given, else the Rust transport where it can serve (see :class:`Client`'s
-    ``native_transport``), else httpx's; wrapped by a cassette when one is recording or
-    replaying.
+    ``native_transport``), else httpx's; read through :class:`LimitedTransport`, which holds
+    every answer to the request's size and time limits; wrapped by a cassette when one is
+    recording or replaying.
     """
     if transport is None:
         if native and not isinstance(verify, ssl.SSLContext) and native_supported(verify):
             rust = AsyncNativeTransport if is_async else NativeTransport
             transport = rust(verify, max_connections)
+        elif is_async:
+            transport = httpx.AsyncHTTPTransport(
+                limits=_pool(max_connections), verify=_context(verify)
+            )
         else:
-            pooled = httpx.AsyncHTTPTransport if is_async else httpx.HTTPTransport
-            transport = pooled(limits=_pool(max_connections), verify=_context(verify))
+            transport = httpx_transport(_context(verify), max_connections)
+    transport = AsyncLimitedTransport(transport) if is_async else LimitedTransport(transport)
     if _transport_wrapper is not None:
         transport = _transport_wrapper(transport, is_async)
     return transport
@@ -382,8 +630,12 @@ class Client(_Core):
             replacing) the ``httpx.Request``.
         headers: Default headers of every request.
         params: Default query parameters of every request.
-        timeout: Seconds (or an ``httpx.Timeout``) for connecting, reading and writing.
-        retry: The retry policy; ``False`` never retries; default :class:`RetryPolicy()`.
+        timeout: Seconds (or an ``httpx.Timeout``) for each network operation: connecting,
+            and each read and write (an idle connection fails after that long). The whole
+            request, however slowly the server trickles its answer, is bounded by the
+            retry policy's ``total_time``.
+        retry: The retry policy, which also sets each request's deadline (``total_time``);
+            ``False`` never retries; default :class:`RetryPolicy()`.
         rate_limit: A :class:`RateLimit` for this client, or a :class:`RateLimiter` shared
             with other clients. Without one the API's ``X-RateLimit-*`` headers still apply.
         request_hooks: Run on each attempt's request, in order (after auth).
@@ -393,6 +645,13 @@ class Client(_Core):
         max_redirects: Redirects followed before a request fails.
         verify: Verify TLS certificates (or a CA bundle path, or an ``ssl.SSLContext``).
         strict_content_type: Refuse to decode answers whose content type is not JSON.
+        max_response_bytes: The largest answer body accepted, in bytes, as received and
+            after decompression (default 256 MiB); a larger one fails with
+            :class:`~headwater.errors.ResponseTooLargeError` without being read further (a
+            larger declared ``Content-Length``, before any of it is read).
+        max_decompression_ratio: The most bytes a compressed body may decompress to per
+            byte received (default 200), checked past 8 MiB decompressed: a decompression
+            bomb fails early with :class:`~headwater.errors.ResponseTooLargeError`.
         transport: An httpx transport to send through (tests, proxies).
         native_transport: Without ``transport``: do the network I/O in Rust with the GIL
             released (:class:`~headwater.http.transport.NativeTransport`), which is what
@@ -402,6 +661,8 @@ class Client(_Core):
         id: Names the client in sync messages, logs and incremental state keys, when a
             plugin's ``connect`` returns the client itself.
     """
+
+    http: httpx.Client
 
     def __init__(
         self,
@@ -420,6 +681,8 @@ class Client(_Core):
         max_redirects: int = 20,
         verify: bool | str | ssl.SSLContext = True,
         strict_content_type: bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_decompression_ratio: float = DEFAULT_MAX_DECOMPRESSION_RATIO,
         transport: httpx.BaseTransport | None = None,
         native_transport: bool = True,
         id: str = "default",
@@ -434,6 +697,8 @@ class Client(_Core):
             request_hooks=request_hooks,
             response_hooks=response_hooks,
             strict_content_type=strict_content_type,
+            max_response_bytes=max_response_bytes,
+            max_decompression_ratio=max_decompression_ratio,
         )
         transport = _choose_transport(
             transport,
@@ -480,6 +745,7 @@ class Client(_Core):
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         authenticate: bool = True,
+        max_response_bytes: int | None = None,
     ) -> httpx.Response:
         """Send a request, with auth, hooks, limits and retries; return the successful answer.
 
@@ -492,16 +758,27 @@ class Client(_Core):
             data: A form to send.
             content: A raw body.
             timeout: This request's timeout, instead of the client's.
-            retry: This request's retry policy, instead of the client's.
-            authenticate: Apply the client's auth (``False`` for OAuth2 token requests).
+            retry: This request's retry policy (and deadline, ``total_time``), instead of
+                the client's.
+            authenticate: Apply the client's auth.
+            max_response_bytes: This request's largest answer body, instead of the client's.
 
         Returns:
-            The answer, its body read, with a 2xx status (or 3xx when not following
-            redirects).
+            The answer, its body read (and decompressed), with a 2xx status (or 3xx when not
+            following redirects).
 
         Raises:
-            HttpStatusError: An error status, once retries ran out or when not retried.
-            HttpTransportError: No usable answer (connection, timeout, TLS, redirect loop).
+            HttpStatusError: An error status, once retries ran out or when not retried;
+                among them :class:`~headwater.errors.AuthError` (401, 403) and
+                :class:`~headwater.errors.RateLimitError` (the API asks to wait past the
+                deadline or ``max_wait``).
+            HttpTransportError: No usable answer (connection, TLS, redirect loop); among
+                them :class:`~headwater.errors.HttpTimeoutError` (a timeout, or the
+                deadline).
+            HttpResponseError: An answer that cannot be used: among them
+                :class:`~headwater.errors.ResponseTooLargeError` (over
+                ``max_response_bytes`` or ``max_decompression_ratio``), or a
+                ``Content-Encoding`` other than gzip or deflate.
         """
         url, params = self._split_query(url, params)
         request = self.http.build_request(
@@ -514,27 +791,48 @@ class Client(_Core):
             content=content,
             timeout=timeout if timeout is not None else self.http.timeout,
         )
-        return self.send(request, retry=retry, authenticate=authenticate)
+        return self.send(
+            request,
+            retry=retry,
+            authenticate=authenticate,
+            max_response_bytes=max_response_bytes,
+        )
 
     def send(
-        self, request: httpx.Request, *, retry: RetryPolicy | None = None, authenticate: bool = True
+        self,
+        request: httpx.Request,
+        *,
+        retry: RetryPolicy | None = None,
+        authenticate: bool = True,
+        max_response_bytes: int | None = None,
     ) -> httpx.Response:
         """Send a built ``httpx.Request`` as :meth:`request` does."""
-        policy = retry or self.retry
+        return self._send(request, retry or self.retry, authenticate, max_response_bytes)
+
+    def _send(
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        authenticate: bool,
+        max_response_bytes: int | None,
+        hooks: bool = True,
+    ) -> httpx.Response:
         key = self._key(request)
         started = time.monotonic()
+        limits = self._limits(policy, max_response_bytes, started)
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
             if authenticate and self.auth is not None:
                 self.auth.apply(request)
-            for request_hook in self.request_hooks:
+            for request_hook in self.request_hooks if hooks else ():
                 replaced = request_hook(request)
                 if isinstance(replaced, httpx.Request):
                     request = replaced
             register_request(request)  # an answer echoing the request is masked by value
-            self.limiter.acquire(key)
+            request.extensions[LIMITS] = limits
+            self._acquire(key, request, policy, limits, attempt, started)
             response: httpx.Response | None = None
             error: httpx.RequestError | None = None
             try:
@@ -545,7 +843,7 @@ class Client(_Core):
                 self.limiter.release(key)
             if response is not None:
                 self._observe(key, response)
-                for response_hook in self.response_hooks:
+                for response_hook in self.response_hooks if hooks else ():
                     replaced = response_hook(response)
                     if isinstance(replaced, httpx.Response):
                         response = replaced
@@ -562,6 +860,40 @@ class Client(_Core):
                     request, attempt, started, response=response, error=error, retry=policy
                 )
             )
+
+    def _acquire(
+        self,
+        key: str,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        limits: BodyLimits,
+        attempt: int,
+        started: float,
+    ) -> None:
+        """Take a request slot and wait for the request's turn, both within its deadline."""
+        assert limits.deadline is not None
+        if not self.limiter.acquire_slot(key, max(0.0, limits.deadline - time.monotonic())):
+            raise self._timeout_error(
+                request,
+                policy,
+                attempt,
+                started,
+                f"no request slot freed (RateLimit(max_concurrent={self.limiter.max_concurrent}))",
+            )
+        try:
+            wait = self._book(key, request, policy, limits, attempt, started)
+            if wait > 0:
+                time.sleep(wait)
+        except BaseException:
+            self.limiter.release(key)
+            raise
+
+    def _fetch_token(
+        self, url: str, data: Mapping[str, str], headers: Mapping[str, str]
+    ) -> httpx.Response:
+        """POST to an OAuth2 token endpoint: see :meth:`_Core._token_request`."""
+        request = self._token_request(url, data, headers)
+        return self._send(request, self.retry, False, None, hooks=False)
 
     def get(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """``request("GET", url, ...)``."""
@@ -623,6 +955,8 @@ class AsyncClient(_Core):
     hooks and a callable auth may be coroutine functions.
     """
 
+    http: httpx.AsyncClient
+
     def __init__(
         self,
         base_url: str | httpx.URL = "",
@@ -640,6 +974,8 @@ class AsyncClient(_Core):
         max_redirects: int = 20,
         verify: bool | str | ssl.SSLContext = True,
         strict_content_type: bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_decompression_ratio: float = DEFAULT_MAX_DECOMPRESSION_RATIO,
         transport: httpx.AsyncBaseTransport | None = None,
         native_transport: bool = True,
         id: str = "default",
@@ -654,6 +990,8 @@ class AsyncClient(_Core):
             request_hooks=request_hooks,
             response_hooks=response_hooks,
             strict_content_type=strict_content_type,
+            max_response_bytes=max_response_bytes,
+            max_decompression_ratio=max_decompression_ratio,
         )
         transport = _choose_transport(
             transport,
@@ -700,6 +1038,7 @@ class AsyncClient(_Core):
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         authenticate: bool = True,
+        max_response_bytes: int | None = None,
     ) -> httpx.Response:
         """See :meth:`Client.request`."""
         url, params = self._split_query(url, params)
@@ -713,27 +1052,48 @@ class AsyncClient(_Core):
             content=content,
             timeout=timeout if timeout is not None else self.http.timeout,
         )
-        return await self.send(request, retry=retry, authenticate=authenticate)
+        return await self.send(
+            request,
+            retry=retry,
+            authenticate=authenticate,
+            max_response_bytes=max_response_bytes,
+        )
 
     async def send(
-        self, request: httpx.Request, *, retry: RetryPolicy | None = None, authenticate: bool = True
+        self,
+        request: httpx.Request,
+        *,
+        retry: RetryPolicy | None = None,
+        authenticate: bool = True,
+        max_response_bytes: int | None = None,
     ) -> httpx.Response:
         """See :meth:`Client.send`."""
-        policy = retry or self.retry
+        return await self._send(request, retry or self.retry, authenticate, max_response_bytes)
+
+    async def _send(
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        authenticate: bool,
+        max_response_bytes: int | None,
+        hooks: bool = True,
+    ) -> httpx.Response:
         key = self._key(request)
         started = time.monotonic()
+        limits = self._limits(policy, max_response_bytes, started)
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
             if authenticate and self.auth is not None:
                 await self.auth.apply_async(request)
-            for request_hook in self.request_hooks:
+            for request_hook in self.request_hooks if hooks else ():
                 replaced = await _maybe_await(request_hook(request))
                 if isinstance(replaced, httpx.Request):
                     request = replaced
             register_request(request)  # an answer echoing the request is masked by value
-            await self.limiter.acquire_async(key)
+            request.extensions[LIMITS] = limits
+            await self._acquire(key, request, policy, limits, attempt, started)
             response: httpx.Response | None = None
             error: httpx.RequestError | None = None
             try:
@@ -744,7 +1104,7 @@ class AsyncClient(_Core):
                 self.limiter.release(key)
             if response is not None:
                 self._observe(key, response)
-                for response_hook in self.response_hooks:
+                for response_hook in self.response_hooks if hooks else ():
                     replaced = await _maybe_await(response_hook(response))
                     if isinstance(replaced, httpx.Response):
                         response = replaced
@@ -761,6 +1121,41 @@ class AsyncClient(_Core):
                     request, attempt, started, response=response, error=error, retry=policy
                 )
             )
+
+    async def _acquire(
+        self,
+        key: str,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        limits: BodyLimits,
+        attempt: int,
+        started: float,
+    ) -> None:
+        """See :meth:`Client._acquire`; waits without blocking the event loop."""
+        assert limits.deadline is not None
+        left = max(0.0, limits.deadline - time.monotonic())
+        if not await self.limiter.acquire_slot_async(key, left):
+            raise self._timeout_error(
+                request,
+                policy,
+                attempt,
+                started,
+                f"no request slot freed (RateLimit(max_concurrent={self.limiter.max_concurrent}))",
+            )
+        try:
+            wait = self._book(key, request, policy, limits, attempt, started)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except BaseException:
+            self.limiter.release(key)
+            raise
+
+    async def _fetch_token(
+        self, url: str, data: Mapping[str, str], headers: Mapping[str, str]
+    ) -> httpx.Response:
+        """See :meth:`Client._fetch_token`."""
+        request = self._token_request(url, data, headers)
+        return await self._send(request, self.retry, False, None, hooks=False)
 
     async def get(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """``request("GET", url, ...)``."""

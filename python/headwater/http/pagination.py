@@ -36,12 +36,16 @@ import abc
 import collections
 import dataclasses
 import hashlib
+import inspect
 import re
+import textwrap
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 import pydantic
+from pydantic._internal._model_construction import ModelMetaclass
 
 from headwater.errors import HttpResponseError, PaginationError
 from headwater.http.redaction import redact_url
@@ -172,27 +176,117 @@ class Claim:
     says: str
 
 
-class Paginator(pydantic.BaseModel):
-    """Base class of paginators: where the rows are, and when to stop.
+# What pydantic adds to a model class; help() and dir() of a paginator class leave it out.
+_MACHINERY = (frozenset(dir(pydantic.BaseModel)) | frozenset(vars(pydantic.BaseModel))) - {
+    "__class__",
+    "__doc__",
+    "__module__",
+} | {
+    "__abstractmethods__",
+    "__annotations__",
+    "__class_vars__",
+    "__dict__",
+    "__private_attributes__",
+    "__signature__",
+    "__weakref__",
+}
 
-    Attributes:
-        items_path: Dotted path of the rows in the body; ``None``: the body is the list.
-        max_pages: Stop after this many pages.
-        stop_on_empty: Stop at a page without rows. An empty page while the API says more
-            follow is an error then; set ``False`` for APIs that send empty pages
-            mid-listing.
-        stop_when: ``stop_when(page)``: stop after ``page`` when it returns true.
-        total_path: Dotted path of the total number of rows in the body, if the API sends
-            it: the listing ends once that many rows are read, and not before.
+
+class _Documented(ModelMetaclass):
+    """The metaclass of paginators: pydantic's, keeping its machinery out of ``help()``.
+
+    ``help(CursorPaginator)`` then shows the class's description, its fields and the
+    paginator methods, not the 40-odd attributes and methods every pydantic model has
+    (they all still work: ``model_dump``, ``model_copy`` ...).
     """
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    def __dir__(cls) -> list[str]:
+        return [
+            name
+            for name in super().__dir__()
+            if name not in _MACHINERY and not name.startswith("__pydantic")
+        ]
+
+
+def _shown(annotation: Any) -> str:
+    """A field's type as a user writes it."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    text = inspect.formatannotation(annotation)
+    return re.sub(r"\b(?:collections\.abc|typing|headwater\.http\.pagination)\.", "", text)
+
+
+def _document(cls: type[pydantic.BaseModel]) -> None:
+    """Append the fields (type, default, meaning) to the class's docstring, for ``help()``.
+
+    The meaning of each field is written once, as the docstring under it in the class body.
+    """
+    lines = [inspect.cleandoc(cls.__dict__.get("__doc__") or "")]
+    own = [name for name in cls.model_fields if name in inspect.get_annotations(cls)]
+    groups = [("Fields (keyword arguments)", own)]
+    shared = [name for name in cls.model_fields if name not in own]
+    if shared:
+        groups.append(("Fields of every paginator", shared))
+    for title, names in groups:
+        if not names:
+            continue
+        lines.append(f"\n{title}:")
+        for name in names:
+            field = cls.model_fields[name]
+            default = "" if field.is_required() else f" = {field.default!r}"
+            lines.append(f"    {name}: {_shown(field.annotation)}{default}")
+            lines.extend(
+                textwrap.wrap(
+                    field.description or "",
+                    width=92,
+                    initial_indent=" " * 8,
+                    subsequent_indent=" " * 8,
+                )
+            )
+    cls.__doc__ = "\n".join(lines).strip() + "\n"
+    # pydantic's signature spells constraints out (Annotated[int | None, Ge(ge=1)]).
+    signature = inspect.signature(cls)
+    cls.__signature__ = signature.replace(
+        parameters=[
+            parameter.replace(annotation=_plain(parameter.annotation))
+            for parameter in signature.parameters.values()
+        ]
+    )
+
+
+def _plain(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+class Paginator(pydantic.BaseModel, metaclass=_Documented):
+    """Base class of paginators: where the rows are, and when to stop.
+
+    Subclass it for an API none of the paginators here fits: declare fields as for any
+    pydantic model (with a docstring under each), and implement :meth:`next_request` (and
+    :meth:`first`, :meth:`claims` or :meth:`why_last` where needed).
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     items_path: str | None = None
+    """Dotted path of the rows in the body (``"data.items"``); ``None``: the body is the list."""
     max_pages: int | None = pydantic.Field(default=None, ge=1)
+    """Stop after this many pages, whatever the API says."""
     stop_on_empty: bool = True
+    """Stop at a page without rows. An empty page while the API says more follow is an error
+    then; set ``False`` for APIs that send empty pages mid-listing."""
     stop_when: Callable[[Page], bool] | None = None
+    """``stop_when(page)``: stop after ``page`` when it returns true."""
     total_path: str | None = None
+    """Dotted path of the total number of rows in the body, if the API sends it: the listing
+    ends once that many rows are read, and not before."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _document(cls)
 
     def first(self, url: str, params: Mapping[str, Any] | None) -> PageRequest:
         """The request of the first page."""
@@ -302,23 +396,32 @@ class Paginator(pydantic.BaseModel):
         )
 
 
+_document(Paginator)
+
+
 class CursorPaginator(Paginator):
     """A cursor (or page token) in the body is sent back as a query parameter.
 
-    Stops when the cursor is missing, null or empty, or when ``has_more_path`` is given and
-    false. A cursor that ends while ``has_more_path`` or ``total_path`` says more rows follow
-    is an error.
+    For bodies like ``{"data": [...], "meta": {"next": "abc"}}``: the next request is the
+    same with ``?cursor=abc``. Stops when the cursor is missing, null or empty, or when
+    ``has_more_path`` is given and false. A cursor that ends while ``has_more_path`` or
+    ``total_path`` says more rows follow is an error.
 
-    Attributes:
-        cursor_path: Dotted path of the next cursor in the body.
-        cursor_param: The query parameter to send it in.
-        has_more_path: Dotted path of a "more pages" flag, if the API has one (missing or
-            null: no more).
+    Example:
+        >>> from headwater.http import CursorPaginator
+        >>> pages = CursorPaginator(items_path="data", cursor_path="meta.next")
+        >>> pages.cursor_param
+        'cursor'
+        >>> for rows in client.paginate("issues", pages):  # doctest: +SKIP
+        ...     print(len(rows))
     """
 
     cursor_path: str = "next_cursor"
+    """Dotted path of the next cursor in the body."""
     cursor_param: str = "cursor"
+    """The query parameter to send it in."""
     has_more_path: str | None = None
+    """Dotted path of a "more pages" flag, if the API has one (missing or null: no more)."""
 
     def claims(self, page: Page) -> list[Claim]:
         """The row total, and the "more pages" flag."""
@@ -351,11 +454,21 @@ class CursorPaginator(Paginator):
 class NextUrlPaginator(Paginator):
     """The body holds the URL of the next page (absolute, or relative to the current one).
 
-    Attributes:
-        next_path: Dotted path of the next URL in the body.
+    For bodies like ``{"results": [...], "next": "https://api.example.com/items?page=2"}``
+    (Django REST framework's style); the next URL's query string replaces the parameters.
+    Stops when it is missing, null or empty.
+
+    Example:
+        >>> from headwater.http import NextUrlPaginator
+        >>> pages = NextUrlPaginator(items_path="results")
+        >>> pages.next_path
+        'next'
+        >>> for rows in client.paginate("items", pages):  # doctest: +SKIP
+        ...     print(len(rows))
     """
 
     next_path: str = "next"
+    """Dotted path of the next URL in the body."""
 
     def next_request(self, page: Page) -> PageRequest | None:
         """Follow the body's next URL (its query string replaces the parameters)."""
@@ -384,16 +497,22 @@ def _same_page(a: httpx.URL, b: httpx.URL) -> bool:
 class LinkHeaderPaginator(Paginator):
     """The ``Link`` header names the next page (``<https://...>; rel="next"``).
 
-    When the header also names the last page (``rel="last"``, as GitHub's does), a page
+    GitHub's style. When the header also names the last page (``rel="last"``), a page
     without a next link that is not the last one is an error.
 
-    Attributes:
-        rel: The relation of the next page's link.
-        last_rel: The relation of the last page's link.
+    Example:
+        >>> from headwater.http import LinkHeaderPaginator
+        >>> pages = LinkHeaderPaginator()  # the body is the list of rows
+        >>> pages.rel, pages.items_path
+        ('next', None)
+        >>> for rows in client.paginate("repos/o/r/issues", pages):  # doctest: +SKIP
+        ...     print(len(rows))
     """
 
     rel: str = "next"
+    """The relation of the next page's link."""
     last_rel: str = "last"
+    """The relation of the last page's link."""
 
     def claims(self, page: Page) -> list[Claim]:
         """The row total, and whether this page is the one the last-page link names."""
@@ -425,17 +544,21 @@ class OffsetPaginator(Paginator):
     ``limit``, so ``limit`` must not exceed the API's largest page: nothing in a capped
     answer tells it from the last page.
 
-    Attributes:
-        limit: Rows per page.
-        offset_param: The offset's query parameter.
-        limit_param: The page size's query parameter.
-        start: The first offset.
+    Example:
+        >>> from headwater.http import OffsetPaginator
+        >>> pages = OffsetPaginator(items_path="items", limit=50, total_path="total")
+        >>> pages.first("users", {"active": 1}).params
+        {'active': 1, 'offset': 0, 'limit': 50}
     """
 
     limit: int = pydantic.Field(default=100, ge=1)
+    """Rows per page, sent as ``limit_param``."""
     offset_param: str = "offset"
+    """The offset's query parameter."""
     limit_param: str = "limit"
+    """The page size's query parameter."""
     start: int = pydantic.Field(default=0, ge=0)
+    """The first offset."""
 
     def first(self, url: str, params: Mapping[str, Any] | None) -> PageRequest:
         """Ask for ``limit`` rows from ``start``."""
@@ -464,19 +587,23 @@ class PageNumberPaginator(Paginator):
     an empty page or at a page shorter than ``page_size`` (when given), so ``page_size``
     must not exceed the API's largest page.
 
-    Attributes:
-        page_param: The page number's query parameter.
-        start: The first page's number.
-        page_size: Rows per page, sent as ``size_param`` when given.
-        size_param: The page size's query parameter.
-        total_pages_path: Dotted path of the number of pages in the body, if the API sends it.
+    Example:
+        >>> from headwater.http import PageNumberPaginator
+        >>> pages = PageNumberPaginator(items_path="data", page_size=100)
+        >>> pages.first("orders", None).params
+        {'page': 1, 'per_page': 100}
     """
 
     page_param: str = "page"
+    """The page number's query parameter."""
     start: int = 1
+    """The first page's number."""
     page_size: int | None = pydantic.Field(default=None, ge=1)
+    """Rows per page, sent as ``size_param`` when given."""
     size_param: str = "per_page"
+    """The page size's query parameter."""
     total_pages_path: str | None = None
+    """Dotted path of the number of pages in the body, if the API sends it."""
 
     def first(self, url: str, params: Mapping[str, Any] | None) -> PageRequest:
         """Ask for page ``start``."""

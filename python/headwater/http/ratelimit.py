@@ -10,7 +10,10 @@ their event loop (they await ``asyncio.sleep`` for the time Rust computes).
 When an answer carries ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (or the IETF draft's
 ``RateLimit-Remaining``/``RateLimit-Reset``), the limiter follows the API: with nothing left,
 no request of that key goes before the reset; with little left, the rate and the requests in
-flight drop so that what is left lasts until the reset.
+flight drop so that what is left lasts until the reset. A client never waits for that past a
+request's ``total_time`` (or ``max_wait``) of its :class:`~headwater.http.RetryPolicy`: it
+fails at once with a :class:`~headwater.errors.RateLimitError` instead, and it logs a wait of
+more than a few seconds, so a sync that sits idle says why.
 
 Example:
     >>> from headwater.http import RateLimiter
@@ -38,6 +41,12 @@ __all__ = ["RateLimit", "RateLimiter", "parse_rate_limit_headers"]
 _EPOCH_THRESHOLD = 1_000_000_000
 _ASYNC_POLL_START = 0.001
 _ASYNC_POLL_MAX = 0.02
+_RATE_LIMIT_HEADERS = (
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+)
 
 
 class RateLimit(pydantic.BaseModel):
@@ -79,6 +88,9 @@ class RateLimiter:
         max_concurrent: int | None = None,
     ) -> None:
         self._native = _core.RateLimiter(requests_per_second, burst, max_concurrent)
+        # Per key: until when (monotonic) the API's last rate-limit headers hold, and what
+        # they said, as received, for messages.
+        self._said: dict[str, tuple[float, str]] = {}
 
     @classmethod
     def from_config(cls, config: RateLimit) -> RateLimiter:
@@ -92,34 +104,83 @@ class RateLimiter:
             f"max_concurrent={native.max_concurrent})"
         )
 
+    @property
+    def requests_per_second(self) -> float | None:
+        """The sustained rate per key, or ``None``."""
+        return self._native.rate
+
+    @property
+    def max_concurrent(self) -> int | None:
+        """Requests per key in flight at once, or ``None``."""
+        return self._native.max_concurrent
+
     def acquire(self, key: str, timeout: float | None = None) -> None:
-        """Wait (in Rust, GIL released) for a slot of ``key`` and its turn under the rate.
+        """Wait (GIL released) for a slot of ``key`` and its turn under the rate.
 
         Call :meth:`release` when the request is done.
 
         Raises:
             TimeoutError: No slot freed within ``timeout`` seconds.
         """
-        if not self._native.acquire(key, timeout):
+        if not self.acquire_slot(key, timeout):
             raise TimeoutError(
                 f"no request slot of {key!r} freed within {timeout} s "
                 f"(max_concurrent={self._native.max_concurrent})"
             )
+        try:
+            wait = self._native.reserve(key)
+            if wait > 0:
+                time.sleep(wait)
+        except BaseException:
+            self._native.release(key)
+            raise
 
     async def acquire_async(self, key: str) -> None:
         """Like :meth:`acquire`, for async code: waits with ``asyncio.sleep``, never blocking."""
-        native = self._native
-        delay = _ASYNC_POLL_START
-        while not native.try_acquire_slot(key):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _ASYNC_POLL_MAX)
+        await self.acquire_slot_async(key)
         try:
-            wait = native.reserve(key)
+            wait = self._native.reserve(key)
             if wait > 0:
                 await asyncio.sleep(wait)
         except BaseException:
-            native.release(key)
+            self._native.release(key)
             raise
+
+    def acquire_slot(self, key: str, timeout: float | None = None) -> bool:
+        """Wait (GIL released) for a slot of ``key``, at most ``timeout`` seconds.
+
+        Returns:
+            Whether it got one; then call :meth:`release` when the request is done.
+        """
+        return self._native.acquire_slot(key, timeout)
+
+    async def acquire_slot_async(self, key: str, timeout: float | None = None) -> bool:
+        """:meth:`acquire_slot` for async code, never blocking the event loop."""
+        native = self._native
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _ASYNC_POLL_START
+        while not native.try_acquire_slot(key):
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _ASYNC_POLL_MAX)
+        return True
+
+    def reserve(self, key: str, max_wait: float | None = None) -> tuple[bool, float]:
+        """Book ``key``'s next turn under the rate, if it comes within ``max_wait`` seconds.
+
+        The caller then waits the seconds returned before it sends. A turn further away
+        books nothing, so a caller that gives up holds nobody else back.
+
+        Returns:
+            ``(booked, seconds)``: whether the turn was booked, and the wait until it.
+        """
+        if max_wait is None:
+            return True, self._native.reserve(key)
+        return self._native.reserve_within(key, max(0.0, max_wait))
 
     def release(self, key: str) -> None:
         """Give back the slot :meth:`acquire` took."""
@@ -130,6 +191,19 @@ class RateLimiter:
         remaining, reset_after = parse_rate_limit_headers(headers)
         if remaining is not None and reset_after is not None:
             self._native.observe(key, remaining, reset_after)
+            said = ", ".join(
+                f"{name}: {value}"
+                for name in _RATE_LIMIT_HEADERS
+                if (value := headers.get(name.lower())) is not None
+            )
+            self._said[key] = (time.monotonic() + reset_after, said)
+
+    def said(self, key: str) -> str | None:
+        """The API's rate-limit headers that still hold for ``key``, as received; or ``None``."""
+        said = self._said.get(key)
+        if said is None or said[0] <= time.monotonic():
+            return None
+        return said[1]
 
     def stats(self, key: str) -> dict[str, int]:
         """Requests granted, slots held now, and the most held at once, for ``key``."""

@@ -1,4 +1,4 @@
-"""When to retry a request, and how long to wait first.
+"""When to retry a request, how long to wait first, and how long the whole request may take.
 
 :class:`RetryPolicy` retries connection errors, timeouts, cut-short bodies, 429 and 5xx
 answers (by default 500, 502, 503, 504), with exponential backoff and full jitter, bounded both
@@ -6,6 +6,13 @@ by a number of attempts and by a total time. A ``Retry-After`` header (seconds o
 replaces the backoff; a ``Retry-After`` of 0, a negative one or a date in the past never makes
 a client spin: :attr:`RetryPolicy.min_wait` applies. A wait that would end past the total time
 ends the retries at once, and the final error says so.
+
+``total_time`` is the request's deadline: every attempt (connecting, the headers, the whole
+body), the waits between attempts, and the waits for rate limits end by it, however slowly a
+server trickles its answer. An attempt that hits the client's per-read ``timeout`` is retried
+while time remains; one cut by the deadline is not (there is no time left). A wait the API
+asks for (``Retry-After``, ``X-RateLimit-Reset``) that would pass the deadline, or is longer
+than ``max_wait``, fails at once with :class:`~headwater.errors.RateLimitError`.
 
 Example:
     >>> from headwater.http import RetryPolicy
@@ -37,8 +44,13 @@ class RetryPolicy(pydantic.BaseModel):
         max_backoff: The longest backoff, in seconds.
         jitter: Wait a random time between ``min_wait`` and the backoff ("full jitter"), so
             that clients that failed together do not retry together.
-        total_time: Seconds from the first attempt after which no retry starts.
+        total_time: Seconds the whole request may take, from the first attempt to the last
+            byte of the answer, retries, their waits and rate-limit waits included.
         min_wait: The shortest wait before a retry, whatever ``Retry-After`` says.
+        max_wait: The longest wait the API may ask for (``Retry-After``, or
+            ``X-RateLimit-Remaining: 0`` until its reset) before a request fails with
+            :class:`~headwater.errors.RateLimitError`; ``None``: as long as ``total_time``
+            allows.
         statuses: HTTP statuses that are retried.
         respect_retry_after: Wait as long as ``Retry-After`` says (at least ``min_wait``)
             instead of the backoff.
@@ -53,6 +65,7 @@ class RetryPolicy(pydantic.BaseModel):
     jitter: bool = True
     total_time: float = pydantic.Field(default=300.0, gt=0)
     min_wait: float = pydantic.Field(default=0.05, ge=0)
+    max_wait: float | None = pydantic.Field(default=None, ge=0)
     statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
     respect_retry_after: bool = True
 

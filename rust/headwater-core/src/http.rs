@@ -9,6 +9,12 @@
 //! Nothing is interpreted beyond HTTP framing: no redirects, no decompression, no status
 //! errors. Failures are classified ([`TransportError`]) so the caller can tell a refused
 //! connection from a timeout, a TLS failure or an answer cut short.
+//!
+//! A hostile or broken server cannot hold a request longer, nor make it read more, than the
+//! caller allows: [`Timeouts::total`] bounds everything from connecting to the last byte of
+//! the body (a trickle of headers or body bytes, each within the per-read timeout, does not
+//! extend it), and `max_body` bounds the body's bytes, refusing a larger declared
+//! `Content-Length` before reading any of it.
 
 use std::io;
 use std::sync::Arc;
@@ -40,6 +46,8 @@ pub struct Timeouts {
     pub read: Option<Duration>,
     /// Each write to the connection.
     pub write: Option<Duration>,
+    /// The whole exchange: connecting, sending, the headers and the whole body.
+    pub total: Option<Duration>,
 }
 
 /// What went wrong with a request, by kind.
@@ -66,6 +74,18 @@ pub enum TransportError {
     /// The request itself cannot be sent (a bad URL or header).
     #[error("{0}")]
     Request(String),
+    /// The whole exchange took longer than [`Timeouts::total`].
+    #[error("{0}")]
+    TotalTimeout(String),
+    /// The body is larger than the limit: declared so in `Content-Length` (`declared`), or
+    /// found so while reading it (`declared` is `None`).
+    #[error("{message}")]
+    TooLarge {
+        /// What happened, for people.
+        message: String,
+        /// The `Content-Length` the server declared, when that was over the limit.
+        declared: Option<u64>,
+    },
 }
 
 /// An answer: status, headers in order, and the body as received (still encoded).
@@ -129,10 +149,12 @@ impl Transport {
         Ok(Transport { agent })
     }
 
-    /// Sends one request and reads the whole answer.
+    /// Sends one request and reads the whole answer, at most `max_body` bytes of body.
     ///
     /// `headers` are sent as given, except the ones the transport sets itself (`Host`,
-    /// `Connection`, `Content-Length`, `Transfer-Encoding`).
+    /// `Connection`, `Content-Length`, `Transfer-Encoding`). A body over `max_body` bytes
+    /// (declared or received) is [`TransportError::TooLarge`]; the connection is dropped
+    /// rather than drained.
     pub fn send(
         &self,
         method: &str,
@@ -140,6 +162,7 @@ impl Transport {
         headers: &[(String, Vec<u8>)],
         body: Vec<u8>,
         timeouts: Timeouts,
+        max_body: u64,
     ) -> std::result::Result<Exchange, TransportError> {
         let mut builder = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
@@ -157,6 +180,7 @@ impl Transport {
             .timeout_connect(timeouts.connect)
             .timeout_per_read(timeouts.read)
             .timeout_per_write(timeouts.write)
+            .timeout_global(timeouts.total)
             .build();
         let mut response = self.agent.run(request).map_err(classify)?;
         let status = response.status().as_u16();
@@ -165,12 +189,30 @@ impl Transport {
             .iter()
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect();
+        // `None` without a body (HEAD, 204, 304) or without a declared length (chunked).
+        if let Some(declared) = response.body().content_length() {
+            if declared > max_body {
+                return Err(TransportError::TooLarge {
+                    message: format!(
+                        "the answer declares a body of {declared} bytes, more than the limit of \
+                         {max_body} bytes"
+                    ),
+                    declared: Some(declared),
+                });
+            }
+        }
         let body = response
             .body_mut()
             .with_config()
-            .limit(u64::MAX)
+            .limit(max_body)
             .read_to_vec()
-            .map_err(classify)?;
+            .map_err(|error| match error {
+                ureq::Error::BodyExceedsLimit(_) => TransportError::TooLarge {
+                    message: format!("the body is longer than the limit of {max_body} bytes"),
+                    declared: None,
+                },
+                other => classify(other),
+            })?;
         Ok(Exchange {
             status,
             headers,
@@ -190,6 +232,7 @@ fn classify(error: ureq::Error) -> TransportError {
     use ureq::Timeout as T;
     let text = error.to_string();
     match error {
+        E::Timeout(T::Global) => TransportError::TotalTimeout(text),
         E::Timeout(T::Connect | T::Resolve) => TransportError::ConnectTimeout(text),
         E::Timeout(T::PerWrite | T::SendRequest | T::SendBody) => {
             TransportError::WriteTimeout(text)
@@ -314,6 +357,7 @@ mod tests {
                 &headers,
                 vec![],
                 Timeouts::default(),
+                u64::MAX,
             )
             .unwrap();
         assert_eq!(first.status, 200);
@@ -326,6 +370,7 @@ mod tests {
                 &[],
                 b"{\"k\":1}".to_vec(),
                 Timeouts::default(),
+                u64::MAX,
             )
             .unwrap();
         assert_eq!(second.status, 404);
@@ -352,7 +397,7 @@ mod tests {
             b"unused".to_vec(),
         ]);
         let error = transport()
-            .send("GET", &url, &[], vec![], Timeouts::default())
+            .send("GET", &url, &[], vec![], Timeouts::default(), u64::MAX)
             .unwrap_err();
         assert!(matches!(error, TransportError::Protocol(_)), "{error:?}");
         drop(server);
@@ -372,6 +417,7 @@ mod tests {
                 &[],
                 vec![],
                 Timeouts::default(),
+                u64::MAX,
             )
             .unwrap_err();
         assert!(matches!(error, TransportError::Connect(_)), "{error:?}");
@@ -383,9 +429,113 @@ mod tests {
             ..Timeouts::default()
         };
         let error = transport()
-            .send("GET", &url, &[], vec![], timeouts)
+            .send("GET", &url, &[], vec![], timeouts, u64::MAX)
             .unwrap_err();
         assert!(matches!(error, TransportError::ReadTimeout(_)), "{error:?}");
+    }
+
+    /// Accepts one connection, reads the request head, then runs `answer` on the stream
+    /// until it returns or a write fails (the client hung up).
+    fn hostile(
+        answer: impl FnOnce(&mut TcpStream) -> io::Result<()> + Send + 'static,
+    ) -> (String, thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let handle = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = answer(&mut stream);
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_fails_before_the_body() {
+        let (url, server) = hostile(|stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")?;
+            // A trickle that would take for ever: the client must not wait for it.
+            for _ in 0..50 {
+                stream.write_all(b"x")?;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        });
+        let error = transport()
+            .send("GET", &url, &[], vec![], Timeouts::default(), 1 << 20)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            TransportError::TooLarge {
+                message: "the answer declares a body of 10000000000 bytes, more than the limit \
+                          of 1048576 bytes"
+                    .into(),
+                declared: Some(10_000_000_000),
+            }
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_endless_chunked_body_stops_at_the_limit() {
+        let (url, server) = hostile(|stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+            let chunk = [b'a'; 4096];
+            // Bounded, so the server thread always ends: 64 MiB if nobody stops reading.
+            for _ in 0..16_384 {
+                stream.write_all(b"1000\r\n")?;
+                stream.write_all(&chunk)?;
+                stream.write_all(b"\r\n")?;
+            }
+            Ok(())
+        });
+        let error = transport()
+            .send("GET", &url, &[], vec![], Timeouts::default(), 100_000)
+            .unwrap_err();
+        assert!(
+            matches!(&error, TransportError::TooLarge { declared: None, message }
+                if message == "the body is longer than the limit of 100000 bytes"),
+            "{error:?}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn the_total_timeout_holds_against_a_trickle() {
+        // Every byte comes well within the per-read timeout; only the total can stop it.
+        let trickle = |head: bool| {
+            move |stream: &mut TcpStream| -> io::Result<()> {
+                if !head {
+                    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")?;
+                } else {
+                    stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+                }
+                for _ in 0..1000 {
+                    stream.write_all(if head { b"X-Slow: 1\r\n" } else { b"x" })?;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Ok(())
+            }
+        };
+        for head in [true, false] {
+            let (url, server) = hostile(trickle(head));
+            let timeouts = Timeouts {
+                read: Some(Duration::from_secs(5)),
+                total: Some(Duration::from_millis(300)),
+                ..Timeouts::default()
+            };
+            let error = transport()
+                .send("GET", &url, &[], vec![], timeouts, u64::MAX)
+                .unwrap_err();
+            assert!(
+                matches!(error, TransportError::TotalTimeout(_)),
+                "{head}: {error:?}"
+            );
+            server.join().unwrap();
+        }
     }
 
     #[test]
@@ -400,7 +550,7 @@ mod tests {
             let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         });
         let error = transport()
-            .send("GET", &url, &[], vec![], Timeouts::default())
+            .send("GET", &url, &[], vec![], Timeouts::default(), u64::MAX)
             .unwrap_err();
         assert!(matches!(error, TransportError::Tls(_)), "{error:?}");
         server.join().unwrap();
@@ -420,6 +570,7 @@ mod tests {
                 &[],
                 vec![],
                 Timeouts::default(),
+                u64::MAX,
             )
             .unwrap_err();
         assert!(matches!(error, TransportError::Request(_)), "{error:?}");

@@ -158,19 +158,40 @@ impl RateLimiter {
     /// The booking holds even if the caller gives up, so callers are served in order and the
     /// rate is never exceeded. Zero when there is no rate limit and no advice from the API.
     pub fn reserve(&self, key: &str, now: Instant) -> Duration {
+        match self.reserve_within(key, now, None) {
+            Ok(wait) | Err(wait) => wait,
+        }
+    }
+
+    /// Like [`Self::reserve`], but books nothing when the wait would exceed `max_wait`.
+    ///
+    /// Returns `Ok(wait)` when booked, `Err(wait)` with the wait it would have taken when
+    /// not: a caller with a deadline fails at once instead of waiting (hours, if the API said
+    /// so) for a turn it cannot use, and leaves the queue as it was.
+    pub fn reserve_within(
+        &self,
+        key: &str,
+        now: Instant,
+        max_wait: Option<Duration>,
+    ) -> std::result::Result<Duration, Duration> {
         let entry = self.key(key);
         let mut bucket = lock(&entry.bucket);
-        bucket.granted += 1;
         let advice = bucket.advice.filter(|a| a.until > now);
         let rate = match (self.limits.rate, advice) {
             (Some(ours), Some(theirs)) => Some(ours.min(theirs.rate)),
             (ours, theirs) => ours.or(theirs.map(|a| a.rate)),
         };
+        let too_long = |wait: Duration| max_wait.is_some_and(|max| wait > max);
         let Some(rate) = rate else {
             // No rate, but a pause the API asked for may still be booked.
-            return bucket
+            let wait = bucket
                 .tat
                 .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+            if too_long(wait) {
+                return Err(wait);
+            }
+            bucket.granted += 1;
+            return Ok(wait);
         };
         let interval = Duration::from_secs_f64(1.0 / rate);
         // Advice means "this many until the reset": no burst on top of it.
@@ -182,8 +203,13 @@ impl RateLimiter {
         let tolerance = interval * (burst - 1);
         let tat = bucket.tat.map_or(now, |t| t.max(now));
         let start = tat.checked_sub(tolerance).unwrap_or(now).max(now);
+        let wait = start - now;
+        if too_long(wait) {
+            return Err(wait);
+        }
+        bucket.granted += 1;
         bucket.tat = Some(tat + interval);
-        start - now
+        Ok(wait)
     }
 
     /// Takes a slot of `key` if one is free; never blocks. Always succeeds without a limit.
@@ -391,6 +417,29 @@ mod tests {
         l.observe("h", Some(0), Some(Duration::from_secs(1)), t0);
         assert_eq!(l.reserve("h", t0), Duration::from_secs(1));
         assert_eq!(l.reserve("h", t0), ms(1100));
+    }
+
+    #[test]
+    fn a_wait_past_the_limit_books_nothing() {
+        let t0 = Instant::now();
+        let hours = Duration::from_secs(10 * 3600);
+        // The API's pause, without a rate of our own.
+        let l = limiter(None, 1, None);
+        l.observe("h", Some(0), Some(hours), t0);
+        assert_eq!(
+            l.reserve_within("h", t0, Some(Duration::from_secs(60))),
+            Err(hours)
+        );
+        assert_eq!(l.stats("h").granted, 0);
+        assert_eq!(l.reserve_within("h", t0, Some(hours)), Ok(hours));
+        // With a rate: a refused booking leaves the queue as it was.
+        let l = limiter(Some(10.0), 1, None);
+        assert_eq!(l.reserve_within("h", t0, Some(ms(50))), Ok(ms(0)));
+        assert_eq!(l.reserve_within("h", t0, Some(ms(50))), Err(ms(100)));
+        assert_eq!(l.reserve_within("h", t0, Some(ms(50))), Err(ms(100)));
+        assert_eq!(l.reserve_within("h", t0, None), Ok(ms(100)));
+        assert_eq!(l.reserve("h", t0), ms(200));
+        assert_eq!(l.stats("h").granted, 3);
     }
 
     #[test]

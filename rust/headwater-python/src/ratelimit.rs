@@ -1,8 +1,9 @@
 //! `RateLimiter`: headwater-core's token bucket and concurrency cap for Python API clients.
 //!
-//! Threads wait here with the GIL released (`py.detach`), in steps of at most 100 ms so that
-//! Ctrl-C still interrupts them. Async callers never wait here: `try_acquire_slot` and
-//! `reserve` return at once, and the caller awaits `asyncio.sleep`.
+//! Threads wait for a slot here with the GIL released (`py.detach`), in steps of at most
+//! 100 ms so that Ctrl-C still interrupts them; the wait for a turn under the rate is booked
+//! here (`reserve`, `reserve_within`) and slept by the caller (`time.sleep`, or
+//! `asyncio.sleep` in async code, which never waits here).
 
 use std::time::{Duration, Instant};
 
@@ -62,16 +63,33 @@ impl RateLimiter {
         self.inner.reserve(key, Instant::now()).as_secs_f64()
     }
 
+    /// Books the next request of `key` if its turn comes within `max_wait` seconds.
+    ///
+    /// Returns `(booked, seconds)`: the wait booked, or the wait it would take (then nothing
+    /// is booked).
+    fn reserve_within(&self, key: &str, max_wait: f64) -> PyResult<(bool, f64)> {
+        let max_wait = seconds(max_wait, "max_wait")?;
+        Ok(
+            match self
+                .inner
+                .reserve_within(key, Instant::now(), Some(max_wait))
+            {
+                Ok(wait) => (true, wait.as_secs_f64()),
+                Err(wait) => (false, wait.as_secs_f64()),
+            },
+        )
+    }
+
     /// Takes a slot of `key` if one is free, without waiting.
     fn try_acquire_slot(&self, key: &str) -> bool {
         self.inner.try_acquire_slot(key, Instant::now())
     }
 
-    /// Waits (GIL released) for a slot of `key`, then for its turn under the rate.
+    /// Waits (GIL released) for a slot of `key`.
     ///
     /// Returns `False` if no slot freed within `timeout` seconds (then nothing is held).
     #[pyo3(signature = (key, timeout=None))]
-    fn acquire(&self, py: Python<'_>, key: &str, timeout: Option<f64>) -> PyResult<bool> {
+    fn acquire_slot(&self, py: Python<'_>, key: &str, timeout: Option<f64>) -> PyResult<bool> {
         let deadline = match timeout {
             Some(t) => Some(Instant::now() + seconds(t, "timeout")?),
             None => None,
@@ -81,28 +99,16 @@ impl RateLimiter {
                 STEP.min(d.saturating_duration_since(Instant::now()))
             });
             if py.detach(|| self.inner.acquire_slot(key, Some(step))) {
-                break;
+                return Ok(true);
             }
             py.check_signals()?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
         }
-        let until = Instant::now() + self.inner.reserve(key, Instant::now());
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(true);
-            }
-            py.detach(|| std::thread::sleep(left.min(STEP)));
-            if let Err(interrupted) = py.check_signals() {
-                self.inner.release_slot(key).into_py_result()?;
-                return Err(interrupted);
-            }
-        }
     }
 
-    /// Gives back the slot taken by `acquire` or `try_acquire_slot`.
+    /// Gives back the slot taken by `acquire_slot` or `try_acquire_slot`.
     fn release(&self, key: &str) -> PyResult<()> {
         self.inner.release_slot(key).into_py_result()
     }

@@ -2,8 +2,9 @@
 //!
 //! A request's network part (pool, TLS, writing, reading, HTTP framing) runs with the GIL
 //! released, so the threads of a sync waiting on an API do not contend for it. Failures are
-//! raised as `ConnectionError(kind, message)`; `headwater.http.transport` turns them into
-//! the httpx exceptions its callers expect.
+//! raised as `ConnectionError(kind, message)` (with a `declared` attribute: the declared
+//! length of a body over the limit); `headwater.http.transport` turns them into the
+//! exceptions its callers expect.
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ fn kind(error: &TransportError) -> &'static str {
         TransportError::Tls(_) => "tls",
         TransportError::Protocol(_) => "protocol",
         TransportError::Request(_) => "request",
+        TransportError::TotalTimeout(_) => "total_timeout",
+        TransportError::TooLarge { .. } => "too_large",
     }
 }
 
@@ -63,8 +66,9 @@ impl HttpTransport {
         })
     }
 
-    /// Sends a request and reads the whole answer, without the GIL.
-    #[pyo3(signature = (method, url, headers, body, connect_timeout=None, read_timeout=None, write_timeout=None))]
+    /// Sends a request and reads the whole answer (at most `max_body` bytes of body, within
+    /// `total_timeout` seconds from now), without the GIL.
+    #[pyo3(signature = (method, url, headers, body, connect_timeout=None, read_timeout=None, write_timeout=None, total_timeout=None, max_body=u64::MAX))]
     #[allow(clippy::too_many_arguments)]
     fn send<'py>(
         &self,
@@ -76,16 +80,32 @@ impl HttpTransport {
         connect_timeout: Option<f64>,
         read_timeout: Option<f64>,
         write_timeout: Option<f64>,
+        total_timeout: Option<f64>,
+        max_body: u64,
     ) -> PyResult<Answer<'py>> {
         let timeouts = Timeouts {
             connect: timeout(connect_timeout, "connect")?,
             read: timeout(read_timeout, "read")?,
             write: timeout(write_timeout, "write")?,
+            total: timeout(total_timeout, "total")?,
         };
         let inner = &self.inner;
         let exchange = py
-            .detach(|| inner.send(method, url, &headers, body, timeouts))
-            .map_err(|e| PyConnectionError::new_err((kind(&e), e.to_string())))?;
+            .detach(|| inner.send(method, url, &headers, body, timeouts, max_body))
+            .map_err(|e| {
+                let error = PyConnectionError::new_err((kind(&e), e.to_string()));
+                if let TransportError::TooLarge {
+                    declared: Some(declared),
+                    ..
+                } = e
+                {
+                    // ConnectionError keeps only two arguments; the length rides along.
+                    if let Err(failed) = error.value(py).setattr("declared", declared) {
+                        return failed;
+                    }
+                }
+                error
+            })?;
         let headers = exchange
             .headers
             .into_iter()
