@@ -225,11 +225,13 @@ impl HashWork {
 
 #[pymethods]
 impl BatchBuilder {
-    /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`).
+    /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`); a `strict`
+    /// one refuses rows with keys or attributes that match no column.
     #[new]
-    fn new(py: Python<'_>, schema: PySchema) -> PyResult<Self> {
+    #[pyo3(signature = (schema, *, strict=false))]
+    fn new(py: Python<'_>, schema: PySchema, strict: bool) -> PyResult<Self> {
         Ok(Self {
-            plan: TablePlan::new(py, schema.into_inner())?,
+            plan: TablePlan::new(py, schema.into_inner(), strict)?,
         })
     }
 

@@ -31,11 +31,14 @@ pub struct TablePlan {
     /// Builder indices of the primary-key columns, when there are some and all can be
     /// snapshotted for hashing while rows are read.
     pub pipelined_keys: Option<Vec<usize>>,
+    /// Keys and attributes of a row that match no column are a fault (`Table(strict=True)`).
+    pub strict: bool,
 }
 
 impl TablePlan {
-    /// Compiles the plan of a CloudQuery table schema (`Table.arrow_schema`).
-    pub fn new(py: Python<'_>, schema: SchemaRef) -> PyResult<Self> {
+    /// Compiles the plan of a CloudQuery table schema (`Table.arrow_schema`); a `strict` one
+    /// refuses rows with keys or attributes that match no column.
+    pub fn new(py: Python<'_>, schema: SchemaRef, strict: bool) -> PyResult<Self> {
         let data_fields = ingest::data_fields(&schema);
         let builders = builders_for(&data_fields).into_py_result()?;
         let names = data_fields
@@ -50,6 +53,7 @@ impl TablePlan {
             schema,
             data_fields,
             names,
+            strict,
         })
     }
 
@@ -64,6 +68,7 @@ impl TablePlan {
             table: &self.table,
             names: &self.names,
             fast: &self.fast,
+            strict: self.strict,
         }
     }
 
