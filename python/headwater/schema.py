@@ -214,8 +214,10 @@ class Column:
         incremental_key: The column is a cursor of incremental syncs.
         description: Free text for documentation; stored as ``headwater:description``.
         resolver: Computes the column from each row in a sync: ``resolver(client, row)``,
-            where ``row`` is what the table's resolver yielded. Its result replaces whatever
-            the row holds for this column. Not part of the schema.
+            where ``row`` is what the table's resolver yielded (or the table's ``pre_row``
+            returned in its place). Its result replaces whatever the row holds for this column
+            in what is stored; child tables still receive the row itself. Not part of the
+            schema.
     """
 
     name: str

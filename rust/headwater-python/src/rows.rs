@@ -431,9 +431,6 @@ fn append_row(
             ),
         ));
     }
-    if let Some(kind) = iterator_kind(row, cx.known) {
-        return Err((None, ConvError::NotARow(kind)));
-    }
     if let Ok(mapping) = row.cast::<PyMapping>() {
         let mut found = 0;
         for (i, name) in target.names.iter().enumerate() {
@@ -458,6 +455,13 @@ fn append_row(
         .getattr(intern!(py, "__dict__"))
         .ok()
         .and_then(|d| d.cast_into::<PyDict>().ok());
+    // Generators, coroutines and the built-in iterators have no `__dict__`: rows that have one
+    // (dataclasses, models, plain objects) pay nothing for this check.
+    if attributes.is_none() {
+        if let Some(kind) = iterator_kind(row, cx.known) {
+            return Err((None, ConvError::NotARow(kind)));
+        }
+    }
     let mut in_dict = 0;
     for (i, name) in target.names.iter().enumerate() {
         let found = match &attributes {
@@ -499,13 +503,15 @@ fn check_attributes(
     if let Some(d) = attributes.filter(|d| d.len() > in_dict) {
         names.extend(d.keys().iter());
     }
+    // Looked up in the type's MRO: `isinstance` goes through pydantic's ABC metaclass, which
+    // costs more than reading the whole row.
     let model = known.pydantic_model.as_ref().map(|m| m.bind(py));
-    if model.is_some_and(|m| row.is_instance(m).unwrap_or(false)) {
+    if model.is_some_and(|m| row.get_type().mro().iter().any(|t| t.is(m))) {
         // pydantic keeps the fields a model allows beyond its declared ones apart.
         let extra = row
             .getattr(intern!(py, "__pydantic_extra__"))
             .map_err(|e| (None, e.into()))?;
-        if let Ok(extra) = extra.cast::<PyDict>() {
+        if let Some(extra) = extra.cast::<PyDict>().ok().filter(|e| !e.is_empty()) {
             names.extend(extra.keys().iter());
         }
     }
@@ -514,6 +520,9 @@ fn check_attributes(
             .is_ok_and(|s| s.to_cow().is_ok_and(|s| s.starts_with('_')))
     };
     let public: Vec<Bound<'_, PyAny>> = names.into_iter().filter(|n| !private(n)).collect();
+    if public.is_empty() {
+        return Ok(());
+    }
     unknown_names(row, target, public.into_iter(), "attribute")
 }
 

@@ -40,7 +40,7 @@ use super::read_ahead::Pace;
 use super::running::Ticket;
 use super::state::TaskState;
 use super::{lock, Counters, Parent, Payload, Shared};
-use crate::context::known;
+use crate::context::{known, Known};
 use crate::errors::{row_error_instance, to_py_err, IntoPyResult, NotARowError};
 use crate::ffi_read::row_kept_unchanged;
 use crate::rows::{append_one, iterator_kind, not_a_row_error, RowProblem};
@@ -514,7 +514,7 @@ fn append_rows<'py>(
 fn prepare<'py>(
     shared: &Shared,
     cx: &TaskContext,
-    known: &crate::context::Known,
+    known: &Known,
     client: &Bound<'py, PyAny>,
     index: usize,
     row: Bound<'py, PyAny>,
