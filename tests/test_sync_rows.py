@@ -363,6 +363,24 @@ def test_the_plugin_sets_the_default_and_a_table_overrides_it() -> None:
         hw.Table("t", [ID], strict=1)  # type: ignore[arg-type]
 
 
+def test_a_strict_table_refuses_arrow_data_with_other_columns() -> None:
+    data = pa.table({"id": [1], "name": ["a"], "size": [3], "_cq_id": [None]})
+    lenient = hw.Table("items", [ID, NAME])
+    assert hw.build_batch(lenient, data).num_rows == 1
+    message = (
+        "table 'items' is strict, and the Arrow data's column 'size' matches no column; its "
+        "columns are id, name"
+    )
+    with pytest.raises(SchemaError) as caught:
+        hw.build_batch(STRICT, data)
+    assert str(caught.value) == message
+    table = hw.Table("items", [ID, NAME], resolver=lambda client: [data], strict=True)
+    _, tables, errors = run_all(plugin_of(table).sync())
+    [error] = errors
+    assert isinstance(error.error, SchemaError) and str(error.error) == message
+    assert tables["items"].num_rows == 0
+
+
 def test_strict_with_column_resolvers_sees_the_rows_own_keys_and_attributes() -> None:
     columns = [ID, hw.Column("label", pa.string(), resolver=lambda client, row: "x")]
     for yielded, unknown in (({"id": 1, "extra": 2}, "key 'extra'"), (Item(1, "a"), "'name'")):

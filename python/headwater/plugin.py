@@ -87,12 +87,15 @@ def table(
         description: Free text for documentation.
         clients: ``clients(client)``: run the table once per returned client, overriding the
             plugin's ``clients``.
-        pre_row: ``pre_row(client, row)``, run on every row first; may return a replacement.
-        post_row: ``post_row(client, row)``, run on every row last; may return a replacement.
+        pre_row: ``pre_row(client, row)``, run on every row first; may return a replacement,
+            which child tables receive too.
+        post_row: ``post_row(client, row)``, run on every row last; may return a replacement
+            of what is stored (child tables receive the row as yielded).
         is_incremental: Mark the table incremental in its schema; by default it is when a
             column is an ``incremental_key`` or the resolver takes ``state``.
-        strict: Refuse rows with keys or attributes that match no column (a row error);
-            by default the plugin's ``strict``, which defaults to dropping them silently.
+        strict: Refuse rows with keys or attributes that match no column (a row error), and
+            Arrow data with such columns; by default the plugin's ``strict``, which defaults
+            to dropping them silently.
 
     Returns:
         A decorator returning the :class:`Table`.

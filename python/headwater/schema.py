@@ -346,8 +346,9 @@ class Table:
             takes ``state``.
         strict: Refuse rows with keys (or public instance attributes) that match no column:
             each is a row error naming the table, the unknown keys and the columns, handled
-            as ``on_row_error`` says. By default (``None``: the plugin's ``strict``, else
-            ``False``) such keys are dropped silently.
+            as ``on_row_error`` says; Arrow data with such columns is a ``SchemaError``. By
+            default (``None``: the plugin's ``strict``, else ``False``) such keys and columns
+            are dropped silently.
 
     Attributes:
         children: Child tables, in the order they were created with ``parent=self``.

@@ -311,8 +311,11 @@ impl BatchBuilder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let parents = ParentIds::from_py(parent_cq_ids, known(py)?)?;
         let schema = Arc::clone(&self.plan.schema);
+        let plan = &self.plan;
         let (columns, rows) = py.detach(move || -> PyResult<_> {
             let reader = data.into_reader()?;
+            plan.check_arrow_columns(&reader.schema())
+                .into_py_result()?;
             let batches = reader.collect::<Result<Vec<_>, _>>().into_py_result()?;
             ingest::conform_batches(&batches, &schema).into_py_result()
         })?;

@@ -616,11 +616,12 @@ fn append_arrow(
     let data: AnyRecordBatch = item.extract()?;
     let runtime = &shared.tables[cx.table];
     let schema = Arc::clone(&runtime.plan.schema);
+    let plan = &runtime.plan;
     let (columns, rows) = py.detach(|| -> PyResult<_> {
-        let batches = data
-            .into_reader()?
-            .collect::<Result<Vec<_>, _>>()
+        let reader = data.into_reader()?;
+        plan.check_arrow_columns(&reader.schema())
             .into_py_result()?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().into_py_result()?;
         ingest::conform_batches(&batches, &schema).into_py_result()
     })?;
     cx.rows_seen += rows;
