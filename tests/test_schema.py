@@ -240,6 +240,7 @@ def test_arrow_schema_with_primary_keys() -> None:
         b"cq:table_title": b"Items",
         b"cq:table_description": b"All items",
         b"cq:table_depends_on": b"",
+        b"cq:extension:incremental": b"false",
     }
 
 

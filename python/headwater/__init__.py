@@ -13,6 +13,7 @@ from headwater.columns import columns_from
 from headwater.errors import (
     HeadwaterError,
     IpcError,
+    NotARowError,
     PluginError,
     RowError,
     SchemaError,
@@ -42,6 +43,7 @@ __all__ = [
     "Insert",
     "IpcError",
     "MigrateTable",
+    "NotARowError",
     "Plugin",
     "PluginError",
     "RowError",

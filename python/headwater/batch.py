@@ -28,7 +28,7 @@ def _builder(table: Table) -> _core.BatchBuilder:
     # Compiled once per table and cached on it; the builder is immutable and thread-safe.
     builder: _core.BatchBuilder | None = table.__dict__.get("_batch_builder")
     if builder is None:
-        builder = _core.BatchBuilder(table.arrow_schema)
+        builder = _core.BatchBuilder(table.arrow_schema, strict=bool(table.strict))
         table.__dict__["_batch_builder"] = builder
     return builder
 

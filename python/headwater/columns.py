@@ -95,9 +95,11 @@ def columns_from(
     ``date`` (date32), ``time`` (``time64[us]``), ``timedelta`` (``duration[us]``), ``Decimal``
     (``decimal128(max_digits, decimal_places)``, by default 38 and 9), ``UUID``
     (:func:`headwater.types.uuid`), ``ipaddress`` addresses, networks and interfaces and
-    pydantic's ``IPvAny*`` (:func:`headwater.types.inet`), str and int enums and ``Literal``
-    (string, int64), ``list``/``set``/``frozenset``/``tuple[T, ...]`` of those (an Arrow list);
-    ``dict``, ``Any``, nested models and dataclasses, and lists of them go to
+    pydantic's ``IPvAny*`` (:func:`headwater.types.inet`), enums (str enums and enums whose
+    values are all str: string; int enums and enums whose values are all int: int64; members
+    are stored as their values) and ``Literal`` (string, int64),
+    ``list``/``set``/``frozenset``/``tuple[T, ...]`` of those (an Arrow list); ``dict``,
+    ``Any``, nested models and dataclasses, and lists of them go to
     :func:`headwater.types.json`. ``T | None`` makes a nullable column, anything else a
     ``not_null`` one.
 
@@ -347,7 +349,15 @@ def _class_type(cls: type, constraints: list[object]) -> pa.DataType:
             return pa.string()
         if issubclass(cls, int):
             return pa.int64()
-        raise _Unmappable(cls, "an Enum that derives from neither str nor int")
+        # A plain Enum's members are stored as their values.
+        values = [member.value for member in cls]
+        if values and all(isinstance(value, str) for value in values):
+            return pa.string()
+        if values and all(type(value) is int for value in values):
+            return pa.int64()
+        raise _Unmappable(
+            cls, "an Enum whose values are not all str or all int (and that derives from neither)"
+        )
     if issubclass(cls, decimal.Decimal):
         return _decimal_type(constraints)
     for python_type, arrow_type in _CLASS_TYPES:

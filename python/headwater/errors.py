@@ -20,6 +20,7 @@ __all__ = [
     "HttpTransportError",
     "IpcError",
     "MigrationError",
+    "NotARowError",
     "PaginationError",
     "PluginError",
     "RateLimitError",
@@ -292,12 +293,16 @@ class SyncInterrupted(KeyboardInterrupt):
     stopped it, once the destination has rolled back what it had not committed.
 
     Attributes:
-        running: The ``(table, client_id)`` pairs whose resolvers were running.
+        running: The ``(table, client_id)`` pairs whose resolvers were running (the client
+            ``None`` when the sync has one client without an ``id`` of its own).
     """
 
-    def __init__(self, running: list[tuple[str, str]]) -> None:
+    def __init__(self, running: list[tuple[str, str | None]]) -> None:
         self.running = running
-        names = ", ".join(f"table {table!r} (client {client})" for table, client in running)
+        names = ", ".join(
+            f"table {table!r}" + ("" if client is None else f" (client {client})")
+            for table, client in running
+        )
         super().__init__(f"interrupted while running {names}" if running else "interrupted")
 
 
@@ -335,6 +340,17 @@ class MigrationError(DestinationError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (MigrationError, (self.table, self.column, self.old_type, self.new_type, self.where))
+
+
+class NotARowError(HeadwaterError, TypeError):
+    """A resolver yielded (or ``build_batch`` was given) something that can never be a row.
+
+    A generator, coroutine, async generator or other iterator where a row belongs (a resolver
+    that forgot ``yield from`` or ``await``), or a resolver that returned a ``str`` or
+    ``bytes``. It is a mistake in the code, not in the data, so it fails the resolver (or
+    ``build_batch``) whatever ``on_row_error`` says; the message names the table and the row
+    and says what to write instead.
+    """
 
 
 class RowError(HeadwaterError, ValueError):

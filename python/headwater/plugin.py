@@ -68,6 +68,8 @@ def table(
     clients: Callable[[Any], Iterable[Any]] | None = None,
     pre_row: RowHook | None = None,
     post_row: RowHook | None = None,
+    is_incremental: bool | None = None,
+    strict: bool | None = None,
 ) -> Callable[[Resolver], Table]:
     """Decorator: make the decorated function the resolver of a new top-level table.
 
@@ -89,8 +91,15 @@ def table(
         description: Free text for documentation.
         clients: ``clients(client)``: run the table once per returned client, overriding the
             plugin's ``clients``.
-        pre_row: ``pre_row(client, row)``, run on every row first; may return a replacement.
-        post_row: ``post_row(client, row)``, run on every row last; may return a replacement.
+        pre_row: ``pre_row(client, row)``, run on every row first; may return a replacement,
+            which child tables receive too.
+        post_row: ``post_row(client, row)``, run on every row last; may return a replacement
+            of what is stored (child tables receive the row as yielded).
+        is_incremental: Mark the table incremental in its schema; by default it is when a
+            column is an ``incremental_key`` or the resolver takes ``state``.
+        strict: Refuse rows with keys or attributes that match no column (a row error), and
+            Arrow data with such columns; by default the plugin's ``strict``, which defaults
+            to dropping them silently.
 
     Returns:
         A decorator returning the :class:`Table`.
@@ -107,6 +116,8 @@ def table(
             clients=clients,
             pre_row=pre_row,
             post_row=post_row,
+            is_incremental=is_incremental,
+            strict=strict,
         )
 
     return decorate
@@ -138,6 +149,9 @@ class Plugin:
         title: Human-readable title.
         description: What the plugin syncs.
         team: The CloudQuery team publishing it.
+        strict: The default of the tables' ``strict`` (see :class:`~headwater.Table`): refuse
+            rows with keys or attributes that match no column. ``False`` (the default) drops
+            such keys silently.
 
     Raises:
         PluginError: An argument is invalid: the message says which and why.
@@ -158,6 +172,7 @@ class Plugin:
         title: str | None = None,
         description: str | None = None,
         team: str | None = None,
+        strict: bool = False,
     ) -> None:
         if not isinstance(name, str) or not _PLUGIN_NAME.fullmatch(name):
             raise PluginError(
@@ -181,6 +196,8 @@ class Plugin:
         ):
             if function is not None and not callable(function):
                 raise PluginError(f"plugin {name!r}: {option} must be callable, got {function!r}")
+        if not isinstance(strict, bool):
+            raise PluginError(f"plugin {name!r}: strict must be a bool, got {strict!r}")
         self.name = name
         self.version = version
         self.tables = _check_tables(name, tables)
@@ -193,6 +210,7 @@ class Plugin:
         self.title = title or name
         self.description = description or ""
         self.team = team or ""
+        self.strict = strict
 
     def __repr__(self) -> str:
         return f"Plugin({self.name!r}, {self.version!r}, tables={[t.name for t in self.tables]})"
@@ -451,6 +469,12 @@ class Plugin:
         try:
             clients, roots = self._multiplex(selected, client)
             client_ids = _client_ids(selected, clients, roots)
+            # The only client of a sync, without an id of its own, is not named in messages and
+            # logs (its positional id says nothing); its state keys keep that id, so cursors
+            # stored by earlier versions stay where the next sync looks for them.
+            client_labels: list[str | None] = list(client_ids)
+            if len(clients) == 1 and (clients[0] is None or _positional(clients[0])):
+                client_labels = [None]
             if shuffle_seed is None:
                 shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
             log = logger or logging.getLogger("headwater.sync")
@@ -463,6 +487,8 @@ class Plugin:
                 client_ids,
                 loop,
                 events,
+                strict=self.strict,
+                client_labels=client_labels,
                 strategy=strategy,
                 shuffle_seed=shuffle_seed,
                 concurrency=concurrency,

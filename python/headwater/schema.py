@@ -214,8 +214,10 @@ class Column:
         incremental_key: The column is a cursor of incremental syncs.
         description: Free text for documentation; stored as ``headwater:description``.
         resolver: Computes the column from each row in a sync: ``resolver(client, row)``,
-            where ``row`` is what the table's resolver yielded. Its result replaces whatever
-            the row holds for this column. Not part of the schema.
+            where ``row`` is what the table's resolver yielded (or the table's ``pre_row``
+            returned in its place). Its result replaces whatever the row holds for this column
+            in what is stored; child tables still receive the row itself. Not part of the
+            schema.
     """
 
     name: str
@@ -333,10 +335,20 @@ class Table:
         clients: ``clients(client) -> iterable of clients``: runs a top-level table once per
             client (accounts, regions), overriding the plugin's ``clients``.
         pre_row: ``pre_row(client, row)`` runs on every row before the column resolvers; a
-            non-``None`` result replaces the row.
+            non-``None`` result replaces the row, for this table and for its children.
         post_row: ``post_row(client, row)`` runs on every row after the column resolvers,
             with the row as a dict of column values when there are column resolvers; a
-            non-``None`` result replaces the row.
+            non-``None`` result replaces what is stored. Children still receive the row as
+            the resolver yielded it (or as ``pre_row`` replaced it).
+        is_incremental: Whether the table is synced incrementally (CloudQuery's table-level
+            ``cq:extension:incremental``, which tells destinations not to delete its stale
+            rows). By default, it is when a column is an ``incremental_key`` or the resolver
+            takes ``state``.
+        strict: Refuse rows with keys (or public instance attributes) that match no column:
+            each is a row error naming the table, the unknown keys and the columns, handled
+            as ``on_row_error`` says; Arrow data with such columns is a ``SchemaError``. By
+            default (``None``: the plugin's ``strict``, else ``False``) such keys and columns
+            are dropped silently.
 
     Attributes:
         children: Child tables, in the order they were created with ``parent=self``.
@@ -358,6 +370,8 @@ class Table:
         clients: Callable[[Any], Iterable[Any]] | None = None,
         pre_row: RowHook | None = None,
         post_row: RowHook | None = None,
+        is_incremental: bool | None = None,
+        strict: bool | None = None,
     ) -> None:
         _check_name(
             name,
@@ -394,6 +408,12 @@ class Table:
                     f"{where}: {option} must be callable, got {type(function).__name__} "
                     f"{function!r}"
                 )
+        for option, flag in (("is_incremental", is_incremental), ("strict", strict)):
+            if flag is not None and not isinstance(flag, bool):
+                raise SchemaError(
+                    f"{where}: {option} must be a bool (or None), got {type(flag).__name__} "
+                    f"{flag!r}"
+                )
         if clients is not None and parent is not None:
             raise SchemaError(
                 f"{where}: clients applies to top-level tables; a child table runs with its "
@@ -408,6 +428,12 @@ class Table:
         self.clients = clients
         self.pre_row = pre_row
         self.post_row = post_row
+        self._strict = strict
+        self._is_incremental = (
+            is_incremental
+            if is_incremental is not None
+            else self._resolver_wants_state or any(c.incremental_key for c in self._columns)
+        )
         self._name = name
         self._title = title or ""
         self._description = description or ""
@@ -453,6 +479,24 @@ class Table:
         return self._parent_name
 
     @property
+    def strict(self) -> bool | None:
+        """Whether rows with keys or attributes that match no column are refused.
+
+        ``None`` (the default): as the plugin says (:class:`~headwater.Plugin`'s ``strict``),
+        and in :func:`~headwater.build_batch`, not strict.
+        """
+        return self._strict
+
+    @property
+    def is_incremental(self) -> bool:
+        """Whether the table is synced incrementally (``cq:extension:incremental``).
+
+        As given to the constructor, else whether a column is an ``incremental_key`` or the
+        resolver takes ``state``.
+        """
+        return self._is_incremental
+
+    @property
     def primary_keys(self) -> tuple[str, ...]:
         """Names of the primary-key columns, in column order."""
         return tuple(column.name for column in self._columns if column.primary_key)
@@ -478,8 +522,10 @@ class Table:
         ``_cq_id`` (``uuid``, not null, unique; also the primary key when the table has none)
         and ``_cq_parent_id`` (``uuid``, nullable) come first, then the columns as
         :meth:`Column.to_arrow_field` makes them. The schema metadata holds
-        ``cq:table_name``, ``cq:table_title``, ``cq:table_description`` and
-        ``cq:table_depends_on`` (the parent's name, or ``""``).
+        ``cq:table_name``, ``cq:table_title``, ``cq:table_description``,
+        ``cq:table_depends_on`` (the parent's name, or ``""``) and, as the official
+        CloudQuery SDKs set it, ``cq:extension:incremental`` (``"true"`` or ``"false"``, see
+        :attr:`is_incremental`).
         """
         cq_id = pa.field(
             _CQ_ID,
@@ -499,6 +545,7 @@ class Table:
                 _TABLE_TITLE_KEY: self._title,
                 _TABLE_DESCRIPTION_KEY: self._description,
                 _TABLE_DEPENDS_ON_KEY: self._parent_name or "",
+                _INCREMENTAL_KEY: _flag(self._is_incremental),
             },
         )
 
@@ -508,7 +555,8 @@ class Table:
 
         The ``_cq_id`` and ``_cq_parent_id`` fields are dropped (:attr:`arrow_schema` adds them
         back). The table has no :attr:`parent` object, but :attr:`parent_name` is read from
-        ``cq:table_depends_on``.
+        ``cq:table_depends_on``, and :attr:`is_incremental` from ``cq:extension:incremental``
+        (when the schema lacks it, from its columns).
 
         Args:
             schema: An Arrow schema with at least ``cq:table_name`` metadata.
@@ -541,11 +589,13 @@ class Table:
                 columns.append(Column.from_arrow_field(field))
             except SchemaError as exc:
                 raise SchemaError(f"table {name!r}, {exc}") from exc
+        incremental = metadata.get(_INCREMENTAL_KEY)
         table = cls(
             name,
             columns,
             title=metadata.get(_TABLE_TITLE_KEY),
             description=metadata.get(_TABLE_DESCRIPTION_KEY),
+            is_incremental=None if incremental is None else incremental == "true",
         )
         table._parent_name = metadata.get(_TABLE_DEPENDS_ON_KEY) or None
         return table
@@ -585,12 +635,17 @@ class Table:
         description: str | None = None,
         pre_row: RowHook | None = None,
         post_row: RowHook | None = None,
+        is_incremental: bool | None = None,
+        strict: bool | None = None,
     ) -> Callable[[Resolver], Table]:
         """Decorator: make the decorated function the resolver of a new child table.
 
         The resolver is called once per row of this table, as ``resolver(client, row)``,
-        with the row as this table's resolver yielded it (after its row hooks); the child
-        rows get that row's ``_cq_id`` as ``_cq_parent_id``.
+        with the row exactly as this table's resolver yielded it: the same object, with its
+        attributes that are not columns, whatever column resolvers and ``post_row`` derive
+        from it to store. Only this table's ``pre_row`` comes first: a row it replaces is
+        passed on replaced (it is the plugin's own normalisation). The child rows get that
+        row's ``_cq_id`` as ``_cq_parent_id``.
 
         Args:
             name: The child table's name.
@@ -602,6 +657,8 @@ class Table:
             description: Free text for documentation.
             pre_row: See :class:`Table`.
             post_row: See :class:`Table`.
+            is_incremental: See :class:`Table`.
+            strict: See :class:`Table`.
 
         Returns:
             A decorator that returns the new :class:`Table`.
@@ -618,6 +675,8 @@ class Table:
                 resolver=resolver,
                 pre_row=pre_row,
                 post_row=post_row,
+                is_incremental=is_incremental,
+                strict=strict,
             )
 
         return decorate

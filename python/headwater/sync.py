@@ -24,11 +24,10 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pydantic
 
 from headwater import _core
 from headwater.errors import (
@@ -38,7 +37,7 @@ from headwater.errors import (
     TableSelectionError,
 )
 from headwater.redaction import redact
-from headwater.schema import Table
+from headwater.schema import RowHook, Table
 
 __all__ = [
     "Insert",
@@ -96,7 +95,8 @@ class SyncError:
     Attributes:
         table_name: The table whose resolver failed.
         error: The exception it raised (or a description of an engine failure).
-        client_id: The client it ran with, when the failure belongs to one.
+        client_id: The client it ran with, when the failure belongs to one and the sync has
+            more than one client (or that client has an ``id`` of its own).
     """
 
     table_name: str
@@ -247,21 +247,30 @@ def _patterns(patterns: Iterable[str], option: str) -> list[str]:
     return checked
 
 
+def _fields(table: str, client: str | None, **more: Any) -> dict[str, Any]:
+    """A log record's structured fields; a client not worth naming (``None``) is left out."""
+    named = {"table": table} if client is None else {"table": table, "client": client}
+    return {**named, **more}
+
+
 class _Events:
-    """The engine's logging hooks, called from its threads with the GIL held."""
+    """The engine's logging hooks, called from its threads with the GIL held.
+
+    ``client`` is ``None`` for the only client of a sync that has no ``id`` of its own.
+    """
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
         self._skipped: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
-    def started(self, table: str, client: str) -> None:
-        self._log.debug("table sync started", extra={"table": table, "client": client})
+    def started(self, table: str, client: str | None) -> None:
+        self._log.debug("table sync started", extra=_fields(table, client))
 
-    def finished(self, table: str, client: str, rows: int, seconds: float) -> None:
+    def finished(self, table: str, client: str | None, rows: int, seconds: float) -> None:
         self._log.info(
             "table sync finished",
-            extra={"table": table, "client": client, "rows": rows, "duration": round(seconds, 3)},
+            extra=_fields(table, client, rows=rows, duration=round(seconds, 3)),
         )
 
     def failed(self, table: str, client: str | None, error: BaseException) -> None:
@@ -270,7 +279,7 @@ class _Events:
             type(error).__name__,
             error,
             exc_info=(type(error), error, error.__traceback__),
-            extra={"table": table, "client": client},
+            extra=_fields(table, client),
         )
 
     def interrupt(self, threads: list[int]) -> None:
@@ -280,8 +289,11 @@ class _Events:
                 ctypes.c_ulong(ident), ctypes.py_object(ResolverCancelled)
             )
 
-    def abandoned(self, stuck: list[tuple[str, str]]) -> None:
-        names = ", ".join(f"table {table!r} (client {client})" for table, client in stuck)
+    def abandoned(self, stuck: list[tuple[str, str | None]]) -> None:
+        names = ", ".join(
+            f"table {table!r}" + ("" if client is None else f" (client {client})")
+            for table, client in stuck
+        )
         self._log.warning(
             "resolver threads did not stop within %ss of the cancel; left to end on their own "
             "(they deliver nothing more): %s",
@@ -297,9 +309,7 @@ class _Events:
             more = (
                 "; further skipped rows are counted, not logged" if count == _LOGGED_SKIPS else ""
             )
-            self._log.warning(
-                "row skipped: %s%s", error, more, extra={"table": table, "client": client}
-            )
+            self._log.warning("row skipped: %s%s", error, more, extra=_fields(table, client))
 
 
 async def _drive(result: Any, task: _core.AsyncTask, timeout: float | None = None) -> None:
@@ -330,10 +340,8 @@ async def _drive(result: Any, task: _core.AsyncTask, timeout: float | None = Non
             result = await result
         if hasattr(type(result), "__aiter__"):
             await _drive_async_iterable(result, task, push)
-        elif result is not None:
-            for item in _items_of(result):
-                if not push(item):
-                    break
+        elif not expired:
+            task.push_all(result)
     except BaseException as exc:
         error = exc
     finally:
@@ -365,18 +373,6 @@ async def _drive_async_iterable(
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
-
-
-def _items_of(result: Any) -> Iterable[Any]:
-    """The items of what a coroutine resolver returned: one item, or each of an iterable."""
-    kind = type(result)
-    single = (
-        isinstance(result, (dict, list, pydantic.BaseModel))
-        or hasattr(kind, "__arrow_c_stream__")
-        or hasattr(kind, "__arrow_c_array__")
-        or not hasattr(kind, "__iter__")
-    )
-    return (result,) if single else result
 
 
 class _EventLoop:
@@ -488,8 +484,8 @@ def invoker(table: Table) -> Callable[..., Any]:
     """The function the engine calls to run a table's resolver.
 
     ``invoke(client, parent_row)``, or ``invoke(client, parent_row, state)`` when the resolver
-    takes ``state``: it passes the resolver the arguments its signature takes, and applies the
-    table's row hooks and column resolvers to what it yields.
+    takes ``state``: it passes the resolver the arguments its signature takes. The engine
+    applies the row hooks (:func:`row_hooks`) to each row it yields.
     """
     resolver = table.resolver
     if resolver is None:
@@ -523,82 +519,39 @@ def invoker(table: Table) -> Callable[..., Any]:
 
     else:
         call = resolver
-    if not (table.pre_row or table.post_row or table.column_resolvers):
-        return call
-    hooks = _RowHooks(table)
-
-    def invoke(client: Any, *args: Any) -> Any:
-        return hooks.apply(client, call(client, *args))
-
-    return invoke
+    return call
 
 
-class _RowHooks:
-    """A table's ``pre_row``, column resolvers and ``post_row``, applied to each row."""
+def row_hooks(table: Table, *, strict: bool = False) -> tuple[RowHook | None, RowHook | None]:
+    """The hooks the engine runs on each row of ``table``: ``(pre_row, derive)``.
 
-    def __init__(self, table: Table) -> None:
-        self._pre = table.pre_row
+    Each is called as ``hook(client, row)``, and a result other than ``None`` replaces the
+    row. ``pre_row`` is the table's own: what it returns is stored and passed to the children.
+    ``derive`` makes what is stored from that: the column resolvers' values (see
+    :class:`_ColumnValues`), then ``post_row``; the children still receive the row.
+    """
+    if table.column_resolvers:
+        return table.pre_row, _ColumnValues(table, strict=strict).derive
+    return table.pre_row, table.post_row
+
+
+class _ColumnValues:
+    """A table's column resolvers and ``post_row``, applied to a row."""
+
+    def __init__(self, table: Table, *, strict: bool) -> None:
         self._post = table.post_row
         self._resolvers = table.column_resolvers
         self._names = [column.name for column in table.columns]
+        self._strict = strict
 
-    def apply(self, client: Any, result: Any) -> Any:
-        if result is None:
-            return None
-        kind = type(result)
-        if hasattr(kind, "__aiter__"):
-            return self._async_items(client, result)
-        if hasattr(kind, "__await__"):
-            return self._awaited(client, result)
-        items = _items_of(result)
-        if items is not result:
-            return self._item(client, result)
-        return self._items(client, items)
-
-    def _items(self, client: Any, items: Iterable[Any]) -> Iterator[Any]:
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                yield self._item(client, item)
-        finally:
-            # Closing this wrapper (a cancelled sync) must close the resolver's generator.
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    async def _awaited(self, client: Any, result: Awaitable[Any]) -> Any:
-        return self.apply(client, await result)
-
-    async def _async_items(self, client: Any, items: Any) -> AsyncIterator[Any]:
-        iterator = items.__aiter__()
-        try:
-            async for item in iterator:
-                yield self._item(client, item)
-        finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
-
-    def _item(self, client: Any, item: Any) -> Any:
-        if type(item) is list:
-            return [self._row(client, row) for row in item]
-        kind = type(item)
-        if hasattr(kind, "__arrow_c_stream__") or hasattr(kind, "__arrow_c_array__"):
-            return item  # Arrow data is taken as it is
-        return self._row(client, item)
-
-    def _row(self, client: Any, row: Any) -> Any:
-        if self._pre is not None:
-            replaced = self._pre(client, row)
-            if replaced is not None:
-                row = replaced
-        if self._resolvers:
-            values = self._values(row)
-            if values is not None:
-                for column in self._resolvers:
-                    assert column.resolver is not None
-                    values[column.name] = column.resolver(client, row)
-                row = values
+    def derive(self, client: Any, row: Any) -> Any:
+        """What to store for ``row``: its column values with the resolvers' (post_row applied)."""
+        values = self._values(row)
+        if values is not None:
+            for column in self._resolvers:
+                assert column.resolver is not None
+                values[column.name] = column.resolver(client, row)
+            row = values
         if self._post is not None:
             replaced = self._post(client, row)
             if replaced is not None:
@@ -608,7 +561,8 @@ class _RowHooks:
     def _values(self, row: Any) -> dict[str, Any] | None:
         """The row as a dict of column values; ``None`` if it is no row.
 
-        The engine then reports the row as it is.
+        The engine then reports the row as it is. For a strict table, an object's public
+        instance attributes come along, so that those matching no column are reported.
         """
         if isinstance(row, dict):
             return dict(row)
@@ -618,7 +572,13 @@ class _RowHooks:
             return dict(zip(self._names, row, strict=True))
         if row is None or isinstance(row, (str, bytes, int, float)):
             return None
-        return {name: getattr(row, name, None) for name in self._names}
+        values = {name: getattr(row, name, None) for name in self._names}
+        if self._strict:
+            attributes = getattr(row, "__dict__", None)
+            if isinstance(attributes, dict):
+                extra = {k: v for k, v in attributes.items() if not str(k).startswith("_")}
+                values = {**extra, **values}
+        return values
 
 
 _live_runs: weakref.WeakSet[SyncRun] = weakref.WeakSet()
@@ -817,11 +777,12 @@ class SyncRun(Iterator[SyncMessage]):
         return self._engine.state()
 
     @property
-    def interrupted(self) -> list[tuple[str, str]]:
+    def interrupted(self) -> list[tuple[str, str | None]]:
         """Which resolvers a cancellation interrupted: ``(table, client_id)`` pairs.
 
         Those running when the sync was cancelled (closed early, interrupted, or past
-        ``sync_timeout``); empty if it was not.
+        ``sync_timeout``); empty if it was not. The client is ``None`` when the sync has one
+        client without an ``id`` of its own (as in :attr:`SyncError.client_id`).
         """
         return self._engine.interrupted()
 
@@ -848,19 +809,30 @@ def make_engine(
     client_ids: list[str],
     loop: _EventLoop,
     events: _Events,
+    *,
+    strict: bool = False,
     **options: Any,
 ) -> _core.SyncEngine:
-    """The Rust engine for ``tables`` (selected, parents first), with its callbacks."""
+    """The Rust engine for ``tables`` (selected, parents first), with its callbacks.
+
+    ``strict`` is the default of tables whose ``strict`` is ``None`` (the plugin's).
+    """
     index = {id(table): i for i, table in enumerate(tables)}
-    specs = [
-        (
-            table.arrow_schema,
-            invoker(table),
-            index[id(table.parent)] if table.parent is not None else None,
-            table.resolver_wants_state,
+    specs = []
+    for table in tables:
+        table_strict = strict if table.strict is None else table.strict
+        pre_row, derive = row_hooks(table, strict=table_strict)
+        specs.append(
+            (
+                table.arrow_schema,
+                invoker(table),
+                index[id(table.parent)] if table.parent is not None else None,
+                table.resolver_wants_state,
+                pre_row,
+                derive,
+                table_strict,
+            )
         )
-        for table in tables
-    ]
     return _core.SyncEngine(
         specs,
         roots,

@@ -260,7 +260,7 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     except KeyboardInterrupt as exc:
         signum = received[0] if received else signal.SIGINT
         running = exc.running if isinstance(exc, SyncInterrupted) else []
-        names = ", ".join(f"table {table!r} (client {client})" for table, client in running)
+        names = ", ".join(f"table {t!r}" + (f" (client {c})" if c else "") for t, c in running)
         _error(
             f"interrupted by {signal.Signals(signum).name}"
             + (f" while running {names}" if names else "")

@@ -60,7 +60,7 @@ def tables_json(plugin: Plugin) -> list[dict[str, Any]]:
             "name": t.name,
             "title": t.title,
             "description": t.description,
-            "is_incremental": any(c.incremental_key for c in t.columns),
+            "is_incremental": t.is_incremental,
             "parent": t.parent.name if t.parent is not None else "",
             "relations": [child.name for child in t.children],
             "columns": [

@@ -314,7 +314,7 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
         summary = run.summary
         extra: dict[str, Any] = {"rows": summary.total_rows, "errors": summary.total_errors}
         if run.interrupted:
-            extra["interrupted"] = [f"{table} ({client})" for table, client in run.interrupted]
+            extra["interrupted"] = [f"{t} ({c})" if c else t for t, c in run.interrupted]
         logger.info("sync finished" if summary.complete else "sync cancelled", extra=extra)
 
     def Read(

@@ -225,11 +225,13 @@ impl HashWork {
 
 #[pymethods]
 impl BatchBuilder {
-    /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`).
+    /// Compiles a builder for a CloudQuery table schema (`Table.arrow_schema`); a `strict`
+    /// one refuses rows with keys or attributes that match no column.
     #[new]
-    fn new(py: Python<'_>, schema: PySchema) -> PyResult<Self> {
+    #[pyo3(signature = (schema, *, strict=false))]
+    fn new(py: Python<'_>, schema: PySchema, strict: bool) -> PyResult<Self> {
         Ok(Self {
-            plan: TablePlan::new(py, schema.into_inner())?,
+            plan: TablePlan::new(py, schema.into_inner(), strict)?,
         })
     }
 
@@ -309,8 +311,11 @@ impl BatchBuilder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let parents = ParentIds::from_py(parent_cq_ids, known(py)?)?;
         let schema = Arc::clone(&self.plan.schema);
+        let plan = &self.plan;
         let (columns, rows) = py.detach(move || -> PyResult<_> {
             let reader = data.into_reader()?;
+            plan.check_arrow_columns(&reader.schema())
+                .into_py_result()?;
             let batches = reader.collect::<Result<Vec<_>, _>>().into_py_result()?;
             ingest::conform_batches(&batches, &schema).into_py_result()
         })?;

@@ -1,7 +1,7 @@
 //! Python types the converters recognise (`uuid.UUID`, `decimal.Decimal`, the `ipaddress`
-//! classes, `datetime.timezone.utc`, the exact `datetime` and `date` types), imported once per
-//! interpreter and then compared by pointer, which is far cheaper than `isinstance` through
-//! the import system per value.
+//! classes, `datetime.timezone.utc`, the exact `datetime` and `date` types, generators and
+//! coroutines), imported once per interpreter and then compared by pointer, which is far
+//! cheaper than `isinstance` through the import system per value.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -34,6 +34,13 @@ pub struct Known {
     pub pydantic_model: Option<Py<PyType>>,
     /// `dataclasses.is_dataclass`, `dataclasses.asdict`.
     pub dataclasses: (Py<PyAny>, Py<PyAny>),
+    /// `types.GeneratorType`, `types.AsyncGeneratorType` and `types.CoroutineType`: what a
+    /// resolver yields where it forgot a `yield from` or an `await`.
+    pub generator: Py<PyType>,
+    /// See [`Known::generator`].
+    pub async_generator: Py<PyType>,
+    /// See [`Known::generator`].
+    pub coroutine: Py<PyType>,
 }
 
 static KNOWN: PyOnceLock<Known> = PyOnceLock::new();
@@ -90,6 +97,9 @@ pub fn known(py: Python<'_>) -> PyResult<&'static Known> {
             dataclasses.getattr("is_dataclass")?.unbind(),
             dataclasses.getattr("asdict")?.unbind(),
         ),
+        generator: ty("types", "GeneratorType")?,
+        async_generator: ty("types", "AsyncGeneratorType")?,
+        coroutine: ty("types", "CoroutineType")?,
     };
     Ok(KNOWN.get_or_init(py, || known))
 }

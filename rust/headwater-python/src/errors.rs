@@ -10,6 +10,7 @@ pyo3::import_exception!(headwater.errors, HeadwaterError);
 pyo3::import_exception!(headwater.errors, SchemaError);
 pyo3::import_exception!(headwater.errors, IpcError);
 pyo3::import_exception!(headwater.errors, RowError);
+pyo3::import_exception!(headwater.errors, NotARowError);
 
 /// Converts an engine error into the matching Python exception.
 pub fn to_py_err(error: CoreError) -> PyErr {

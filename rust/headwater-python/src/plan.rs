@@ -1,9 +1,9 @@
 //! A table compiled for conversion: its schema, data fields and the Python names they are
 //! read by. Made once per table and shared by `BatchBuilder` and the sync engine.
 
-use arrow_schema::{FieldRef, SchemaRef};
+use arrow_schema::{FieldRef, Schema, SchemaRef};
 use headwater_core::builder::{builders_for, ColumnBuilder};
-use headwater_core::{ingest, schema};
+use headwater_core::{ingest, schema, CoreError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
@@ -31,11 +31,14 @@ pub struct TablePlan {
     /// Builder indices of the primary-key columns, when there are some and all can be
     /// snapshotted for hashing while rows are read.
     pub pipelined_keys: Option<Vec<usize>>,
+    /// Keys and attributes of a row that match no column are a fault (`Table(strict=True)`).
+    pub strict: bool,
 }
 
 impl TablePlan {
-    /// Compiles the plan of a CloudQuery table schema (`Table.arrow_schema`).
-    pub fn new(py: Python<'_>, schema: SchemaRef) -> PyResult<Self> {
+    /// Compiles the plan of a CloudQuery table schema (`Table.arrow_schema`); a `strict` one
+    /// refuses rows with keys or attributes that match no column.
+    pub fn new(py: Python<'_>, schema: SchemaRef, strict: bool) -> PyResult<Self> {
         let data_fields = ingest::data_fields(&schema);
         let builders = builders_for(&data_fields).into_py_result()?;
         let names = data_fields
@@ -50,6 +53,7 @@ impl TablePlan {
             schema,
             data_fields,
             names,
+            strict,
         })
     }
 
@@ -64,7 +68,36 @@ impl TablePlan {
             table: &self.table,
             names: &self.names,
             fast: &self.fast,
+            strict: self.strict,
         }
+    }
+
+    /// For a strict table, refuses Arrow data with columns the table does not have (other
+    /// than `_cq_id` and `_cq_parent_id`), which a lenient one ignores.
+    pub fn check_arrow_columns(&self, input: &Schema) -> Result<(), CoreError> {
+        if !self.strict {
+            return Ok(());
+        }
+        let unknown: Vec<String> = input
+            .fields()
+            .iter()
+            .filter(|f| !ingest::is_internal(f))
+            .filter(|f| !self.data_fields.iter().any(|d| d.name() == f.name()))
+            .map(|f| format!("'{}'", f.name()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<&str> = self.data_fields.iter().map(|f| f.name().as_str()).collect();
+        Err(CoreError::Schema(format!(
+            "table '{}' is strict, and the Arrow data's column{} {} match{} no column; its \
+             columns are {}",
+            self.table,
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            if unknown.len() == 1 { "es" } else { "" },
+            columns.join(", ")
+        )))
     }
 
     /// The conversion context of this table.

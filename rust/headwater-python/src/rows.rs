@@ -2,19 +2,23 @@
 //!
 //! Each row is read column by column; when a value does not fit, every column is cut back to
 //! the last complete row, so a bad row never leaves half of itself behind. Dicts are read by
-//! key (a missing key is null; keys the table does not have are ignored), sequences by
-//! position (their length must match), anything else by attribute (a missing one is null).
+//! key (a missing key is null; keys the table does not have are ignored, or a fault for a
+//! strict table), sequences by position (their length must match), anything else by
+//! attribute (a missing one is null). A generator, coroutine or other iterator where a row
+//! belongs is refused with `NotARowError`: it is a forgotten `yield from` or `await`, whose
+//! attributes would otherwise read as a row of nulls.
 
 use headwater_core::builder::ColumnBuilder;
 use headwater_core::{CoreError, RowFault};
 use pyo3::exceptions::{PyAttributeError, PyKeyError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyDict, PyIterator, PyList, PyMapping, PyString, PyTuple};
 
-use crate::errors::{row_error_instance, to_py_err};
+use crate::context::Known;
+use crate::errors::{row_error_instance, to_py_err, NotARowError};
 use crate::ffi_read::{self, DictWalk, Entry, FastPush, Step};
-use crate::values::{is_scalar, push_value, truncate_chars, Context, ConvError, Fault};
+use crate::values::{is_scalar, push_value, short_repr, truncate_chars, Context, ConvError, Fault};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -37,6 +41,8 @@ pub struct Target<'a> {
     pub names: &'a [Py<PyString>],
     /// The fast path of each column, in builder order.
     pub fast: &'a [FastPush],
+    /// Keys (and public attributes) of a row that match no column are a fault, not ignored.
+    pub strict: bool,
 }
 
 /// Result of reading rows.
@@ -148,6 +154,9 @@ impl Reading<'_, '_> {
                     }
                     ConvError::Py(err) => Err(err),
                     ConvError::Core(err) => Err(to_py_err(err)),
+                    ConvError::NotARow(kind) => {
+                        Err(not_a_row_error(self.target.table, index, row, kind))
+                    }
                 }
             }
         }
@@ -279,7 +288,84 @@ pub fn append_one(
         }
         ConvError::Py(err) => RowProblem::Raised(err),
         ConvError::Core(err) => RowProblem::Raised(to_py_err(err)),
+        ConvError::NotARow(kind) => {
+            RowProblem::Raised(not_a_row_error(target.table, index, row, kind))
+        }
     })
+}
+
+/// What kind of iterator `row` is, if it is one: a generator, an async generator, a coroutine
+/// or any other iterator (`map`, `zip`, `iter(list)`). Rows never are; such an object where a
+/// row belongs is a resolver that forgot a `yield from` or an `await`.
+pub fn iterator_kind(row: &Bound<'_, PyAny>, known: &Known) -> Option<&'static str> {
+    let py = row.py();
+    let kind = row.get_type();
+    if kind.is(known.generator.bind(py)) {
+        Some("generator")
+    } else if kind.is(known.coroutine.bind(py)) {
+        Some("coroutine")
+    } else if kind.is(known.async_generator.bind(py)) {
+        Some("async generator")
+    } else if row.cast::<PyIterator>().is_ok() {
+        Some("iterator")
+    } else {
+        None
+    }
+}
+
+/// The `NotARowError` for row `index` of `table`, an iterator of `kind` (see
+/// [`iterator_kind`]), saying what to write instead. A coroutine is closed.
+pub fn not_a_row_error(table: &str, index: usize, row: &Bound<'_, PyAny>, kind: &str) -> PyErr {
+    let py = row.py();
+    // Generators and coroutines carry the name of the function that made them.
+    let name = row
+        .getattr(intern!(py, "__qualname__"))
+        .ok()
+        .and_then(|n| n.extract::<String>().ok());
+    let type_name = row
+        .get_type()
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let call = name
+        .as_deref()
+        .map_or_else(|| "rows(...)".to_string(), |n| format!("{n}(...)"));
+    let (what, advice) = match kind {
+        "generator" => (
+            format!("a generator object of {call}"),
+            format!(
+                "to yield the rows of another generator, write `yield from {call}` (or `yield \
+                 list({call})` to yield them as one page)"
+            ),
+        ),
+        "async generator" => (
+            format!("an async generator object of {call}"),
+            format!(
+                "to yield the rows of another async generator, write `async for row in {call}: \
+                 yield row`"
+            ),
+        ),
+        "coroutine" => {
+            // It will never run now: closed, it does not add a "never awaited" warning to
+            // this error.
+            if let Err(err) = row.call_method0(intern!(py, "close")) {
+                err.write_unraisable(py, Some(row));
+            }
+            (
+                format!("a coroutine object of {call}"),
+                format!("it was never awaited: write `yield await {call}`"),
+            )
+        }
+        _ => (
+            format!("an iterator ({type_name})"),
+            "to yield its rows, write `yield from rows` (or `yield list(rows)` to yield them as \
+             one page)"
+                .to_string(),
+        ),
+    };
+    NotARowError::new_err(format!(
+        "table '{table}', row {index}: got {what} where a row belongs; {advice}"
+    ))
 }
 
 type RowResult = Result<(), (Option<usize>, ConvError)>;
@@ -299,14 +385,22 @@ fn append_row(
         if dict.len() == target.names.len() && walk_in_column_order(dict, builders, target, cx)? {
             return Ok(());
         }
+        let mut found = 0;
         for (i, name) in target.names.iter().enumerate() {
             let builder = &mut builders[i];
             match ffi_read::lookup(dict, name, cx.known, builder, target.fast[i]) {
-                Ok(Entry::Pushed) => {}
-                Ok(Entry::Slow(value)) => push(builders, i, &value)?,
+                Ok(Entry::Pushed) => found += 1,
+                Ok(Entry::Slow(value)) => {
+                    found += 1;
+                    push(builders, i, &value)?;
+                }
                 Ok(Entry::Absent) => push(builders, i, &none)?,
                 Err(e) => return Err((Some(i), e.into())),
             }
+        }
+        // Every key is a column when as many were found as there are keys.
+        if target.strict && found < dict.len() {
+            return unknown_names(row, target, dict.keys().iter(), "key");
         }
         return Ok(());
     }
@@ -338,12 +432,20 @@ fn append_row(
         ));
     }
     if let Ok(mapping) = row.cast::<PyMapping>() {
+        let mut found = 0;
         for (i, name) in target.names.iter().enumerate() {
             match mapping.get_item(name.bind(py)) {
-                Ok(value) => push(builders, i, &value)?,
+                Ok(value) => {
+                    found += 1;
+                    push(builders, i, &value)?;
+                }
                 Err(err) if err.is_instance_of::<PyKeyError>(py) => push(builders, i, &none)?,
                 Err(err) => return Err((Some(i), err.into())),
             }
+        }
+        if target.strict && found < mapping.len().map_err(|e| (None, e.into()))? {
+            let keys = mapping.keys().map_err(|e| (None, e.into()))?;
+            return unknown_names(row, target, keys.iter(), "key");
         }
         return Ok(());
     }
@@ -353,6 +455,14 @@ fn append_row(
         .getattr(intern!(py, "__dict__"))
         .ok()
         .and_then(|d| d.cast_into::<PyDict>().ok());
+    // Generators, coroutines and the built-in iterators have no `__dict__`: rows that have one
+    // (dataclasses, models, plain objects) pay nothing for this check.
+    if attributes.is_none() {
+        if let Some(kind) = iterator_kind(row, cx.known) {
+            return Err((None, ConvError::NotARow(kind)));
+        }
+    }
+    let mut in_dict = 0;
     for (i, name) in target.names.iter().enumerate() {
         let found = match &attributes {
             Some(d) => ffi_read::lookup(d, name, cx.known, &mut builders[i], target.fast[i])
@@ -360,8 +470,11 @@ fn append_row(
             None => Entry::Absent,
         };
         match found {
-            Entry::Pushed => {}
-            Entry::Slow(value) => push(builders, i, &value)?,
+            Entry::Pushed => in_dict += 1,
+            Entry::Slow(value) => {
+                in_dict += 1;
+                push(builders, i, &value)?;
+            }
             Entry::Absent => {
                 let value =
                     lookup_attribute(row, name.bind(py)).map_err(|e| (Some(i), e.into()))?;
@@ -369,7 +482,102 @@ fn append_row(
             }
         }
     }
+    if target.strict {
+        check_attributes(row, target, cx.known, attributes.as_ref(), in_dict)?;
+    }
     Ok(())
+}
+
+/// For a strict table: the fault of an object row with public instance attributes (in its
+/// `__dict__`, or a pydantic model's extra fields) that match no column. Attributes whose
+/// names start with `_` are private by convention and never reported.
+fn check_attributes(
+    row: &Bound<'_, PyAny>,
+    target: &Target<'_>,
+    known: &Known,
+    attributes: Option<&Bound<'_, PyDict>>,
+    in_dict: usize,
+) -> RowResult {
+    let py = row.py();
+    let mut names: Vec<Bound<'_, PyAny>> = Vec::new();
+    if let Some(d) = attributes.filter(|d| d.len() > in_dict) {
+        names.extend(d.keys().iter());
+    }
+    // Looked up in the type's MRO: `isinstance` goes through pydantic's ABC metaclass, which
+    // costs more than reading the whole row.
+    let model = known.pydantic_model.as_ref().map(|m| m.bind(py));
+    if model.is_some_and(|m| row.get_type().mro().iter().any(|t| t.is(m))) {
+        // pydantic keeps the fields a model allows beyond its declared ones apart.
+        let extra = row
+            .getattr(intern!(py, "__pydantic_extra__"))
+            .map_err(|e| (None, e.into()))?;
+        if let Some(extra) = extra.cast::<PyDict>().ok().filter(|e| !e.is_empty()) {
+            names.extend(extra.keys().iter());
+        }
+    }
+    let private = |name: &Bound<'_, PyAny>| {
+        name.cast::<PyString>()
+            .is_ok_and(|s| s.to_cow().is_ok_and(|s| s.starts_with('_')))
+    };
+    let public: Vec<Bound<'_, PyAny>> = names.into_iter().filter(|n| !private(n)).collect();
+    if public.is_empty() {
+        return Ok(());
+    }
+    unknown_names(row, target, public.into_iter(), "attribute")
+}
+
+/// Most names listed in the message of a strict table's fault.
+const LISTED_NAMES: usize = 10;
+
+/// The fault of a row of a strict table whose `names` (keys, or attributes) include some that
+/// match no column; `Ok` if they all match one.
+fn unknown_names<'py>(
+    row: &Bound<'py, PyAny>,
+    target: &Target<'_>,
+    names: impl Iterator<Item = Bound<'py, PyAny>>,
+    what: &str,
+) -> RowResult {
+    let columns: Vec<&str> = target
+        .names
+        .iter()
+        .map(|n| n.bind(row.py()).to_str().unwrap_or("?"))
+        .collect();
+    let unknown: Vec<String> = names
+        .filter(|name| {
+            name.cast::<PyString>()
+                .ok()
+                .and_then(|s| s.to_str().ok())
+                .is_none_or(|s| !columns.contains(&s))
+        })
+        .map(|name| short_repr(&name))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let listed = list_names(unknown.iter().map(String::as_str), LISTED_NAMES);
+    let plural = if unknown.len() == 1 { "" } else { "s" };
+    let reason = format!(
+        "the table is strict, and {what}{plural} {listed} match{} no column; its columns are \
+         {}",
+        if unknown.len() == 1 { "es" } else { "" },
+        list_names(columns.iter().copied(), 4 * LISTED_NAMES),
+    );
+    Err((
+        None,
+        row_shape_fault(row, "only the table's columns".into(), reason),
+    ))
+}
+
+/// `names` joined with `, `, the ones past the first `most` counted instead.
+fn list_names<'a>(names: impl ExactSizeIterator<Item = &'a str>, most: usize) -> String {
+    let total = names.len();
+    let listed: Vec<&str> = names.take(most).collect();
+    let more = total - listed.len();
+    let mut text = listed.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
 }
 
 /// Reads a dict whose keys are exactly the column names in column order (rows written as dict

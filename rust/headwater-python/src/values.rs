@@ -4,7 +4,10 @@
 //! it without losing information: `3` into a float column is fine, `"3"` into an int column,
 //! `3.5` into an int column or a microsecond into `timestamp[s]` are [`Fault`]s that name the
 //! reason. Exceptions raised by user code while reading a value (a failing `utcoffset`, a
-//! property) pass through unchanged as [`ConvError::Py`].
+//! property) pass through unchanged as [`ConvError::Py`]. An `enum.Enum` member is stored as
+//! its `value`, under the same rules: str and int enums are strs and ints already, and any
+//! other member is looked at only once its own value did not fit, which costs the common
+//! values nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +53,9 @@ pub enum ConvError {
     Py(PyErr),
     /// The batch itself is unusable (e.g. more than 2 GiB of strings in one column).
     Core(CoreError),
+    /// The row is a generator, coroutine or other iterator: a forgotten `yield from` or
+    /// `await` in the resolver, not bad data (see `rows::not_a_row_error`). Holds its kind.
+    NotARow(&'static str),
 }
 
 impl From<PyErr> for ConvError {
@@ -143,6 +149,44 @@ pub fn push_value(
     value: &Bound<'_, PyAny>,
     cx: Context<'_>,
 ) -> Conv<()> {
+    match push_plain(builder, value, cx) {
+        // Only a fault of the value itself, which left nothing in the builder (nested values,
+        // which may have, fault with a path).
+        Err(ConvError::Fault(fault)) if fault.path.is_empty() && is_enum(value, cx.known)? => {
+            push_enum_value(builder, value, cx)
+        }
+        done => done,
+    }
+}
+
+fn is_enum(value: &Bound<'_, PyAny>, known: &Known) -> Conv<bool> {
+    Ok(value.is_instance(known.enum_base.bind(value.py()))?)
+}
+
+/// Appends the `value` of the enum member `member`, or says why it does not fit, naming the
+/// member.
+fn push_enum_value(
+    builder: &mut ColumnBuilder,
+    member: &Bound<'_, PyAny>,
+    cx: Context<'_>,
+) -> Conv<()> {
+    let value = member.getattr(intern!(member.py(), "value"))?;
+    push_value(builder, &value, cx).map_err(|error| match error {
+        ConvError::Fault(mut fault) => {
+            fault.reason = format!(
+                "an Enum member is stored as its value, {}, which does not fit: {}",
+                short_repr(&value),
+                fault.reason
+            );
+            fault.value = member.clone().unbind();
+            ConvError::Fault(fault)
+        }
+        other => other,
+    })
+}
+
+/// [`push_value`] without the enum rule.
+fn push_plain(builder: &mut ColumnBuilder, value: &Bound<'_, PyAny>, cx: Context<'_>) -> Conv<()> {
     let known = cx.known;
     let (field, values) = builder.parts_mut();
     if value.is_none() {
@@ -267,6 +311,11 @@ pub fn push_value(
             if dict.is_none()
                 && (is_scalar(v) || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok())
             {
+                return fault(field, v, "expected a dict or an object with attributes");
+            }
+            if dict.is_none() && is_enum(v, known)? {
+                // Its attributes are the enum's (`name`, `value`), not the struct's fields:
+                // this fault makes push_value store its value instead.
                 return fault(field, v, "expected a dict or an object with attributes");
             }
             for child in s.children() {

@@ -4,8 +4,9 @@
 //! the Python side's runner with one of these, and moves on: the task keeps its concurrency
 //! slot while it runs on the loop, so async resolvers count against the same limits as
 //! threaded ones without occupying a thread. The driver calls [`AsyncTask::push`] for every
-//! item (converted on the loop thread, into its own accumulators) and [`AsyncTask::finish`]
-//! at the end. A parent whose children are not keeping up lends its slot out with
+//! item an async generator yields, or [`AsyncTask::push_all`] with what a coroutine returned
+//! (converted on the loop thread, into its own accumulators), and [`AsyncTask::finish`] at
+//! the end. A parent whose children are not keeping up lends its slot out with
 //! [`AsyncTask::suspend`] and polls [`AsyncTask::try_resume`] instead of blocking the loop.
 
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use headwater_core::scheduler::Slot;
 use pyo3::prelude::*;
 
 use super::accumulate::Owner;
-use super::worker::{drive, end_task, TaskContext};
+use super::worker::{drive, end_task, is_one_item, TaskContext};
 use super::{lock, Shared};
 
 /// A running async resolver invocation.
@@ -102,6 +103,25 @@ impl AsyncTask {
         let mut local = lock(&shared.loop_local);
         drive(py, shared, &mut local, &mut state.cx, None, item)?;
         Ok(!shared.is_cancelled())
+    }
+
+    /// Converts what an async resolver's coroutine returned: nothing (`None`), one item, or
+    /// each item of an iterable, as a threaded resolver's result is taken. Returns whether to
+    /// go on: `False` once the sync is cancelled.
+    fn push_all(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if result.is_none() {
+            return Ok(true);
+        }
+        let table = lock(&self.state).cx.table;
+        if is_one_item(result, &self.shared.tables[table].plan.table)? {
+            return self.push(py, result);
+        }
+        for item in result.try_iter()? {
+            if !self.push(py, &item?)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether the task should wait for its children before yielding more rows.

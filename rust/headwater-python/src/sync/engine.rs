@@ -87,6 +87,19 @@ fn time_limit(name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+/// One selected table as the Python side describes it: its schema, `invoke`, its parent's
+/// index, whether `invoke` takes state, `pre_row`, `derive` (see [`TableRuntime`]) and
+/// whether it is strict.
+type TableSpec = (
+    PySchema,
+    Py<PyAny>,
+    Option<usize>,
+    bool,
+    Option<Py<PyAny>>,
+    Option<Py<PyAny>>,
+    bool,
+);
+
 fn at_least_one(name: &str, value: usize) -> PyResult<usize> {
     if value == 0 {
         return Err(PyValueError::new_err(format!("{name} must be >= 1, not 0")));
@@ -96,13 +109,15 @@ fn at_least_one(name: &str, value: usize) -> PyResult<usize> {
 
 #[pymethods]
 impl SyncEngine {
-    /// Prepares a sync of `tables` (`(schema, invoke, parent index, wants state)`, parents
-    /// first), starting from `roots` (`(top-level table index, client indices)`), with the
-    /// incremental `state` read from the destination or backend.
+    /// Prepares a sync of `tables` (`(schema, invoke, parent index, wants state, pre_row,
+    /// derive, strict)`, parents first), starting from `roots` (`(top-level table index,
+    /// client indices)`), with the incremental `state` read from the destination or backend.
+    /// `client_ids` name the clients in state keys, `client_labels` (default: the ids) in
+    /// messages and logs, `None` for a client not worth naming.
     #[new]
     #[pyo3(signature = (
         tables, roots, clients, client_ids, *, insert_type, error_type, state_type, events,
-        async_runner, state=None, shard=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
+        async_runner, client_labels=None, state=None, shard=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
         depth_concurrency=None, max_queued=None, max_buffer_bytes=67_108_864,
         max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false,
         resolver_timeout=None, sync_timeout=None
@@ -110,7 +125,7 @@ impl SyncEngine {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        tables: Vec<(PySchema, Py<PyAny>, Option<usize>, bool)>,
+        tables: Vec<TableSpec>,
         roots: Vec<(usize, Vec<usize>)>,
         clients: Vec<Py<PyAny>>,
         client_ids: Vec<String>,
@@ -119,6 +134,7 @@ impl SyncEngine {
         state_type: Py<PyAny>,
         events: Py<PyAny>,
         async_runner: Py<PyAny>,
+        client_labels: Option<Vec<Option<String>>>,
         state: Option<HashMap<String, String>>,
         shard: Option<(usize, usize)>,
         strategy: &str,
@@ -147,6 +163,15 @@ impl SyncEngine {
                 clients.len()
             )));
         }
+        let client_labels =
+            client_labels.unwrap_or_else(|| client_ids.iter().cloned().map(Some).collect());
+        if client_labels.len() != clients.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} client labels for {} clients",
+                client_labels.len(),
+                clients.len()
+            )));
+        }
         if !(max_latency.is_finite() && max_latency > 0.0) {
             return Err(PyValueError::new_err(format!(
                 "max_latency must be a positive number of seconds, not {max_latency}"
@@ -161,7 +186,8 @@ impl SyncEngine {
         };
         let sync_timeout = time_limit("sync_timeout", sync_timeout)?;
         let mut runtimes: Vec<TableRuntime> = Vec::with_capacity(tables.len());
-        for (index, (schema, invoke, parent, wants_state)) in tables.into_iter().enumerate() {
+        for (index, spec) in tables.into_iter().enumerate() {
+            let (schema, invoke, parent, wants_state, pre_row, derive, strict) = spec;
             let depth = match parent {
                 None => 0,
                 Some(p) if p < index => runtimes[p].depth + 1,
@@ -175,9 +201,11 @@ impl SyncEngine {
                 runtimes[p].children.push(index);
             }
             runtimes.push(TableRuntime {
-                plan: TablePlan::new(py, schema.into_inner())?,
+                plan: TablePlan::new(py, schema.into_inner(), strict)?,
                 invoke,
                 wants_state,
+                pre_row,
+                derive,
                 children: Vec::new(),
                 depth,
                 counters: Counters::default(),
@@ -243,6 +271,7 @@ impl SyncEngine {
             options,
             clients,
             client_ids,
+            client_labels,
             python: PythonSide {
                 insert_type,
                 error_type,
@@ -411,14 +440,14 @@ impl SyncEngine {
         self.shared.scheduler.workers()
     }
 
-    /// The resolvers running now: `[(table, client_id)]`.
-    fn running(&self) -> Vec<(String, String)> {
+    /// The resolvers running now: `[(table, client label)]`.
+    fn running(&self) -> Vec<(String, Option<String>)> {
         self.named(self.shared.running.now())
     }
 
     /// The resolvers that were running when the sync was cancelled (closed early, interrupted,
-    /// or past `sync_timeout`): `[(table, client_id)]`; empty if it was not.
-    fn interrupted(&self) -> Vec<(String, String)> {
+    /// or past `sync_timeout`): `[(table, client label)]`; empty if it was not.
+    fn interrupted(&self) -> Vec<(String, Option<String>)> {
         self.named(self.shared.running.interrupted())
     }
 
@@ -448,7 +477,7 @@ impl SyncEngine {
                 failure,
             } => {
                 let name = self.shared.tables[table].plan.table.as_str();
-                let client = client.map(|c| self.shared.client_ids[c].as_str());
+                let client = client.and_then(|c| self.shared.client_label(c));
                 let error = match failure {
                     Failure::Python(error) => error.into_bound(py),
                     Failure::Text(text) => text.into_pyobject(py)?.into_any(),
@@ -472,13 +501,13 @@ impl SyncEngine {
         }
     }
 
-    fn named(&self, tasks: Vec<(usize, usize)>) -> Vec<(String, String)> {
+    fn named(&self, tasks: Vec<(usize, usize)>) -> Vec<(String, Option<String>)> {
         tasks
             .into_iter()
             .map(|(table, client)| {
                 (
                     self.shared.tables[table].plan.table.clone(),
-                    self.shared.client_ids[client].clone(),
+                    self.shared.client_label(client).map(str::to_owned),
                 )
             })
             .collect()
@@ -494,7 +523,10 @@ impl SyncEngine {
         } else {
             let names: Vec<String> = running
                 .iter()
-                .map(|(table, client)| format!("table {table:?} (client {client})"))
+                .map(|(table, client)| match client {
+                    Some(client) => format!("table {table:?} (client {client})"),
+                    None => format!("table {table:?}"),
+                })
                 .collect();
             format!("; still running: {}", names.join(", "))
         };

@@ -99,11 +99,18 @@ impl Counters {
 pub struct TableRuntime {
     /// Conversion plan.
     pub plan: TablePlan,
-    /// `invoke(client, parent_row_or_None[, state])`: calls the resolver (hooks applied) and
-    /// returns what it returns.
+    /// `invoke(client, parent_row_or_None[, state])`: calls the resolver and returns what it
+    /// returns.
     pub invoke: Py<PyAny>,
     /// Whether `invoke` takes the task's state as a third argument.
     pub wants_state: bool,
+    /// `pre_row(client, row)`, run on every row the resolver yields; a result other than
+    /// `None` replaces the row, for the table and its children alike.
+    pub pre_row: Option<Py<PyAny>>,
+    /// `derive(client, row)`, run on every row after `pre_row`: what is stored instead of the
+    /// row, unless it returns `None` (the column resolvers and `post_row`). Children still
+    /// receive the row.
+    pub derive: Option<Py<PyAny>>,
     /// Indices of the selected child tables.
     pub children: Vec<usize>,
     /// 0 for top-level tables.
@@ -207,8 +214,11 @@ pub struct Shared {
     pub options: Options,
     /// The clients tasks run with.
     pub clients: Vec<Py<PyAny>>,
-    /// Client ids, parallel to `clients`, for messages and logs.
+    /// Client ids, parallel to `clients`, for state keys.
     pub client_ids: Vec<String>,
+    /// How messages and logs name each client, parallel to `clients`: `None` for a client
+    /// not worth naming (the only one of a sync, without an id of its own).
+    pub client_labels: Vec<Option<String>>,
     /// Callbacks into Python.
     pub python: PythonSide,
     /// Incremental state: the values given at the start, and what resolvers set since.
@@ -298,6 +308,11 @@ impl Shared {
         Ok(())
     }
 
+    /// How messages and logs name client `client` (see [`Shared::client_labels`]).
+    fn client_label(&self, client: usize) -> Option<&str> {
+        self.client_labels[client].as_deref()
+    }
+
     /// Calls a logging hook of the Python side; a failing hook is reported as unraisable,
     /// never allowed to break the sync.
     fn event<'py, A: PyCallArgs<'py>>(&self, py: Python<'py>, name: &str, args: A) {
@@ -321,7 +336,7 @@ impl Shared {
             "failed",
             (
                 self.tables[table].plan.table.as_str(),
-                client.map(|c| self.client_ids[c].as_str()),
+                client.and_then(|c| self.client_label(c)),
                 error.bind(py),
             ),
         );

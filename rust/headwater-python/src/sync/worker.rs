@@ -9,6 +9,12 @@
 //! out flushes what is left and tells the finisher to close the output.
 //!
 //! Rows a generator yields quickly are converted in small groups (see [`super::read_ahead`]).
+//!
+//! What a resolver returns is classified here, and only here: one item or an iterable of items
+//! ([`is_one_item`], for async resolvers' awaited results too), and each item a row, a page of
+//! rows or Arrow data ([`drive`]). The table's row hooks (`pre_row`, column resolvers,
+//! `post_row`) run on each row as it is appended; its children receive the row as the
+//! resolver yielded it (or as `pre_row` replaced it), never what the hooks derived from it.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -20,7 +26,6 @@ use arrow_array::Array;
 use headwater_core::ingest::{self, CqIds};
 use headwater_core::scheduler::{Next, Slot, Task};
 use headwater_core::CoreError;
-use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
@@ -35,10 +40,10 @@ use super::read_ahead::Pace;
 use super::running::Ticket;
 use super::state::TaskState;
 use super::{lock, Counters, Parent, Payload, Shared};
-use crate::context::known;
-use crate::errors::{row_error_instance, to_py_err, IntoPyResult};
+use crate::context::{known, Known};
+use crate::errors::{row_error_instance, to_py_err, IntoPyResult, NotARowError};
 use crate::ffi_read::row_kept_unchanged;
-use crate::rows::{append_one, RowProblem};
+use crate::rows::{append_one, iterator_kind, not_a_row_error, RowProblem};
 
 /// One running task: which table, client and parent, and what it has produced so far.
 #[derive(Debug)]
@@ -63,6 +68,10 @@ pub struct TaskContext {
     pub epoch: Newest,
     /// Its entry among the running tasks (deadline, timed out or not).
     pub ticket: Arc<Ticket>,
+    /// The type of the last item found to be a row of the general kind (an object, a model):
+    /// the items of one resolver are mostly of one type, whose attributes need not be looked
+    /// up again (a failed lookup raises, which costs more than reading the row).
+    pub row_type: Option<Py<PyType>>,
 }
 
 impl TaskContext {
@@ -82,6 +91,7 @@ impl TaskContext {
             state: None,
             epoch,
             ticket,
+            row_type: None,
         }
     }
 
@@ -228,10 +238,7 @@ fn run_task(
         shared.event(
             py,
             "started",
-            (
-                runtime.plan.table.as_str(),
-                shared.client_ids[cx.client].as_str(),
-            ),
+            (runtime.plan.table.as_str(), shared.client_label(cx.client)),
         );
     }
     let parent = match &cx.parent {
@@ -302,7 +309,7 @@ pub fn end_task(py: Python<'_>, shared: &Shared, local: &mut Local, cx: &TaskCon
             "finished",
             (
                 runtime.plan.table.as_str(),
-                shared.client_ids[cx.client].as_str(),
+                shared.client_label(cx.client),
                 cx.rows_kept,
                 cx.started.elapsed().as_secs_f64(),
             ),
@@ -341,15 +348,7 @@ fn drive_result(
     if result.is_none() {
         return Ok(());
     }
-    if result.cast::<PyString>().is_ok() || result.cast::<PyBytes>().is_ok() {
-        return Err(PyTypeError::new_err(format!(
-            "the resolver of table {:?} returned a {}: a resolver yields (or returns) rows - \
-             dicts, objects, tuples, lists of them - or Arrow data",
-            shared.tables[cx.table].plan.table,
-            result.get_type().qualname()?
-        )));
-    }
-    if is_one_item(result)? {
+    if is_one_item(result, &shared.tables[cx.table].plan.table)? {
         return drive(py, shared, local, cx, Some(slot), result);
     }
     let mut items = result.try_iter()?;
@@ -417,9 +416,18 @@ fn drive_result(
     outcome
 }
 
-/// Whether a resolver's return value is one item rather than an iterable of items.
-fn is_one_item(result: &Bound<'_, PyAny>) -> PyResult<bool> {
+/// Whether what a resolver returned (or what an async one's coroutine returned) is one item
+/// rather than an iterable of items. A str or bytes is neither: a `NotARowError` naming
+/// `table`.
+pub fn is_one_item(result: &Bound<'_, PyAny>, table: &str) -> PyResult<bool> {
     let py = result.py();
+    if result.cast::<PyString>().is_ok() || result.cast::<PyBytes>().is_ok() {
+        return Err(NotARowError::new_err(format!(
+            "the resolver of table '{table}' returned a {}: a resolver yields (or returns) \
+             rows - dicts, objects, tuples, lists of them - or Arrow data",
+            result.get_type().qualname()?
+        )));
+    }
     if result.cast::<PyDict>().is_ok() || is_arrow(&result.get_type()) {
         return Ok(true);
     }
@@ -449,8 +457,12 @@ pub fn drive(
     if let Ok(page) = item.cast_exact::<PyList>() {
         return append_rows(py, shared, local, cx, page.iter());
     }
-    if is_arrow(&item.get_type()) {
-        return append_arrow(py, shared, cx, slot, item);
+    let kind = item.get_type();
+    if !cx.row_type.as_ref().is_some_and(|t| kind.is(t.bind(py))) {
+        if is_arrow(&kind) {
+            return append_arrow(py, shared, cx, slot, item);
+        }
+        cx.row_type = Some(kind.unbind());
     }
     append_rows(py, shared, local, cx, std::iter::once(item.clone()))
 }
@@ -474,12 +486,68 @@ fn append_held<'py>(
     append_rows(py, shared, local, cx, held.drain(..))
 }
 
+/// Appends rows to the task's table: each as it is, or, for a table with row hooks, what the
+/// hooks make of it (see [`prepare`]).
 fn append_rows<'py>(
     py: Python<'py>,
     shared: &Arc<Shared>,
     local: &mut Local,
     cx: &mut TaskContext,
     rows: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let runtime = &shared.tables[cx.table];
+    if runtime.pre_row.is_none() && runtime.derive.is_none() {
+        return append_prepared(py, shared, local, cx, rows.map(|row| (row, None)));
+    }
+    // The hooks are the plugin's own code: they run before the accumulator is locked.
+    let known = known(py)?;
+    let client = shared.clients[cx.client].bind(py);
+    let prepared = rows
+        .enumerate()
+        .map(|(k, row)| prepare(shared, cx, known, client, cx.rows_seen + k, row))
+        .collect::<PyResult<Vec<_>>>()?;
+    append_prepared(py, shared, local, cx, prepared.into_iter())
+}
+
+/// Runs a table's row hooks on row `index`: returns what to store, and the row its children
+/// receive (`pre_row`'s replacement, or the row itself).
+fn prepare<'py>(
+    shared: &Shared,
+    cx: &TaskContext,
+    known: &Known,
+    client: &Bound<'py, PyAny>,
+    index: usize,
+    row: Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+    let runtime = &shared.tables[cx.table];
+    // Checked before the hooks, which could turn it into a row of nulls.
+    if let Some(kind) = iterator_kind(&row, known) {
+        return Err(not_a_row_error(&runtime.plan.table, index, &row, kind));
+    }
+    let hook = |hook: &Option<Py<PyAny>>, row: &Bound<'py, PyAny>| -> PyResult<Bound<'py, PyAny>> {
+        let Some(hook) = hook else {
+            return Ok(row.clone());
+        };
+        let replaced = hook.bind(row.py()).call1((client, row))?;
+        Ok(if replaced.is_none() {
+            row.clone()
+        } else {
+            replaced
+        })
+    };
+    let row = hook(&runtime.pre_row, &row)?;
+    let stored = hook(&runtime.derive, &row)?;
+    Ok((stored, Some(row)))
+}
+
+/// Appends rows given as what to store and, when it differs, the row the table's children
+/// receive.
+fn append_prepared<'py>(
+    py: Python<'py>,
+    shared: &Arc<Shared>,
+    local: &mut Local,
+    cx: &mut TaskContext,
+    rows: impl Iterator<Item = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)>,
 ) -> PyResult<()> {
     let runtime = &shared.tables[cx.table];
     let target = runtime.plan.target();
@@ -494,14 +562,14 @@ fn append_rows<'py>(
     let accumulator = Arc::clone(local.get(shared, cx.table).into_py_result()?);
     let _converting = Converting::enter();
     let mut guard = lock(&accumulator);
-    for row in rows {
+    for (row, yielded) in rows {
         let index = cx.rows_seen;
         cx.rows_seen += 1;
         match append_one(&row, &mut guard.builders, &target, conversion, index) {
             Ok(()) => {
                 cx.rows_kept += 1;
                 let held = epoch.as_ref().map(|epoch| HeldRow {
-                    row: Arc::new(row.unbind()),
+                    row: Arc::new(yielded.unwrap_or(row).unbind()),
                     client: cx.client,
                     epoch: Arc::clone(epoch),
                 });
@@ -523,7 +591,7 @@ fn append_rows<'py>(
                     "skipped",
                     (
                         runtime.plan.table.as_str(),
-                        shared.client_ids[cx.client].as_str(),
+                        shared.client_label(cx.client),
                         error,
                     ),
                 );
@@ -548,11 +616,12 @@ fn append_arrow(
     let data: AnyRecordBatch = item.extract()?;
     let runtime = &shared.tables[cx.table];
     let schema = Arc::clone(&runtime.plan.schema);
+    let plan = &runtime.plan;
     let (columns, rows) = py.detach(|| -> PyResult<_> {
-        let batches = data
-            .into_reader()?
-            .collect::<Result<Vec<_>, _>>()
+        let reader = data.into_reader()?;
+        plan.check_arrow_columns(&reader.schema())
             .into_py_result()?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().into_py_result()?;
         ingest::conform_batches(&batches, &schema).into_py_result()
     })?;
     cx.rows_seen += rows;
