@@ -172,6 +172,7 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
 ) -> None:
     import ssl
 
+    from headwater.http.proxies import ProxyRouter
     from headwater.http.transport import (
         AsyncLimitedTransport,
         AsyncNativeTransport,
@@ -192,8 +193,8 @@ def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
     with http.Client(verify=ssl.create_default_context()) as client:
         assert isinstance(transport_of(client), httpx.HTTPTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
-    with http.Client() as client:
-        assert isinstance(transport_of(client), httpx.HTTPTransport)
+    with http.Client() as client:  # httpx's transports, one per proxy (tests/test_http_proxies.py)
+        assert isinstance(transport_of(client), ProxyRouter)
     monkeypatch.delenv("HTTPS_PROXY")
 
     async def async_transport() -> object:

@@ -47,6 +47,7 @@ from headwater.errors import (
 )
 from headwater.http.auth import Auth, CallableAuth
 from headwater.http.pagination import PageWalk, Paginator
+from headwater.http.proxies import AsyncProxyRouter, ProxyRouter, environment_proxies
 from headwater.http.ratelimit import RateLimit, RateLimiter
 from headwater.http.redaction import (
     is_secret_header,
@@ -602,15 +603,25 @@ def _choose_transport(
     recording or replaying.
     """
     if transport is None:
+        proxies = environment_proxies()
+        context = _context(verify)
         if native and not isinstance(verify, ssl.SSLContext) and native_supported(verify):
             rust = AsyncNativeTransport if is_async else NativeTransport
             transport = rust(verify, max_connections)
         elif is_async:
-            transport = httpx.AsyncHTTPTransport(
-                limits=_pool(max_connections), verify=_context(verify)
-            )
+
+            def make_async(proxy: str | None) -> httpx.AsyncBaseTransport:
+                return httpx.AsyncHTTPTransport(
+                    limits=_pool(max_connections), verify=context, proxy=proxy
+                )
+
+            transport = AsyncProxyRouter(proxies, make_async) if proxies else make_async(None)
         else:
-            transport = httpx_transport(_context(verify), max_connections)
+
+            def make(proxy: str | None) -> httpx.BaseTransport:
+                return httpx_transport(context, max_connections, proxy)
+
+            transport = ProxyRouter(proxies, make) if proxies else make(None)
     transport = AsyncLimitedTransport(transport) if is_async else LimitedTransport(transport)
     if _transport_wrapper is not None:
         transport = _transport_wrapper(transport, is_async)
@@ -656,7 +667,8 @@ class Client(_Core):
         native_transport: Without ``transport``: do the network I/O in Rust with the GIL
             released (:class:`~headwater.http.transport.NativeTransport`), which is what
             lets many threads wait on an API at once; ``False``: httpx's own transport.
-            ``verify`` given as an ``ssl.SSLContext``, proxies set in the environment, or
+            ``verify`` given as an ``ssl.SSLContext``, proxies set in the environment (see
+            :mod:`headwater.http.proxies`), or
             ``SSL_CERT_DIR`` without ``SSL_CERT_FILE`` always use httpx's.
         id: Names the client in sync messages, logs and incremental state keys, when a
             plugin's ``connect`` returns the client itself.

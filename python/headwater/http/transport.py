@@ -10,8 +10,8 @@ blocked.
 
 Certificates are verified against the same bundle httpx uses (``SSL_CERT_FILE`` if set,
 otherwise certifi's), or a CA file given as ``verify``; ``verify=False`` trusts any. An
-``ssl.SSLContext`` cannot be translated, and proxies are not supported: with either, the
-clients fall back to httpx's transport.
+``ssl.SSLContext`` cannot be translated, and proxies are not supported: with either (a proxy
+set in the environment, see :mod:`headwater.http.proxies`), the clients use httpx's transport.
 
 Whichever transport sends, a client reads every answer through :class:`LimitedTransport`
 (:class:`AsyncLimitedTransport`), which holds a hostile server to the request's
@@ -152,7 +152,7 @@ def native_supported(verify: object) -> bool:
     """Whether :class:`NativeTransport` can stand in for httpx's transport here.
 
     Not for ``verify`` given as an ``ssl.SSLContext``, nor when proxies are configured in the
-    environment (``HTTPS_PROXY`` ...), which httpx's transport honours and this one does not.
+    environment (``HTTPS_PROXY`` ...), which this transport does not speak.
     """
     if isinstance(verify, ssl.SSLContext):
         return False
@@ -342,20 +342,18 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def httpx_transport(verify: bool | ssl.SSLContext, max_connections: int) -> httpx.HTTPTransport:
-    """The transport of httpx, its connections held to each request's deadline.
+def httpx_transport(
+    verify: bool | ssl.SSLContext, max_connections: int, proxy: str | None = None
+) -> httpx.HTTPTransport:
+    """The transport of httpx, direct or through ``proxy``, held to each request's deadline.
 
-    httpx takes no network backend as an argument, so its connection pool is replaced by
-    the same pool over :class:`_DeadlineBackend`.
+    httpx takes no network backend as an argument, so its connection pool (direct or through
+    the proxy) is given :class:`_DeadlineBackend` after it is made.
     """
     context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
-    transport = httpx.HTTPTransport(verify=context)
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=context,
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        network_backend=_DeadlineBackend(),
-    )
+    pool = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    transport = httpx.HTTPTransport(verify=context, limits=pool, proxy=proxy)
+    transport._pool._network_backend = _DeadlineBackend()
     return transport
 
 
