@@ -7,6 +7,8 @@ everything headwater itself reports. Exceptions raised by your own code (a resol
 
 from __future__ import annotations
 
+from typing import Any
+
 from headwater.redaction import redact
 
 __all__ = [
@@ -146,19 +148,11 @@ class RateLimitError(HttpStatusError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        method: str,
-        url: str,
-        status: int | None = None,
-        attempts: int = 1,
-        wait: float = 0.0,
-        source: str = "",
+        self, message: str, *, wait: float = 0.0, source: str = "", **request: Any
     ) -> None:
         self.wait = wait
         self.source = source
-        super().__init__(message, method=method, url=url, status=status, attempts=attempts)
+        super().__init__(message, **request)  # method, url, status, attempts
 
 
 class HttpTransportError(HttpError):
@@ -184,16 +178,13 @@ class HttpTimeoutError(HttpTransportError):
         self,
         message: str,
         *,
-        method: str,
-        url: str,
-        status: int | None = None,
-        attempts: int = 1,
         limit: str = "total_time",
         seconds: float | None = None,
+        **request: Any,
     ) -> None:
         self.limit = limit
         self.seconds = seconds
-        super().__init__(message, method=method, url=url, status=status, attempts=attempts)
+        super().__init__(message, **request)  # method, url, status, attempts
 
 
 class HttpResponseError(HttpError):
@@ -233,18 +224,15 @@ class ResponseTooLargeError(HttpResponseError):
         self,
         message: str,
         *,
-        method: str,
-        url: str,
-        status: int | None = None,
-        attempts: int = 1,
         limit: float = 0,
         kind: str = "decoded",
         size: int | None = None,
+        **request: Any,
     ) -> None:
         self.limit = limit
         self.kind = kind
         self.size = size
-        super().__init__(message, method=method, url=url, status=status, attempts=attempts)
+        super().__init__(message, **request)  # method, url, status, attempts
 
 
 def _rebuild_http_error(kind: type[HttpError], message: str, state: dict[str, object]) -> HttpError:
