@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -155,3 +158,37 @@ def stored_state(url: str, source: str = "items") -> dict[str, str]:
             return dict(cur.fetchall())
     manifest = json.loads((Path(rest) / "_headwater_state.json").read_text())
     return {k: v["value"] for k, v in manifest["state"].get(source, {}).items()}
+
+
+def run_on_terminal(
+    command: Sequence[str], *, cwd: Path, stdout_too: bool = True, wait: float = 180
+) -> tuple[int, str]:
+    """Run ``command`` with stderr (and stdout) on a pseudo-terminal, so a live display runs.
+
+    Returns:
+        The exit code and everything the process wrote to the terminal.
+    """
+    leader, follower = os.openpty()
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=follower if stdout_too else subprocess.DEVNULL,
+            stderr=follower,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(follower)
+        chunks = []
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = process.wait(timeout=60)
+    finally:
+        os.close(leader)
+    return code, b"".join(chunks).decode(errors="replace")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from rich.console import Console
 
 from headwater.cli.progress import LiveProgress, summary_table
 from headwater.destinations.run import LocalSyncResult
+from local_helpers import run_on_terminal
 
 
 def test_live_table_counts_rows_rates_and_errors() -> None:
@@ -71,30 +69,10 @@ def test_progress_shows_on_a_terminal_and_not_with_no_progress(tmp_path: Path) -
     )
 
     def run(*extra: str) -> str:
-        leader, follower = os.openpty()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "headwater.cli", "sync", str(plugin), *extra],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=follower,
-                stdin=subprocess.DEVNULL,
-            )
-            os.close(follower)
-            chunks = []
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # the process closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            assert process.wait(timeout=60) == 0
-        finally:
-            os.close(leader)
-        return b"".join(chunks).decode(errors="replace")
+        command = [sys.executable, "-m", "headwater.cli", "sync", str(plugin), *extra]
+        code, screen = run_on_terminal(command, cwd=tmp_path, stdout_too=False, wait=120)
+        assert code == 0
+        return screen
 
     assert "syncing (" in run()
     assert "syncing (" not in run("--no-progress")

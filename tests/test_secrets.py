@@ -9,13 +9,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import pydoc
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from headwater.errors import DestinationError
 from headwater.logs import JsonFormatter, TextFormatter
 from headwater.redaction import MASK, redact, register_secret
 from headwater.testing import MockResponse, MockServer, use_cassette
+from local_helpers import run_on_terminal
 
 HEADWATER = [sys.executable, "-m", "headwater.cli"]
 
@@ -348,36 +347,15 @@ def test_cli_check_hides_the_token_a_connection_test_reports(
 
 def test_cli_live_progress_hides_the_spec_token(plugin_file: Path, tmp_path: Path) -> None:
     token = unique("cli-live-token")
-    leader, follower = os.openpty()  # a terminal, so the live display is on
-    try:
-        process = subprocess.Popen(
-            [
-                *HEADWATER,
-                "sync",
-                str(plugin_file),
-                "--spec",
-                json.dumps({"token": token, "shout": True}),
-            ],
-            cwd=tmp_path,
-            stdout=follower,
-            stderr=follower,
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(follower)
-        chunks = []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the process closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert process.wait(timeout=60) == 1
-    finally:
-        os.close(leader)
-    screen = b"".join(chunks).decode(errors="replace")
+    command = [
+        *HEADWATER,
+        "sync",
+        str(plugin_file),
+        "--spec",
+        json.dumps({"token": token, "shout": True}),
+    ]
+    code, screen = run_on_terminal(command, cwd=tmp_path)  # a terminal: the live display is on
+    assert code == 1
     assert "syncing (" in screen  # the live display ran
     assert token not in screen
     assert "resolver says: my token is ***" in screen  # a print, redirected by the display
