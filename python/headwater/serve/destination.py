@@ -17,12 +17,10 @@ import pyarrow as pa
 from cloudquery.plugin_v3 import plugin_pb2, plugin_pb2_grpc
 
 from headwater.batch import encode_ipc
+from headwater.metadata import TABLE_NAME, ColumnDescription, table_name_of
 from headwater.serve.servicer import abort
 
 __all__ = ["Destination", "DestinationServicer", "MemoryDestination"]
-
-_PRIMARY_KEY = b"cq:extension:primary_key"
-_TABLE_NAME = b"cq:table_name"
 
 
 class Destination(Protocol):
@@ -44,10 +42,10 @@ def table_name(schema: pa.Schema) -> str:
     Raises:
         ValueError: The schema has none.
     """
-    name = (schema.metadata or {}).get(_TABLE_NAME)
+    name = table_name_of(schema)
     if not name:
-        raise ValueError(f"schema with fields {schema.names} has no cq:table_name metadata")
-    return bytes(name).decode()
+        raise ValueError(f"schema with fields {schema.names} has no {TABLE_NAME} metadata")
+    return name
 
 
 class MemoryDestination:
@@ -75,11 +73,7 @@ class MemoryDestination:
         with self._lock:
             if name not in self._schemas:
                 raise KeyError(f"table {name!r} was not migrated before it was written")
-            keys = [
-                f.name
-                for f in self._schemas[name]
-                if (f.metadata or {}).get(_PRIMARY_KEY) == b"true"
-            ]
+            keys = [f.name for f in self._schemas[name] if ColumnDescription.of(f).primary_key]
             rows = self._rows[name]
             for row in batch.to_pylist():
                 key = tuple(row.get(k) for k in keys) if keys else len(rows)
