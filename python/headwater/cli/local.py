@@ -423,7 +423,8 @@ def _check(args: argparse.Namespace, plugin: Plugin) -> int:
     else:
         print(f"plugin {plugin.name}: spec valid (the plugin defines no connection test)")
     if args.to is not None:
-        from headwater.destinations import open_destination, redact_url
+        from headwater.destinations import open_destination
+        from headwater.redaction import redact_url
 
         try:
             open_destination(args.to).close()

@@ -23,8 +23,8 @@ from headwater import types
 from headwater.destinations.base import (
     CQ_SOURCE_NAME,
     CQ_SYNC_TIME,
+    DestinationTable,
     StateEntry,
-    TablePlan,
     Unstorable,
     WriteOptions,
     batches_of,
@@ -101,14 +101,14 @@ class DuckDBDestination:
         except duckdb.Error as exc:
             raise _error(url, "opening the database", exc) from exc
         self._options: WriteOptions | None = None
-        self._plans: dict[str, TablePlan] = {}
+        self._plans: dict[str, DestinationTable] = {}
         self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
         self._in_transaction = False
         self._pending_overwrite_state: list[StateEntry] = []
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+    def prepare(self, tables: Sequence[DestinationTable], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables``, then open the sync's transaction.
 
         Returns:
@@ -287,7 +287,7 @@ class DuckDBDestination:
                 expressions.append(column)
         return expressions
 
-    def _expected_types(self, plan: TablePlan) -> dict[str, str]:
+    def _expected_types(self, plan: DestinationTable) -> dict[str, str]:
         """The DuckDB column types of ``plan``, as DuckDB names them."""
         con = self._connection()
         empty = batch_converter(plan.schema, "duckdb")(empty_batch(plan.schema))
@@ -302,7 +302,7 @@ class DuckDBDestination:
             _unregister(con, _BATCH_VIEW)
         return {row[0]: row[1] for row in described}
 
-    def _migrate(self, plan: TablePlan, options: WriteOptions) -> None:
+    def _migrate(self, plan: DestinationTable, options: WriteOptions) -> None:
         con = self._connection()
         expected = self._expected_types(plan)
         existing = dict(
@@ -336,7 +336,9 @@ class DuckDBDestination:
         columns = ", ".join(f"{quote(name)} {sql}" for name, sql in expected.items())
         con.execute(f"CREATE TABLE {quote(plan.name)} ({columns})")
 
-    def _writer(self, plan: TablePlan, options: WriteOptions) -> Callable[[pa.RecordBatch], None]:
+    def _writer(
+        self, plan: DestinationTable, options: WriteOptions
+    ) -> Callable[[pa.RecordBatch], None]:
         con = self._connection()
         convert = batch_converter(plan.schema, "duckdb")
         select = ", ".join(

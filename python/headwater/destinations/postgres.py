@@ -38,9 +38,9 @@ import pyarrow as pa
 from headwater.destinations.base import (
     CQ_SOURCE_NAME,
     CQ_SYNC_TIME,
+    DestinationTable,
     StateEntry,
     SyncColumns,
-    TablePlan,
     Unstorable,
     WriteOptions,
     batches_of,
@@ -121,7 +121,7 @@ class PostgresDestination:
         self._second: _SecondConnection | None = None
         self._second_refused = False
         self._options: WriteOptions | None = None
-        self._plans: dict[str, TablePlan] = {}
+        self._plans: dict[str, DestinationTable] = {}
         self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
         self._refusals: dict[str, Callable[[pa.RecordBatch], list[Unstorable]] | None] = {}
         self._pending_overwrite_state: list[StateEntry] = []
@@ -131,7 +131,7 @@ class PostgresDestination:
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+    def prepare(self, tables: Sequence[DestinationTable], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and read the stored state, in one transaction."""
         check_table_names(tables, self.url)
         self._options = options
@@ -318,13 +318,13 @@ class PostgresDestination:
             "value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
         )
 
-    def _expected_types(self, plan: TablePlan) -> dict[str, str]:
+    def _expected_types(self, plan: DestinationTable) -> dict[str, str]:
         expected = {field.name: postgres_type(field.type) for field in plan.schema}
         expected[CQ_SYNC_TIME] = "timestamp with time zone"
         expected[CQ_SOURCE_NAME] = "text"
         return expected
 
-    def _migrate(self, plan: TablePlan, options: WriteOptions) -> None:
+    def _migrate(self, plan: DestinationTable, options: WriteOptions) -> None:
         expected = self._expected_types(plan)
         table = self._name(plan.name)
         existing = {
@@ -370,7 +370,9 @@ class PostgresDestination:
                 f'ON {table} ("_cq_id")'
             )
 
-    def _writer(self, plan: TablePlan, options: WriteOptions) -> Callable[[pa.RecordBatch], None]:
+    def _writer(
+        self, plan: DestinationTable, options: WriteOptions
+    ) -> Callable[[pa.RecordBatch], None]:
         convert = batch_converter(plan.schema, "postgres")
         constants = SyncColumns(options)
         casts = {field.name: postgres_cast(quote(field.name), field.type) for field in plan.schema}
