@@ -49,7 +49,14 @@ from headwater.destinations.base import (
     one_batch,
     state_of,
 )
-from headwater.destinations.sql import dedupe_last, literal, quote, timestamp_literal
+from headwater.destinations.sql import (
+    SqlDialect,
+    dedupe_last,
+    end_of_sync,
+    forget_table_state,
+    literal,
+    quote,
+)
 from headwater.destinations.typemap import (
     batch_converter,
     postgres_cast,
@@ -69,12 +76,20 @@ STATE_TABLE = "_headwater_state"
 DEFAULT_LOCK_TIMEOUT = "30s"
 DEFAULT_CONNECT_TIMEOUT = 10
 #: Rows per batch handed to the driver. It encodes a batch, sends it and only then encodes the
-#: next, so with batches this size the server parses one while the next is encoded; a single
-#: 100k-row batch left the server and the client taking turns (about 150k rows/s here against
-#: 220k).
+#: next, so with batches this size the server parses one while the next is encoded; with one
+#: large batch the server and the client would take turns, each idle while the other works.
 COPY_CHUNK_ROWS = 10_000
 #: Appends of at least this many rows are split over two connections (see the module doc).
 PARALLEL_MIN_ROWS = 2 * COPY_CHUNK_ROWS
+
+
+def postgres_dialect(schema: str) -> SqlDialect:
+    """How the end-of-sync statements name tables (in ``schema``) and pass values."""
+
+    def table(name: str) -> str:
+        return f"{quote(schema)}.{quote(name)}"
+
+    return SqlDialect(table=table, state_table=table(STATE_TABLE), bind=False)
 
 
 def _short_name(prefix: str, table: str) -> str:
@@ -128,6 +143,7 @@ class PostgresDestination:
         with self._errors("setting up the session"):
             self._schema: str = _set_up_session(self._cur)
             self._con.commit()
+        self._dialect = postgres_dialect(self._schema)
 
     # --- protocol ------------------------------------------------------------------------------
 
@@ -187,37 +203,14 @@ class PostgresDestination:
     def finish(self, completed: Collection[str], state: Sequence[StateEntry]) -> None:
         """The last commit: ``overwrite`` replaces, ``delete_stale`` deletes, state is stored."""
         options = self._require_options()
-        sync_time = timestamp_literal(options.sync_time)
-        source = literal(options.source_name)
+        if options.mode == "overwrite":
+            state = [*self._pending_overwrite_state, *state]
+        end = end_of_sync(self._dialect, self._plans.values(), completed, options, state)
         with self._errors("committing the end of the sync"):
             self._commit_second()
-            if options.mode == "overwrite":
-                state = [*self._pending_overwrite_state, *state]
-                this_sync = (
-                    f"{quote(CQ_SOURCE_NAME)} = {source} AND {quote(CQ_SYNC_TIME)} = {sync_time}"
-                )
-                older = (
-                    f"{quote(CQ_SOURCE_NAME)} IS DISTINCT FROM {source} "
-                    f"OR {quote(CQ_SYNC_TIME)} IS DISTINCT FROM {sync_time}"
-                )
-                for name in self._plans:
-                    where = older if name in completed else this_sync
-                    self._execute(f"DELETE FROM {self._name(name)} WHERE {where}")
-                done = [name for name in self._plans if name in completed]
-                if done:
-                    self._execute(
-                        f"DELETE FROM {self._name(STATE_TABLE)} WHERE source_name = {source} "
-                        f"AND table_name IN ({', '.join(literal(n) for n in done)})"
-                    )
-                state = [entry for entry in state if entry.table_name in completed]
-            elif options.delete_stale:
-                for name, plan in self._plans.items():
-                    if name in completed and not plan.incremental:
-                        self._execute(
-                            f"DELETE FROM {self._name(name)} WHERE {quote(CQ_SOURCE_NAME)} = "
-                            f"{source} AND {quote(CQ_SYNC_TIME)} < {sync_time}"
-                        )
-            self._store_state(state, options)
+            for statement in end.statements:
+                self._execute(statement.sql)
+            self._store_state(end.state, options)
             self._con.commit()
 
     def abort(self) -> None:
@@ -272,7 +265,7 @@ class PostgresDestination:
         return self._options
 
     def _name(self, table: str) -> str:
-        return f"{quote(self._schema)}.{quote(table)}"
+        return self._dialect.table(table)
 
     def _execute(self, sql: str) -> None:
         self._cur.execute(sql)
@@ -346,10 +339,7 @@ class PostgresDestination:
                 raise MigrationError(plan.name, column, old, new, self.url)
             if changed:
                 self._execute(f"DROP TABLE {table}")
-                self._execute(
-                    f"DELETE FROM {self._name(STATE_TABLE)} WHERE source_name = "
-                    f"{literal(options.source_name)} AND table_name = {literal(plan.name)}"
-                )
+                self._execute(forget_table_state(self._dialect, options.source_name, plan.name).sql)
                 existing = {}
             else:
                 for column, wanted in expected.items():
