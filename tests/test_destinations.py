@@ -460,7 +460,7 @@ def test_tables_waiting_to_be_written_share_one_byte_budget(tmp_path: Path) -> N
     import datetime as dt
 
     from headwater.destinations import open_destination
-    from headwater.destinations.base import TablePlan, WriteOptions
+    from headwater.destinations.base import DestinationTable, WriteOptions
     from headwater.destinations.run import _Coalescer
 
     def rows(client: Any) -> Iterator[dict[str, Any]]:
@@ -479,7 +479,7 @@ def test_tables_waiting_to_be_written_share_one_byte_budget(tmp_path: Path) -> N
     destination = open_destination(url)
     destination.write_batch_bytes = budget = 100_000  # a 2,000-row table holds ~250 kB
     options = WriteOptions(source_name="wide", sync_time=dt.datetime.now(dt.timezone.utc))
-    destination.prepare([TablePlan(t, t.arrow_schema, False) for t in tables], options)
+    destination.prepare([DestinationTable(t, t.arrow_schema, False) for t in tables], options)
     batches = _Coalescer(destination, rows=1_000_000)  # only bytes make it write
     held, largest = 0, 0
     for message in plugin.sync(batch_max_rows=50, strategy="round-robin"):

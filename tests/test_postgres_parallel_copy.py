@@ -15,14 +15,14 @@ import pytest
 
 import headwater as hw
 from headwater.destinations import open_destination
-from headwater.destinations.base import StateEntry, TablePlan, WriteMode, WriteOptions
+from headwater.destinations.base import DestinationTable, StateEntry, WriteMode, WriteOptions
 from headwater.destinations.postgres import PARALLEL_MIN_ROWS, PostgresDestination
 from headwater.errors import DestinationError
 
 ROWS = PARALLEL_MIN_ROWS * 2
 
 
-def wide_rows(rows: int = ROWS) -> tuple[TablePlan, pa.Table]:
+def wide_rows(rows: int = ROWS) -> tuple[DestinationTable, pa.Table]:
     """A table plan and its rows as the sync engine hands them over (with ``_cq_id``)."""
     data = pa.table(
         {"id": pa.array(range(rows), pa.int64()), "name": [f"n{i}" for i in range(rows)]}
@@ -34,7 +34,7 @@ def wide_rows(rows: int = ROWS) -> tuple[TablePlan, pa.Table]:
     )
     plugin = hw.Plugin(name="wide", version="1", tables=[table])
     batches = [m.batch for m in plugin.sync() if isinstance(m, hw.Insert)]
-    return TablePlan(table, table.arrow_schema, False), pa.Table.from_batches(batches)
+    return DestinationTable(table, table.arrow_schema, False), pa.Table.from_batches(batches)
 
 
 def options(mode: WriteMode = "append") -> WriteOptions:

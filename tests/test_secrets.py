@@ -28,11 +28,11 @@ from rich.console import Console
 import headwater as hw
 from headwater import http, redaction
 from headwater.cli.progress import LiveProgress, summary_table
-from headwater.destinations import open_destination, parse_url, redact_url
+from headwater.destinations import open_destination, parse_url
 from headwater.destinations.run import LocalSyncResult
 from headwater.errors import DestinationError
 from headwater.logs import JsonFormatter, TextFormatter
-from headwater.redaction import MASK, redact, register_secret
+from headwater.redaction import MASK, redact, redact_url, register_secret
 from headwater.testing import MockResponse, MockServer, use_cassette
 from local_helpers import run_on_terminal
 

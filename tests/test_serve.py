@@ -20,7 +20,7 @@ from cloudquery.plugin_v3 import plugin_pb2, plugin_pb2_grpc
 import headwater as hw
 import serve_plugin
 from headwater.serve import PluginServer, ServeError
-from headwater.serve.destination import DestinationServicer, MemoryDestination
+from headwater.serve.destination import DestinationServicer, MemoryTableStore
 from headwater.serve.servicer import SourceServicer
 from sync_helpers import thread_count
 
@@ -293,15 +293,15 @@ def test_an_address_in_use_is_a_clear_error() -> None:
 
 
 @pytest.fixture
-def backend() -> Iterator[tuple[str, MemoryDestination]]:
-    store = MemoryDestination()
+def backend() -> Iterator[tuple[str, MemoryTableStore]]:
+    store = MemoryTableStore()
     servicer = DestinationServicer("memory", "0.1.0", store)
     with PluginServer(servicer, "127.0.0.1:0") as running:
         yield running.address, store
 
 
 def test_state_round_trip_through_a_backend_plugin(
-    stub: Any, backend: tuple[str, MemoryDestination]
+    stub: Any, backend: tuple[str, MemoryTableStore]
 ) -> None:
     address, store = backend
     options = plugin_pb2.Sync.BackendOptions(table_name="cq_state_test", connection=address)
@@ -324,7 +324,7 @@ def test_state_round_trip_through_a_backend_plugin(
 
 
 def test_a_backend_table_named_like_a_plugin_table_is_refused(
-    stub: Any, backend: tuple[str, MemoryDestination]
+    stub: Any, backend: tuple[str, MemoryTableStore]
 ) -> None:
     address, store = backend
     options = plugin_pb2.Sync.BackendOptions(table_name="test_events", connection=address)

@@ -19,7 +19,7 @@ import headwater as hw
 import serve_plugin
 from headwater.errors import PluginError, SpecError
 from headwater.serve import PluginServer, ServeError
-from headwater.serve.destination import DestinationServicer, MemoryDestination
+from headwater.serve.destination import DestinationServicer, MemoryTableStore
 from headwater.serve.servicer import SourceServicer
 
 SPEC = {"token": "s3cr3t-token", "accounts": ["acct-1"]}
@@ -192,8 +192,8 @@ def test_a_wrong_sync_options_hook_is_a_plugin_error() -> None:
 
 
 @pytest.fixture
-def backend() -> Iterator[tuple[plugin_pb2.Sync.BackendOptions, MemoryDestination]]:
-    store = MemoryDestination()
+def backend() -> Iterator[tuple[plugin_pb2.Sync.BackendOptions, MemoryTableStore]]:
+    store = MemoryTableStore()
     with PluginServer(DestinationServicer("memory", "0.1.0", store), "127.0.0.1:0") as running:
         yield (
             plugin_pb2.Sync.BackendOptions(table_name="cq_state", connection=running.address),
@@ -203,7 +203,7 @@ def backend() -> Iterator[tuple[plugin_pb2.Sync.BackendOptions, MemoryDestinatio
 
 def test_a_row_over_the_message_limit_fails_its_table_and_the_rest_is_sent(
     stub: Any,
-    backend: tuple[plugin_pb2.Sync.BackendOptions, MemoryDestination],
+    backend: tuple[plugin_pb2.Sync.BackendOptions, MemoryTableStore],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

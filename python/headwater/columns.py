@@ -30,8 +30,8 @@ import pydantic
 from pydantic.fields import FieldInfo
 
 from headwater import types
+from headwater.column import Column
 from headwater.errors import SchemaError
-from headwater.schema import Column
 
 __all__ = ["columns_from"]
 

@@ -23,7 +23,22 @@ from typing import Any
 import pyarrow as pa
 
 from headwater import types
+from headwater.column import Column, ColumnResolver, callable_name, check_name, validate_arrow_type
+from headwater.columns import columns_from
 from headwater.errors import SchemaError
+from headwater.metadata import (
+    CQ_ID,
+    CQ_PARENT_ID,
+    INCREMENTAL,
+    TABLE_DEPENDS_ON,
+    TABLE_DESCRIPTION,
+    TABLE_NAME,
+    TABLE_TITLE,
+    ColumnDescription,
+    column_flags,
+    flag,
+    schema_metadata,
+)
 
 __all__ = [
     "RESERVED_TABLE_PREFIXES",
@@ -32,6 +47,8 @@ __all__ = [
     "Resolver",
     "RowHook",
     "Table",
+    "TableDescription",
+    "describe_table",
     "reserved_table_prefix",
     "validate_arrow_type",
 ]
@@ -41,17 +58,10 @@ __all__ = [
 #: rows, or Arrow data; it may be a generator, an async generator, or a function returning an
 #: iterable.
 Resolver = Callable[..., Any]
-#: ``resolver(client, row) -> value``: computes a column's value from the row a table's
-#: resolver yielded.
-ColumnResolver = Callable[[Any, Any], Any]
 #: ``hook(client, row) -> row | None``: runs for every row; may return a replacement row.
 RowHook = Callable[[Any, Any], Any]
 
-# PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes.
-_MAX_NAME_LENGTH = 63
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED_PREFIX = "_cq_"
 #: Table name prefixes kept for headwater's own objects in a destination, which a plugin table
 #: must not take: ``_headwater_`` (the state table ``_headwater_state`` of DuckDB and
 #: PostgreSQL, the files destinations' manifest ``_headwater_state.json``, the Arrow views a
@@ -59,264 +69,10 @@ _RESERVED_PREFIX = "_cq_"
 #: share the table namespace). Reserving whole prefixes keeps names added later safe too.
 RESERVED_TABLE_PREFIXES = ("_headwater_", "_hw_")
 
-# The same keys as rust/headwater-core/src/schema.rs and CloudQuery's Go SDK.
-_CQ_ID = "_cq_id"
-_CQ_PARENT_ID = "_cq_parent_id"
-_TABLE_NAME_KEY = "cq:table_name"
-_TABLE_TITLE_KEY = "cq:table_title"
-_TABLE_DESCRIPTION_KEY = "cq:table_description"
-_TABLE_DEPENDS_ON_KEY = "cq:table_depends_on"
-_PRIMARY_KEY_KEY = "cq:extension:primary_key"
-_UNIQUE_KEY = "cq:extension:unique"
-_INCREMENTAL_KEY = "cq:extension:incremental"
-_DESCRIPTION_KEY = "headwater:description"
-
-_SUPPORTED_TYPES = (
-    "int8/16/32/64, uint8/16/32/64, float32, float64, bool, string, large_string, binary, "
-    "large_binary, fixed_size_binary, date32, date64, time32, time64, timestamp, duration, "
-    "decimal128, list and large_list of a supported type, struct of supported fields, map of "
-    "supported key and value types, and headwater.types.uuid(), json(), inet() and mac()"
-)
-_HEADWATER_EXTENSIONS = {
-    t.extension_name: t for t in (types.uuid(), types.json(), types.inet(), types.mac())
-}
-
-
-def validate_arrow_type(data_type: pa.DataType, *, where: str) -> None:
-    """Check that CloudQuery destinations can store ``data_type``, nested types included.
-
-    Args:
-        data_type: The Arrow type of a column.
-        where: What holds the type, to start the error message, e.g. ``"column 'tags'"``.
-
-    Raises:
-        SchemaError: ``data_type`` is not a ``pa.DataType``, or it (or a type nested in it) is
-            not supported. The message names ``where``, the nested path and the offending type.
-    """
-    if not isinstance(data_type, pa.DataType):
-        raise SchemaError(
-            f"{where}: the type must be a pyarrow DataType such as pa.int64(), "
-            f"got {type(data_type).__name__} {data_type!r}"
-        )
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-        validate_arrow_type(data_type.value_type, where=f"{where}, list item")
-    elif pa.types.is_struct(data_type):
-        for index in range(data_type.num_fields):
-            field = data_type.field(index)
-            validate_arrow_type(field.type, where=f"{where}, struct field {field.name!r}")
-    elif pa.types.is_map(data_type):
-        validate_arrow_type(data_type.key_type, where=f"{where}, map key")
-        validate_arrow_type(data_type.item_type, where=f"{where}, map value")
-    elif not (_is_supported_primitive(data_type) or _is_headwater_extension(data_type)):
-        raise SchemaError(
-            f"{where}: unsupported Arrow type {data_type}{_suggestion(data_type)}. "
-            f"Supported types: {_SUPPORTED_TYPES}"
-        )
-
-
-def _is_headwater_extension(data_type: pa.DataType) -> bool:
-    # Compared by what goes over the wire, not by class: a reloaded module or another SDK's
-    # identical type serialises the same way.
-    if not isinstance(data_type, pa.ExtensionType):
-        return False
-    ours = _HEADWATER_EXTENSIONS.get(data_type.extension_name)
-    return (
-        ours is not None
-        and data_type.storage_type == ours.storage_type
-        and data_type.__arrow_ext_serialize__() == ours.__arrow_ext_serialize__()
-    )
-
-
-def _is_supported_primitive(data_type: pa.DataType) -> bool:
-    return any(
-        check(data_type)
-        for check in (
-            pa.types.is_integer,
-            pa.types.is_float32,
-            pa.types.is_float64,
-            pa.types.is_boolean,
-            pa.types.is_string,
-            pa.types.is_large_string,
-            pa.types.is_binary,
-            pa.types.is_large_binary,
-            pa.types.is_fixed_size_binary,
-            pa.types.is_date32,
-            pa.types.is_date64,
-            pa.types.is_time32,
-            pa.types.is_time64,
-            pa.types.is_timestamp,
-            pa.types.is_duration,
-            pa.types.is_decimal128,
-        )
-    )
-
-
-def _suggestion(data_type: pa.DataType) -> str:
-    name = types.extension_name(data_type)
-    if name == "arrow.uuid":
-        return " (pyarrow's canonical UUID; CloudQuery's is headwater.types.uuid())"
-    if name == "arrow.json":
-        return " (pyarrow's canonical JSON; CloudQuery's is headwater.types.json())"
-    if pa.types.is_float16(data_type):
-        return " (use pa.float32())"
-    if pa.types.is_dictionary(data_type):
-        return f" (use its value type, {data_type.value_type})"
-    if pa.types.is_fixed_size_list(data_type):
-        return f" (use pa.list_({data_type.value_type}))"
-    if pa.types.is_decimal(data_type) and data_type.precision <= 38:
-        return f" (use pa.decimal128({data_type.precision}, {data_type.scale}))"
-    return ""
-
-
-def _check_name(name: object, *, kind: str, pattern: re.Pattern[str], rule: str) -> None:
-    if not isinstance(name, str):
-        raise SchemaError(f"{kind} name must be a str, got {type(name).__name__} {name!r}")
-    if pattern.fullmatch(name) is None:
-        raise SchemaError(f"{kind} {name!r}: invalid name; {rule}")
-    if len(name) > _MAX_NAME_LENGTH:
-        raise SchemaError(
-            f"{kind} {name!r}: name is {len(name)} characters long; the limit is "
-            f"{_MAX_NAME_LENGTH}, PostgreSQL's identifier length limit"
-        )
-
 
 def reserved_table_prefix(name: str) -> str | None:
     """The reserved prefix ``name`` starts with (see :data:`RESERVED_TABLE_PREFIXES`), if any."""
     return next((prefix for prefix in RESERVED_TABLE_PREFIXES if name.startswith(prefix)), None)
-
-
-def _flags(*, primary_key: bool, unique: bool, incremental: bool) -> dict[str, str]:
-    return {
-        _PRIMARY_KEY_KEY: _flag(primary_key),
-        _UNIQUE_KEY: _flag(unique),
-        _INCREMENTAL_KEY: _flag(incremental),
-    }
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class Column:
-    """One column of a table: a name, an Arrow type and CloudQuery's column options.
-
-    Columns are immutable and validated on construction.
-
-    Attributes:
-        name: Column name: letters, digits and underscores, not starting with a digit, at most
-            63 characters, not starting with the reserved ``_cq_``.
-        type: The Arrow type, e.g. ``pa.int64()`` or ``headwater.types.uuid()``.
-        primary_key: Part of the table's primary key (and of ``_cq_id``). As in CloudQuery, this
-            does not make the column ``not_null``.
-        unique: Values are unique.
-        not_null: Values are never null; the Arrow field is then not nullable.
-        incremental_key: The column is a cursor of incremental syncs.
-        description: Free text for documentation; stored as ``headwater:description``.
-        resolver: Computes the column from each row in a sync: ``resolver(client, row)``,
-            where ``row`` is what the table's resolver yielded (or the table's ``pre_row``
-            returned in its place). Its result replaces whatever the row holds for this column
-            in what is stored; child tables still receive the row itself. Not part of the
-            schema.
-    """
-
-    name: str
-    type: pa.DataType
-    _: dataclasses.KW_ONLY
-    primary_key: bool = False
-    unique: bool = False
-    not_null: bool = False
-    incremental_key: bool = False
-    description: str = ""
-    resolver: ColumnResolver | None = dataclasses.field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_name(
-            self.name,
-            kind="column",
-            pattern=_COLUMN_NAME,
-            rule="use letters, digits and underscores, not starting with a digit",
-        )
-        where = f"column {self.name!r}"
-        if self.name.startswith(_RESERVED_PREFIX):
-            raise SchemaError(
-                f"{where}: names starting with {_RESERVED_PREFIX!r} are reserved for "
-                "CloudQuery's internal columns"
-            )
-        validate_arrow_type(self.type, where=where)
-        for option in ("primary_key", "unique", "not_null", "incremental_key"):
-            value = getattr(self, option)
-            if not isinstance(value, bool):
-                raise SchemaError(
-                    f"{where}: {option} must be a bool, got {type(value).__name__} {value!r}"
-                )
-        if not isinstance(self.description, str):
-            raise SchemaError(
-                f"{where}: description must be a str, "
-                f"got {type(self.description).__name__} {self.description!r}"
-            )
-        if self.resolver is not None and not callable(self.resolver):
-            raise SchemaError(
-                f"{where}: resolver must be callable as resolver(client, row), "
-                f"got {type(self.resolver).__name__} {self.resolver!r}"
-            )
-
-    def __repr__(self) -> str:
-        options = [
-            f"{option}=True"
-            for option in ("primary_key", "unique", "not_null", "incremental_key")
-            if getattr(self, option)
-        ]
-        if self.description:
-            options.append(f"description={self.description!r}")
-        if self.resolver is not None:
-            options.append(f"resolver={_callable_name(self.resolver)}")
-        type_label = types.extension_name(self.type) or str(self.type)
-        return f"Column({', '.join([repr(self.name), type_label, *options])})"
-
-    def to_arrow_field(self) -> pa.Field:
-        """Return the column as an Arrow field carrying CloudQuery's metadata.
-
-        Returns:
-            A field that is nullable unless ``not_null``, with ``cq:extension:primary_key``,
-            ``cq:extension:unique`` and ``cq:extension:incremental`` set to ``"true"`` or
-            ``"false"``, and ``headwater:description`` when there is a description.
-        """
-        metadata = _flags(
-            primary_key=self.primary_key,
-            unique=self.unique,
-            incremental=self.incremental_key,
-        )
-        if self.description:
-            metadata[_DESCRIPTION_KEY] = self.description
-        return pa.field(self.name, self.type, nullable=not self.not_null, metadata=metadata)
-
-    @classmethod
-    def from_arrow_field(cls, field: pa.Field) -> Column:
-        """Build a column from an Arrow field, reading CloudQuery's metadata.
-
-        Args:
-            field: An Arrow field, e.g. one of :meth:`to_arrow_field`. Missing metadata means
-                ``False`` and no description.
-
-        Returns:
-            The column.
-
-        Raises:
-            SchemaError: ``field`` is not a ``pa.Field``, or its name or type is invalid.
-        """
-        if not isinstance(field, pa.Field):
-            raise SchemaError(f"expected a pyarrow Field, got {type(field).__name__} {field!r}")
-        metadata = field.metadata or {}
-        return cls(
-            field.name,
-            field.type,
-            primary_key=metadata.get(_PRIMARY_KEY_KEY.encode()) == b"true",
-            unique=metadata.get(_UNIQUE_KEY.encode()) == b"true",
-            not_null=not field.nullable,
-            incremental_key=metadata.get(_INCREMENTAL_KEY.encode()) == b"true",
-            description=metadata.get(_DESCRIPTION_KEY.encode(), b"").decode(),
-        )
 
 
 class Table:
@@ -373,7 +129,7 @@ class Table:
         is_incremental: bool | None = None,
         strict: bool | None = None,
     ) -> None:
-        _check_name(
+        check_name(
             name,
             kind="table",
             pattern=_TABLE_NAME,
@@ -408,11 +164,11 @@ class Table:
                     f"{where}: {option} must be callable, got {type(function).__name__} "
                     f"{function!r}"
                 )
-        for option, flag in (("is_incremental", is_incremental), ("strict", strict)):
-            if flag is not None and not isinstance(flag, bool):
+        for option, given in (("is_incremental", is_incremental), ("strict", strict)):
+            if given is not None and not isinstance(given, bool):
                 raise SchemaError(
-                    f"{where}: {option} must be a bool (or None), got {type(flag).__name__} "
-                    f"{flag!r}"
+                    f"{where}: {option} must be a bool (or None), got {type(given).__name__} "
+                    f"{given!r}"
                 )
         if clients is not None and parent is not None:
             raise SchemaError(
@@ -528,24 +284,26 @@ class Table:
         :attr:`is_incremental`).
         """
         cq_id = pa.field(
-            _CQ_ID,
+            CQ_ID,
             types.uuid(),
             nullable=False,
-            metadata=_flags(primary_key=not self.primary_keys, unique=True, incremental=False),
+            metadata=column_flags(
+                primary_key=not self.primary_keys, unique=True, incremental=False
+            ),
         )
         cq_parent_id = pa.field(
-            _CQ_PARENT_ID,
+            CQ_PARENT_ID,
             types.uuid(),
-            metadata=_flags(primary_key=False, unique=False, incremental=False),
+            metadata=column_flags(primary_key=False, unique=False, incremental=False),
         )
         return pa.schema(
             [cq_id, cq_parent_id, *(column.to_arrow_field() for column in self._columns)],
             metadata={
-                _TABLE_NAME_KEY: self._name,
-                _TABLE_TITLE_KEY: self._title,
-                _TABLE_DESCRIPTION_KEY: self._description,
-                _TABLE_DEPENDS_ON_KEY: self._parent_name or "",
-                _INCREMENTAL_KEY: _flag(self._is_incremental),
+                TABLE_NAME: self._name,
+                TABLE_TITLE: self._title,
+                TABLE_DESCRIPTION: self._description,
+                TABLE_DEPENDS_ON: self._parent_name or "",
+                INCREMENTAL: flag(self._is_incremental),
             },
         )
 
@@ -571,33 +329,30 @@ class Table:
         """
         if not isinstance(schema, pa.Schema):
             raise SchemaError(f"expected a pyarrow Schema, got {type(schema).__name__} {schema!r}")
-        metadata = {
-            key.decode(errors="replace"): value.decode(errors="replace")
-            for key, value in (schema.metadata or {}).items()
-        }
-        name = metadata.get(_TABLE_NAME_KEY, "")
+        metadata = schema_metadata(schema)
+        name = metadata.get(TABLE_NAME, "")
         if not name:
             raise SchemaError(
                 f"Arrow schema with fields {', '.join(schema.names)} has no "
-                f"{_TABLE_NAME_KEY!r} metadata; it is not a CloudQuery table schema"
+                f"{TABLE_NAME!r} metadata; it is not a CloudQuery table schema"
             )
         columns: list[Column] = []
         for field in schema:
-            if field.name in (_CQ_ID, _CQ_PARENT_ID):
+            if field.name in (CQ_ID, CQ_PARENT_ID):
                 continue
             try:
                 columns.append(Column.from_arrow_field(field))
             except SchemaError as exc:
                 raise SchemaError(f"table {name!r}, {exc}") from exc
-        incremental = metadata.get(_INCREMENTAL_KEY)
+        incremental = metadata.get(INCREMENTAL)
         table = cls(
             name,
             columns,
-            title=metadata.get(_TABLE_TITLE_KEY),
-            description=metadata.get(_TABLE_DESCRIPTION_KEY),
+            title=metadata.get(TABLE_TITLE),
+            description=metadata.get(TABLE_DESCRIPTION),
             is_incremental=None if incremental is None else incremental == "true",
         )
-        table._parent_name = metadata.get(_TABLE_DEPENDS_ON_KEY) or None
+        table._parent_name = metadata.get(TABLE_DEPENDS_ON) or None
         return table
 
     @property
@@ -723,8 +478,6 @@ def table_columns(
             + ("not both" if model is not None else "got neither")
         )
     if model is not None:
-        from headwater.columns import columns_from
-
         return columns_from(model, primary_keys=primary_keys)
     primary_keys = list(primary_keys)
     if primary_keys:
@@ -734,10 +487,6 @@ def table_columns(
         )
     assert columns is not None
     return list(columns)
-
-
-def _callable_name(function: Callable[..., Any]) -> str:
-    return getattr(function, "__qualname__", None) or type(function).__name__
 
 
 def _resolver_arity(resolver: object, *, child: bool, where: str) -> tuple[int, bool]:
@@ -769,7 +518,44 @@ def _resolver_arity(resolver: object, *, child: bool, where: str) -> tuple[int, 
     wanted = 2 if child else (1 if positional or variadic else 0)
     if len(required) > wanted or (len(positional) < wanted and not variadic):
         raise SchemaError(
-            f"{where}: the resolver {_callable_name(resolver)}{signature} cannot be called as "
+            f"{where}: the resolver {callable_name(resolver)}{signature} cannot be called as "
             f"{expected}"
         )
     return wanted, wants_state
+
+
+@dataclasses.dataclass(frozen=True)
+class TableDescription:
+    """A table as listings show it (``headwater tables``, the package's ``tables.json``).
+
+    Attributes:
+        name: The table's name.
+        title: Its title, ``""`` if none.
+        description: Its description, ``""`` if none.
+        is_incremental: Whether it syncs incrementally.
+        parent: The parent table's name, ``None`` for a top-level table.
+        children: The child tables' names, in order.
+        columns: Every field of its CloudQuery Arrow schema (``_cq_id`` and ``_cq_parent_id``
+            first), as its metadata describes it.
+    """
+
+    name: str
+    title: str
+    description: str
+    is_incremental: bool
+    parent: str | None
+    children: tuple[str, ...]
+    columns: tuple[ColumnDescription, ...]
+
+
+def describe_table(table: Table) -> TableDescription:
+    """Describe ``table`` from its CloudQuery Arrow schema (:attr:`Table.arrow_schema`)."""
+    return TableDescription(
+        name=table.name,
+        title=table.title,
+        description=table.description,
+        is_incremental=table.is_incremental,
+        parent=table.parent_name,
+        children=tuple(child.name for child in table.children),
+        columns=tuple(ColumnDescription.of(field) for field in table.arrow_schema),
+    )

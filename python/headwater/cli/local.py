@@ -304,38 +304,35 @@ def _type_name(data_type: Any) -> str:
     return types.extension_name(data_type) or str(data_type)
 
 
-def _column_rows(table: Table) -> list[dict[str, Any]]:
-    rows = []
-    for field in table.arrow_schema:
-        metadata = field.metadata or {}
-        rows.append(
+def _table_document(table: Table) -> dict[str, Any]:
+    from headwater.schema import describe_table
+
+    described = describe_table(table)
+    return {
+        "name": described.name,
+        "title": described.title,
+        "description": described.description,
+        "parent": described.parent,
+        "children": list(described.children),
+        "columns": [
             {
-                "name": field.name,
-                "type": _type_name(field.type),
-                "primary_key": metadata.get(b"cq:extension:primary_key") == b"true",
-                "unique": metadata.get(b"cq:extension:unique") == b"true",
-                "not_null": not field.nullable,
-                "incremental_key": metadata.get(b"cq:extension:incremental") == b"true",
-                "description": metadata.get(b"headwater:description", b"").decode(),
+                "name": column.name,
+                "type": _type_name(column.type),
+                "primary_key": column.primary_key,
+                "unique": column.unique,
+                "not_null": column.not_null,
+                "incremental_key": column.incremental_key,
+                "description": column.description,
             }
-        )
-    return rows
+            for column in described.columns
+        ],
+    }
 
 
 def _tables(args: argparse.Namespace, plugin: Plugin) -> int:
     every = plugin.flat_tables()
     if args.format == "json":
-        document = [
-            {
-                "name": t.name,
-                "title": t.title,
-                "description": t.description,
-                "parent": t.parent_name,
-                "children": [c.name for c in t.children],
-                "columns": _column_rows(t),
-            }
-            for t in every
-        ]
+        document = [_table_document(t) for t in every]
         print(json.dumps(document, indent=2))
     elif args.format == "markdown":
         print(_markdown(plugin, every))
@@ -383,7 +380,7 @@ def _markdown(plugin: Plugin, every: Sequence[Table]) -> str:
             lines += [f"  - [{c.name}](#{c.name})" for c in t.children]
             lines += [""]
         lines += ["| Name | Type | Description |", "| --- | --- | --- |"]
-        for column in _column_rows(t):
+        for column in _table_document(t)["columns"]:
             marks = " (PK)" if column["primary_key"] else ""
             description = column["description"].replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {column['name']}{marks} | `{column['type']}` | {description} |")
@@ -426,7 +423,8 @@ def _check(args: argparse.Namespace, plugin: Plugin) -> int:
     else:
         print(f"plugin {plugin.name}: spec valid (the plugin defines no connection test)")
     if args.to is not None:
-        from headwater.destinations import open_destination, redact_url
+        from headwater.destinations import open_destination
+        from headwater.redaction import redact_url
 
         try:
             open_destination(args.to).close()

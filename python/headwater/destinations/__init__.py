@@ -27,14 +27,13 @@ from headwater.destinations.base import (
     CQ_SOURCE_NAME,
     CQ_SYNC_TIME,
     Destination,
+    DestinationTable,
     StateEntry,
-    TablePlan,
     WriteMode,
     WriteOptions,
-    redact_url,
 )
 from headwater.errors import DestinationError
-from headwater.redaction import redact, register_url_secrets
+from headwater.redaction import redact, redact_url, register_url_secrets
 
 __all__ = [
     "CQ_SOURCE_NAME",
@@ -42,14 +41,13 @@ __all__ = [
     "DEFAULT_URL",
     "SCHEMES",
     "Destination",
+    "DestinationTable",
     "DestinationURL",
     "StateEntry",
-    "TablePlan",
     "WriteMode",
     "WriteOptions",
     "open_destination",
     "parse_url",
-    "redact_url",
 ]
 
 #: Where ``headwater sync`` writes unless told otherwise.

@@ -19,7 +19,6 @@ from typing import Literal, Protocol
 import pyarrow as pa
 import pydantic
 
-from headwater import redaction
 from headwater.errors import DestinationError
 from headwater.schema import Table, reserved_table_prefix
 
@@ -27,9 +26,9 @@ __all__ = [
     "CQ_SOURCE_NAME",
     "CQ_SYNC_TIME",
     "Destination",
+    "DestinationTable",
     "StateEntry",
     "SyncColumns",
-    "TablePlan",
     "Unstorable",
     "WriteMode",
     "WriteOptions",
@@ -73,7 +72,7 @@ class WriteOptions(pydantic.BaseModel):
     delete_stale: bool = False
     migrate_force: bool = False
 
-    def mode_of(self, plan: TablePlan) -> WriteMode:
+    def mode_of(self, plan: DestinationTable) -> WriteMode:
         """How this sync writes ``plan``'s table: :attr:`mode`, or the default for it.
 
         The default upserts a table with a primary key, which makes a plain rerun of a
@@ -94,7 +93,7 @@ class WriteOptions(pydantic.BaseModel):
 
 
 @dataclasses.dataclass(frozen=True)
-class TablePlan:
+class DestinationTable:
     """A table a sync writes, as the destination needs to know it.
 
     Attributes:
@@ -162,7 +161,7 @@ class Destination(Protocol):
     #: ``write_batch_rows`` says.
     write_batch_bytes: int
 
-    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+    def prepare(self, tables: Sequence[DestinationTable], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and return the incremental state to sync from.
 
         Raises:
@@ -263,7 +262,7 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 
 def state_of(
-    rows: Sequence[tuple[str, str, str]], tables: Sequence[TablePlan], options: WriteOptions
+    rows: Sequence[tuple[str, str, str]], tables: Sequence[DestinationTable], options: WriteOptions
 ) -> dict[str, str]:
     """The state a sync starts from, from stored ``(table_name, key, value)`` rows.
 
@@ -281,17 +280,7 @@ def latest(state: Sequence[StateEntry]) -> dict[str, StateEntry]:
     return result
 
 
-def redact_url(url: str) -> str:
-    """``url`` as messages show it: its password replaced by ``***``.
-
-    The password of the user info, of ``password=`` and ``sslpassword=`` parameters (and of
-    other secret-named ones), and every registered secret are hidden; see
-    :func:`headwater.redaction.redact_url`.
-    """
-    return redaction.redact_url(url)
-
-
-def check_table_names(tables: Sequence[TablePlan], url: str) -> None:
+def check_table_names(tables: Sequence[DestinationTable], url: str) -> None:
     """Refuse tables whose names are reserved for the destination's own tables.
 
     :class:`~headwater.schema.Table` refuses them already; this is the destination's own
@@ -313,7 +302,7 @@ def check_table_names(tables: Sequence[TablePlan], url: str) -> None:
 
 def check_modes(
     options: WriteOptions,
-    tables: Sequence[TablePlan],
+    tables: Sequence[DestinationTable],
     supported: Mapping[str, bool],
     url: str,
 ) -> None:

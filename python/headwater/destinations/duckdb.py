@@ -23,8 +23,8 @@ from headwater import types
 from headwater.destinations.base import (
     CQ_SOURCE_NAME,
     CQ_SYNC_TIME,
+    DestinationTable,
     StateEntry,
-    TablePlan,
     Unstorable,
     WriteOptions,
     batches_of,
@@ -34,7 +34,15 @@ from headwater.destinations.base import (
     one_batch,
     state_of,
 )
-from headwater.destinations.sql import dedupe_last, literal, quote, timestamp_literal
+from headwater.destinations.sql import (
+    SqlDialect,
+    dedupe_last,
+    end_of_sync,
+    forget_table_state,
+    literal,
+    quote,
+    timestamp_literal,
+)
 from headwater.destinations.typemap import batch_converter
 from headwater.errors import DestinationError, MigrationError
 
@@ -42,6 +50,8 @@ __all__ = ["DuckDBDestination"]
 
 STATE_TABLE = "_headwater_state"
 _BATCH_VIEW = "_headwater_batch"
+#: How the end-of-sync statements name tables and pass values in DuckDB.
+DUCKDB_DIALECT = SqlDialect(table=quote, state_table=STATE_TABLE, bind=True)
 
 
 def _error(url: str, action: str, exc: BaseException) -> DestinationError:
@@ -80,12 +90,10 @@ class DuckDBDestination:
 
     def __init__(self, path: str, url: str) -> None:
         self.url = url
-        # Measured (1M rows of the benchmark shape, 2 cores): DuckDB compresses and writes
-        # the row groups of one INSERT on all its threads when the INSERT is large (400k rows
-        # and up) and need not keep the input's order: 1.0-1.3M rows/s against 0.5-0.6M for
-        # 10k-100k-row INSERTs, which it takes on one thread and compresses again at commit.
-        # Rows held for that, all tables together, are at most 128 MiB beside the engine's
-        # own buffer.
+        # DuckDB compresses and writes the row groups of one INSERT on all its threads only
+        # when the INSERT is large and need not keep the input's order; a smaller one runs on
+        # one thread and its rows are compressed again at commit. Rows held for that, all
+        # tables together, are bounded in bytes beside the engine's own buffer.
         self.write_batch_rows = 500_000
         self.write_batch_bytes = 128 * 1024 * 1024
         self._path = path
@@ -101,14 +109,14 @@ class DuckDBDestination:
         except duckdb.Error as exc:
             raise _error(url, "opening the database", exc) from exc
         self._options: WriteOptions | None = None
-        self._plans: dict[str, TablePlan] = {}
+        self._plans: dict[str, DestinationTable] = {}
         self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
         self._in_transaction = False
         self._pending_overwrite_state: list[StateEntry] = []
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+    def prepare(self, tables: Sequence[DestinationTable], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables``, then open the sync's transaction.
 
         Returns:
@@ -172,38 +180,13 @@ class DuckDBDestination:
         """The last commit: ``overwrite`` replaces, ``delete_stale`` deletes, state is stored."""
         options = self._require_options()
         con = self._connection()
-        sync_time = timestamp_literal(options.sync_time)
-        source = literal(options.source_name)
-        this_sync = f"{quote(CQ_SOURCE_NAME)} = {source} AND {quote(CQ_SYNC_TIME)} = {sync_time}"
+        if options.mode == "overwrite":
+            state = [*self._pending_overwrite_state, *state]
+        end = end_of_sync(DUCKDB_DIALECT, self._plans.values(), completed, options, state)
         try:
-            if options.mode == "overwrite":
-                state = [*self._pending_overwrite_state, *state]
-                older = (
-                    f"{quote(CQ_SOURCE_NAME)} IS DISTINCT FROM {source} "
-                    f"OR {quote(CQ_SYNC_TIME)} IS DISTINCT FROM {sync_time}"
-                )
-                for name in self._plans:
-                    if name in completed:
-                        con.execute(f"DELETE FROM {quote(name)} WHERE {older}")
-                    else:  # keep the old rows of a table that failed; drop its partial new ones
-                        con.execute(f"DELETE FROM {quote(name)} WHERE {this_sync}")
-                done = [n for n in self._plans if n in completed]
-                if done:
-                    placeholders = ", ".join("?" for _ in done)
-                    con.execute(
-                        f"DELETE FROM {STATE_TABLE} WHERE source_name = ? "
-                        f"AND table_name IN ({placeholders})",
-                        [options.source_name, *done],
-                    )
-                state = [entry for entry in state if entry.table_name in completed]
-            elif options.delete_stale:
-                for name, plan in self._plans.items():
-                    if name in completed and not plan.incremental:
-                        con.execute(
-                            f"DELETE FROM {quote(name)} WHERE {quote(CQ_SOURCE_NAME)} = {source} "
-                            f"AND {quote(CQ_SYNC_TIME)} < {sync_time}"
-                        )
-            self._store_state(state, options)
+            for statement in end.statements:
+                con.execute(statement.sql, list(statement.params))
+            self._store_state(end.state, options)
             self._commit()
         except duckdb.Error as exc:
             raise _error(self.url, "committing the end of the sync", exc) from exc
@@ -287,7 +270,7 @@ class DuckDBDestination:
                 expressions.append(column)
         return expressions
 
-    def _expected_types(self, plan: TablePlan) -> dict[str, str]:
+    def _expected_types(self, plan: DestinationTable) -> dict[str, str]:
         """The DuckDB column types of ``plan``, as DuckDB names them."""
         con = self._connection()
         empty = batch_converter(plan.schema, "duckdb")(empty_batch(plan.schema))
@@ -302,7 +285,7 @@ class DuckDBDestination:
             _unregister(con, _BATCH_VIEW)
         return {row[0]: row[1] for row in described}
 
-    def _migrate(self, plan: TablePlan, options: WriteOptions) -> None:
+    def _migrate(self, plan: DestinationTable, options: WriteOptions) -> None:
         con = self._connection()
         expected = self._expected_types(plan)
         existing = dict(
@@ -329,14 +312,14 @@ class DuckDBDestination:
                         )
                 return
             con.execute(f"DROP TABLE {quote(plan.name)}")
-            con.execute(
-                f"DELETE FROM {STATE_TABLE} WHERE source_name = ? AND table_name = ?",
-                [options.source_name, plan.name],
-            )
+            forget = forget_table_state(DUCKDB_DIALECT, options.source_name, plan.name)
+            con.execute(forget.sql, list(forget.params))
         columns = ", ".join(f"{quote(name)} {sql}" for name, sql in expected.items())
         con.execute(f"CREATE TABLE {quote(plan.name)} ({columns})")
 
-    def _writer(self, plan: TablePlan, options: WriteOptions) -> Callable[[pa.RecordBatch], None]:
+    def _writer(
+        self, plan: DestinationTable, options: WriteOptions
+    ) -> Callable[[pa.RecordBatch], None]:
         con = self._connection()
         convert = batch_converter(plan.schema, "duckdb")
         select = ", ".join(

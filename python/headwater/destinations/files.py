@@ -53,9 +53,9 @@ from headwater import types
 from headwater.destinations.base import (
     CQ_SOURCE_NAME,
     CQ_SYNC_TIME,
+    DestinationTable,
     StateEntry,
     SyncColumns,
-    TablePlan,
     Unstorable,
     WriteOptions,
     batches_of,
@@ -133,7 +133,7 @@ class _Writer:
     def __init__(
         self,
         destination: FileDestination,
-        plan: TablePlan,
+        plan: DestinationTable,
         options: WriteOptions,
     ) -> None:
         self._dest = destination
@@ -266,7 +266,7 @@ class FileDestination:
             ) from None
         self._manifest: dict[str, Any] = {"version": 1, "tables": {}, "state": {}}
         self._options: WriteOptions | None = None
-        self._plans: dict[str, TablePlan] = {}
+        self._plans: dict[str, DestinationTable] = {}
         self._writers: dict[str, _Writer] = {}
         self._pending_state: list[StateEntry] = []
         self._sequence = 0
@@ -276,7 +276,7 @@ class FileDestination:
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+    def prepare(self, tables: Sequence[DestinationTable], options: WriteOptions) -> dict[str, str]:
         """Read the manifest, remove files a crash left behind, check the column types."""
         check_table_names(tables, self.url)
         if options.mode is None and self.format == "jsonl":
@@ -422,14 +422,14 @@ class FileDestination:
         tables: dict[str, Any] = self._manifest["tables"]
         return tables.setdefault(name, {"columns": {}, "files": []})  # type: ignore[no-any-return]
 
-    def _columns(self, plan: TablePlan) -> dict[str, str]:
+    def _columns(self, plan: DestinationTable) -> dict[str, str]:
         schema = batch_converter(plan.schema, "parquet")(empty_batch(plan.schema)).schema
         columns = {field.name: _type_name(field.type) for field in schema}
         columns[CQ_SYNC_TIME] = str(pa.timestamp("us", tz="UTC"))
         columns[CQ_SOURCE_NAME] = str(pa.string())
         return columns
 
-    def _migrate(self, plan: TablePlan, options: WriteOptions) -> bool:
+    def _migrate(self, plan: DestinationTable, options: WriteOptions) -> bool:
         expected = self._columns(plan)
         table = self._table(plan.name)
         existing: dict[str, str] = table["columns"]
@@ -578,7 +578,7 @@ class FileDestination:
         os.replace(tmp, path)
         _fsync_dir(self.root)
 
-    def json_lines(self, plan: TablePlan, batch: pa.RecordBatch) -> pa.Buffer:
+    def json_lines(self, plan: DestinationTable, batch: pa.RecordBatch) -> pa.Buffer:
         """The rows of ``batch`` as JSON lines, made by DuckDB from the Arrow data."""
         import duckdb
 
@@ -624,7 +624,7 @@ def _lock_exclusively(file: IO[bytes]) -> None:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def _json_select(plan: TablePlan, options: WriteOptions) -> str:
+def _json_select(plan: DestinationTable, options: WriteOptions) -> str:
     from headwater.destinations.sql import literal, quote, timestamp_literal
 
     expressions = []

@@ -38,9 +38,9 @@ import pyarrow as pa
 from headwater.destinations.base import (
     CQ_SOURCE_NAME,
     CQ_SYNC_TIME,
+    DestinationTable,
     StateEntry,
     SyncColumns,
-    TablePlan,
     Unstorable,
     WriteOptions,
     batches_of,
@@ -49,7 +49,14 @@ from headwater.destinations.base import (
     one_batch,
     state_of,
 )
-from headwater.destinations.sql import dedupe_last, literal, quote, timestamp_literal
+from headwater.destinations.sql import (
+    SqlDialect,
+    dedupe_last,
+    end_of_sync,
+    forget_table_state,
+    literal,
+    quote,
+)
 from headwater.destinations.typemap import (
     batch_converter,
     postgres_cast,
@@ -69,12 +76,20 @@ STATE_TABLE = "_headwater_state"
 DEFAULT_LOCK_TIMEOUT = "30s"
 DEFAULT_CONNECT_TIMEOUT = 10
 #: Rows per batch handed to the driver. It encodes a batch, sends it and only then encodes the
-#: next, so with batches this size the server parses one while the next is encoded; a single
-#: 100k-row batch left the server and the client taking turns (about 150k rows/s here against
-#: 220k).
+#: next, so with batches this size the server parses one while the next is encoded; with one
+#: large batch the server and the client would take turns, each idle while the other works.
 COPY_CHUNK_ROWS = 10_000
 #: Appends of at least this many rows are split over two connections (see the module doc).
 PARALLEL_MIN_ROWS = 2 * COPY_CHUNK_ROWS
+
+
+def postgres_dialect(schema: str) -> SqlDialect:
+    """How the end-of-sync statements name tables (in ``schema``) and pass values."""
+
+    def table(name: str) -> str:
+        return f"{quote(schema)}.{quote(name)}"
+
+    return SqlDialect(table=table, state_table=table(STATE_TABLE), bind=False)
 
 
 def _short_name(prefix: str, table: str) -> str:
@@ -121,17 +136,18 @@ class PostgresDestination:
         self._second: _SecondConnection | None = None
         self._second_refused = False
         self._options: WriteOptions | None = None
-        self._plans: dict[str, TablePlan] = {}
+        self._plans: dict[str, DestinationTable] = {}
         self._writers: dict[str, Callable[[pa.RecordBatch], None]] = {}
         self._refusals: dict[str, Callable[[pa.RecordBatch], list[Unstorable]] | None] = {}
         self._pending_overwrite_state: list[StateEntry] = []
         with self._errors("setting up the session"):
             self._schema: str = _set_up_session(self._cur)
             self._con.commit()
+        self._dialect = postgres_dialect(self._schema)
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def prepare(self, tables: Sequence[TablePlan], options: WriteOptions) -> dict[str, str]:
+    def prepare(self, tables: Sequence[DestinationTable], options: WriteOptions) -> dict[str, str]:
         """Create or migrate ``tables`` and read the stored state, in one transaction."""
         check_table_names(tables, self.url)
         self._options = options
@@ -187,37 +203,14 @@ class PostgresDestination:
     def finish(self, completed: Collection[str], state: Sequence[StateEntry]) -> None:
         """The last commit: ``overwrite`` replaces, ``delete_stale`` deletes, state is stored."""
         options = self._require_options()
-        sync_time = timestamp_literal(options.sync_time)
-        source = literal(options.source_name)
+        if options.mode == "overwrite":
+            state = [*self._pending_overwrite_state, *state]
+        end = end_of_sync(self._dialect, self._plans.values(), completed, options, state)
         with self._errors("committing the end of the sync"):
             self._commit_second()
-            if options.mode == "overwrite":
-                state = [*self._pending_overwrite_state, *state]
-                this_sync = (
-                    f"{quote(CQ_SOURCE_NAME)} = {source} AND {quote(CQ_SYNC_TIME)} = {sync_time}"
-                )
-                older = (
-                    f"{quote(CQ_SOURCE_NAME)} IS DISTINCT FROM {source} "
-                    f"OR {quote(CQ_SYNC_TIME)} IS DISTINCT FROM {sync_time}"
-                )
-                for name in self._plans:
-                    where = older if name in completed else this_sync
-                    self._execute(f"DELETE FROM {self._name(name)} WHERE {where}")
-                done = [name for name in self._plans if name in completed]
-                if done:
-                    self._execute(
-                        f"DELETE FROM {self._name(STATE_TABLE)} WHERE source_name = {source} "
-                        f"AND table_name IN ({', '.join(literal(n) for n in done)})"
-                    )
-                state = [entry for entry in state if entry.table_name in completed]
-            elif options.delete_stale:
-                for name, plan in self._plans.items():
-                    if name in completed and not plan.incremental:
-                        self._execute(
-                            f"DELETE FROM {self._name(name)} WHERE {quote(CQ_SOURCE_NAME)} = "
-                            f"{source} AND {quote(CQ_SYNC_TIME)} < {sync_time}"
-                        )
-            self._store_state(state, options)
+            for statement in end.statements:
+                self._execute(statement.sql)
+            self._store_state(end.state, options)
             self._con.commit()
 
     def abort(self) -> None:
@@ -272,7 +265,7 @@ class PostgresDestination:
         return self._options
 
     def _name(self, table: str) -> str:
-        return f"{quote(self._schema)}.{quote(table)}"
+        return self._dialect.table(table)
 
     def _execute(self, sql: str) -> None:
         self._cur.execute(sql)
@@ -318,13 +311,13 @@ class PostgresDestination:
             "value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
         )
 
-    def _expected_types(self, plan: TablePlan) -> dict[str, str]:
+    def _expected_types(self, plan: DestinationTable) -> dict[str, str]:
         expected = {field.name: postgres_type(field.type) for field in plan.schema}
         expected[CQ_SYNC_TIME] = "timestamp with time zone"
         expected[CQ_SOURCE_NAME] = "text"
         return expected
 
-    def _migrate(self, plan: TablePlan, options: WriteOptions) -> None:
+    def _migrate(self, plan: DestinationTable, options: WriteOptions) -> None:
         expected = self._expected_types(plan)
         table = self._name(plan.name)
         existing = {
@@ -346,10 +339,7 @@ class PostgresDestination:
                 raise MigrationError(plan.name, column, old, new, self.url)
             if changed:
                 self._execute(f"DROP TABLE {table}")
-                self._execute(
-                    f"DELETE FROM {self._name(STATE_TABLE)} WHERE source_name = "
-                    f"{literal(options.source_name)} AND table_name = {literal(plan.name)}"
-                )
+                self._execute(forget_table_state(self._dialect, options.source_name, plan.name).sql)
                 existing = {}
             else:
                 for column, wanted in expected.items():
@@ -370,7 +360,9 @@ class PostgresDestination:
                 f'ON {table} ("_cq_id")'
             )
 
-    def _writer(self, plan: TablePlan, options: WriteOptions) -> Callable[[pa.RecordBatch], None]:
+    def _writer(
+        self, plan: DestinationTable, options: WriteOptions
+    ) -> Callable[[pa.RecordBatch], None]:
         convert = batch_converter(plan.schema, "postgres")
         constants = SyncColumns(options)
         casts = {field.name: postgres_cast(quote(field.name), field.type) for field in plan.schema}

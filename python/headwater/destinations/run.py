@@ -33,8 +33,8 @@ import headwater.sync as hw_sync
 from headwater.destinations import DEFAULT_URL, open_destination
 from headwater.destinations.base import (
     Destination,
+    DestinationTable,
     StateEntry,
-    TablePlan,
     Unstorable,
     WriteMode,
     WriteOptions,
@@ -206,7 +206,7 @@ def _lineage(table: Table | None) -> list[str]:
     return names
 
 
-def completed_tables(plans: Sequence[TablePlan], errors: Mapping[str, int]) -> list[str]:
+def completed_tables(plans: Sequence[DestinationTable], errors: Mapping[str, int]) -> list[str]:
     """The tables of ``plans`` that synced completely: neither they nor a table above them failed.
 
     A child table is resolved once per row of its parent. When a parent's resolver fails (for
@@ -286,7 +286,7 @@ def sync_to(
         raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval}")
     validated = plugin.validate_spec(spec)
     selected = plugin.select_tables(tables, skip_tables, skip_dependent_tables)
-    plans = [TablePlan(t, t.arrow_schema, t.resolver_wants_state) for t in selected]
+    plans = [DestinationTable(t, t.arrow_schema, t.resolver_wants_state) for t in selected]
     names = [plan.name for plan in plans]
     now = dt.datetime.now(dt.timezone.utc)
     options = WriteOptions(

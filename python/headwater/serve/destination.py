@@ -1,7 +1,7 @@
 """A destination plugin over the CloudQuery protocol: ``Write`` and ``Read`` on a store.
 
-Served with :class:`DestinationServicer`, any :class:`Destination` can take CloudQuery's
-writes; :class:`MemoryDestination` keeps tables in memory, upserting on the primary key. It is
+Served with :class:`DestinationServicer`, any :class:`TableStore` can take CloudQuery's
+writes; :class:`MemoryTableStore` keeps tables in memory, upserting on the primary key. It is
 what headwater's tests run as a CloudQuery state backend, and the base of a public destination
 plugin API.
 """
@@ -17,16 +17,18 @@ import pyarrow as pa
 from cloudquery.plugin_v3 import plugin_pb2, plugin_pb2_grpc
 
 from headwater.batch import encode_ipc
+from headwater.metadata import TABLE_NAME, ColumnDescription, table_name_of
 from headwater.serve.servicer import abort
 
-__all__ = ["Destination", "DestinationServicer", "MemoryDestination"]
-
-_PRIMARY_KEY = b"cq:extension:primary_key"
-_TABLE_NAME = b"cq:table_name"
+__all__ = ["DestinationServicer", "MemoryTableStore", "TableStore"]
 
 
-class Destination(Protocol):
-    """Where a destination plugin keeps tables."""
+class TableStore(Protocol):
+    """Where a destination plugin keeps tables: what :class:`DestinationServicer` writes to.
+
+    Not a local sync's :class:`headwater.destinations.Destination`, which also commits
+    incremental state and is opened from a URL.
+    """
 
     def migrate(self, schema: pa.Schema, *, force: bool) -> None:
         """Create the table ``cq:table_name`` of ``schema``, or bring it to ``schema``."""
@@ -44,13 +46,13 @@ def table_name(schema: pa.Schema) -> str:
     Raises:
         ValueError: The schema has none.
     """
-    name = (schema.metadata or {}).get(_TABLE_NAME)
+    name = table_name_of(schema)
     if not name:
-        raise ValueError(f"schema with fields {schema.names} has no cq:table_name metadata")
-    return bytes(name).decode()
+        raise ValueError(f"schema with fields {schema.names} has no {TABLE_NAME} metadata")
+    return name
 
 
-class MemoryDestination:
+class MemoryTableStore:
     """Tables in memory, upserted on their primary key (or appended without one)."""
 
     def __init__(self) -> None:
@@ -75,11 +77,7 @@ class MemoryDestination:
         with self._lock:
             if name not in self._schemas:
                 raise KeyError(f"table {name!r} was not migrated before it was written")
-            keys = [
-                f.name
-                for f in self._schemas[name]
-                if (f.metadata or {}).get(_PRIMARY_KEY) == b"true"
-            ]
+            keys = [f.name for f in self._schemas[name] if ColumnDescription.of(f).primary_key]
             rows = self._rows[name]
             for row in batch.to_pylist():
                 key = tuple(row.get(k) for k in keys) if keys else len(rows)
@@ -104,7 +102,7 @@ class MemoryDestination:
 class DestinationServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
     """Plugin protocol v3 for a destination plugin: ``Write`` and ``Read`` on a store."""
 
-    def __init__(self, name: str, version: str, destination: Destination) -> None:
+    def __init__(self, name: str, version: str, destination: TableStore) -> None:
         self._name = name
         self._version = version
         self._destination = destination

@@ -23,7 +23,7 @@ from typing import Any
 
 from headwater.errors import HeadwaterError
 from headwater.plugin import Plugin
-from headwater.schema import Table
+from headwater.schema import TableDescription, describe_table
 
 __all__ = ["PackageError", "PackageResult", "package", "tables_json"]
 
@@ -55,33 +55,29 @@ class PackageResult:
 def tables_json(plugin: Plugin) -> list[dict[str, Any]]:
     """Every table of the plugin (children included) as CloudQuery's ``tables.json`` lists it."""
 
-    def table(t: Table) -> dict[str, Any]:
+    def table(t: TableDescription) -> dict[str, Any]:
         return {
             "name": t.name,
             "title": t.title,
             "description": t.description,
             "is_incremental": t.is_incremental,
-            "parent": t.parent.name if t.parent is not None else "",
-            "relations": [child.name for child in t.children],
+            "parent": t.parent or "",
+            "relations": list(t.children),
             "columns": [
                 {
-                    "name": field.name,
-                    "type": str(field.type),
-                    "description": (field.metadata or {})
-                    .get(b"headwater:description", b"")
-                    .decode(),
-                    "incremental_key": (field.metadata or {}).get(b"cq:extension:incremental")
-                    == b"true",
-                    "primary_key": (field.metadata or {}).get(b"cq:extension:primary_key")
-                    == b"true",
-                    "not_null": not field.nullable,
-                    "unique": (field.metadata or {}).get(b"cq:extension:unique") == b"true",
+                    "name": column.name,
+                    "type": str(column.type),
+                    "description": column.description,
+                    "incremental_key": column.incremental_key,
+                    "primary_key": column.primary_key,
+                    "not_null": column.not_null,
+                    "unique": column.unique,
                 }
-                for field in t.arrow_schema
+                for column in t.columns
             ],
         }
 
-    return [table(t) for t in plugin.flat_tables()]
+    return [table(describe_table(t)) for t in plugin.flat_tables()]
 
 
 def package(

@@ -21,6 +21,7 @@ from cloudquery.plugin_v3 import plugin_pb2, plugin_pb2_grpc
 
 from headwater.batch import encode_ipc
 from headwater.errors import HeadwaterError
+from headwater.metadata import PRIMARY_KEY, TABLE_NAME, flag
 
 __all__ = ["BackendState", "StateBackendError", "state_schema"]
 
@@ -39,10 +40,10 @@ def state_schema(table_name: str) -> pa.Schema:
     """The CloudQuery state table: ``key`` (string, primary key) and ``value`` (string)."""
     return pa.schema(
         [
-            pa.field("key", pa.string(), metadata={"cq:extension:primary_key": "true"}),
+            pa.field("key", pa.string(), metadata={PRIMARY_KEY: flag(True)}),
             pa.field("value", pa.string()),
         ],
-        metadata={"cq:table_name": table_name},
+        metadata={TABLE_NAME: table_name},
     )
 
 
