@@ -49,6 +49,10 @@ if [ -z "${HEADWATER_SKIP_LINT:-}" ]; then
     mypy
 fi
 
+step "docs"
+# The documentation site, strict: a broken link or a docstring mkdocstrings cannot read fails.
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+
 step "cargo test"
 # The whole workspace, so cargo unifies features as the extension build did and reuses its
 # compiled dependencies (testing headwater-core alone would rebuild arrow with other
