@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: lints, the Rust tests, and pytest against the
-# extension built once from source. Works on a fresh clone; needs Python >= 3.10 and cargo.
+# extension built once from source. Works on a fresh clone; needs Python >= 3.11 and cargo.
 #
 #   PYTHON=python3.12 scripts/test.sh      # pick the interpreter (default: python3)
 #   HEADWATER_SKIP_LINT=1 scripts/test.sh  # tests only
