@@ -242,6 +242,11 @@ class NativeTransport(httpx.BaseTransport):
 class AsyncNativeTransport(httpx.AsyncBaseTransport):
     """:class:`NativeTransport` for ``httpx.AsyncClient``: requests run on worker threads.
 
+    The worker thread also reads the answer under the request's :class:`BodyLimits` (what
+    :class:`AsyncLimitedTransport` does for other transports) and loads its body, so the
+    event loop is handed a finished response: decompressing and copying bodies there would
+    hold up every other task of the loop.
+
     Args:
         verify: As for :class:`NativeTransport`.
         max_connections: Idle connections kept per host, and requests in flight at once.
@@ -257,7 +262,10 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
         """Send ``request`` on a worker thread and await the whole answer."""
         body = await request.aread()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, _send, self._native, request, body)
+        return await loop.run_in_executor(self._threads, self._exchange, request, body)
+
+    def _exchange(self, request: httpx.Request, body: bytes) -> httpx.Response:
+        return _read_limited(request, _send(self._native, request, body))
 
     async def aclose(self) -> None:
         """Let the worker threads finish and exit."""
@@ -562,6 +570,9 @@ class _Reading:
 
     def answer(self) -> httpx.Response:
         """The response with its whole (decoded) body."""
+        if self.whole and self.decoder is None:
+            # The body in memory is the body to give: the response goes on as it is.
+            return self.response
         headers = self.response.headers
         if self.decoder is not None:
             for piece in self.decoder.finish():
@@ -584,6 +595,25 @@ class _Reading:
             request=self.request,
             extensions=self.response.extensions,
         )
+
+
+def _read_limited(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """``response`` read whole under ``request``'s limits, decoded, its body loaded.
+
+    Loading it here (``read``) leaves httpx nothing to read or decode after the transport.
+    """
+    try:
+        reading = _Reading(request, response)
+        for raw in cast(Iterable[bytes], response.stream):
+            reading.take(raw)
+        answer = reading.answer()
+        answer.read()
+    except BaseException:
+        response.close()
+        raise
+    if answer is not response:
+        response.close()
+    return answer
 
 
 def _timed_out(exc: httpx.TimeoutException, request: httpx.Request) -> httpx.TimeoutException:
@@ -614,14 +644,7 @@ class LimitedTransport(httpx.BaseTransport):
         token = _DEADLINE.set(limits.deadline)
         try:
             limits.left(request)
-            response = self.inner.handle_request(request)
-            try:
-                reading = _Reading(request, response)
-                for raw in cast(Iterable[bytes], response.stream):
-                    reading.take(raw)
-                return reading.answer()
-            finally:
-                response.close()
+            return _read_limited(request, self.inner.handle_request(request))
         except httpx.TimeoutException as exc:
             raise _timed_out(exc, request) from exc
         finally:
@@ -647,6 +670,11 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
         limits = BodyLimits.of(request)
         left = limits.left(request)
         try:
+            if isinstance(self.inner, AsyncNativeTransport):
+                # It reads the answer under the limits itself, and holds the whole exchange
+                # to the deadline from the moment a worker thread takes it: a timer here
+                # would cost the event loop a task and a timer handle for every request.
+                return await self.inner.handle_async_request(request)
             if left is None:
                 return await self._exchange(request)
             return await asyncio.wait_for(self._exchange(request), left)
@@ -661,9 +689,14 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
             reading = _Reading(request, response)
             async for raw in cast(AsyncIterator[bytes], response.stream):
                 reading.take(raw)
-            return reading.answer()
-        finally:
+            answer = reading.answer()
+            await answer.aread()
+        except BaseException:
             await response.aclose()
+            raise
+        if answer is not response:
+            await response.aclose()
+        return answer
 
     async def aclose(self) -> None:
         """Close ``inner``."""
