@@ -32,7 +32,7 @@ import ssl
 import time
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ import httpcore
 import httpx
 
 from headwater import _core
+from headwater.http.proxies import AsyncProxyRouter, ProxyRouter, environment_proxies
 
 __all__ = [
     "DEFAULT_MAX_DECOMPRESSION_RATIO",
@@ -53,6 +54,7 @@ __all__ = [
     "ResponseTooLarge",
     "TLSError",
     "TotalTimeout",
+    "choose_transport",
     "native_supported",
 ]
 
@@ -66,6 +68,10 @@ RATIO_FLOOR = 8 * 1024 * 1024
 
 #: Where a request's limits travel, in ``request.extensions``.
 LIMITS = "headwater.limits"
+
+#: Set by :mod:`headwater.testing` (cassettes): wraps the transport of every client made
+#: afterwards, as ``transport_wrapper(transport, is_async)``.
+transport_wrapper: Callable[[Any, bool], Any] | None = None
 
 # The decompressed bytes produced per step: the most that exists between two checks.
 _STEP = 1024 * 1024
@@ -701,3 +707,66 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close ``inner``."""
         await self.inner.aclose()
+
+
+# -- the transport of a client
+
+
+def _context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it (a CA file path became deprecated there)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
+def choose_transport(
+    transport: Any,
+    *,
+    is_async: bool,
+    native: bool,
+    verify: bool | str | ssl.SSLContext,
+    max_connections: int,
+) -> Any:
+    """The transport a client sends through.
+
+    ``transport`` if given, else the Rust transport where it can serve (see
+    :class:`~headwater.http.Client`'s ``native_transport``), else httpx's; read through
+    :class:`LimitedTransport`, which holds every answer to the request's size and time
+    limits; wrapped by a cassette when one is recording or replaying.
+
+    Raises:
+        TypeError: ``transport`` is not of the kind the client awaits (or does not).
+    """
+    if transport is not None:
+        kind = httpx.AsyncBaseTransport if is_async else httpx.BaseTransport
+        if not isinstance(transport, kind):
+            raise TypeError(
+                f"transport must be an httpx.{kind.__name__} for "
+                f"{'an AsyncClient' if is_async else 'a Client'}, got {type(transport).__name__}"
+            )
+    else:
+        proxies = environment_proxies()
+        context = _context(verify)
+        if native and not isinstance(verify, ssl.SSLContext) and native_supported(verify):
+            rust = AsyncNativeTransport if is_async else NativeTransport
+            transport = rust(verify, max_connections)
+        elif is_async:
+
+            def make_async(proxy: str | None) -> httpx.AsyncBaseTransport:
+                return httpx.AsyncHTTPTransport(
+                    limits=_pool(max_connections), verify=context, proxy=proxy
+                )
+
+            transport = AsyncProxyRouter(proxies, make_async) if proxies else make_async(None)
+        else:
+
+            def make(proxy: str | None) -> httpx.BaseTransport:
+                return httpx_transport(context, max_connections, proxy)
+
+            transport = ProxyRouter(proxies, make) if proxies else make(None)
+    transport = AsyncLimitedTransport(transport) if is_async else LimitedTransport(transport)
+    if transport_wrapper is not None:
+        transport = transport_wrapper(transport, is_async)
+    return transport
+
+
+def _pool(max_connections: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
