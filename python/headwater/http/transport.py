@@ -251,7 +251,8 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
     The worker thread also reads the answer under the request's :class:`BodyLimits` (what
     :class:`AsyncLimitedTransport` does for other transports) and loads its body, so the
     event loop is handed a finished response: decompressing and copying bodies there would
-    hold up every other task of the loop.
+    hold up every other task of the loop. The deadline holds from the call on: a request
+    still waiting for a free worker thread when it passes is dropped from the queue.
 
     Args:
         verify: As for :class:`NativeTransport`.
@@ -265,10 +266,35 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` on a worker thread and await the whole answer."""
+        """Send ``request`` on a worker thread and await the whole answer.
+
+        Raises:
+            TotalTimeout: The request's deadline passed.
+        """
         body = await request.aread()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._exchange, request, body)
+        answer = loop.run_in_executor(self._threads, self._exchange, request, body)
+        deadline = BodyLimits.of(request).deadline
+        if deadline is None:
+            return await answer
+        # A timer handle rather than asyncio.wait_for, which would wrap every request in a
+        # task of its own. Cancelling the future takes a request still queued off the queue;
+        # one already running is held to the deadline by the Rust transport.
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            answer.cancel()
+
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), expire)
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            raise TotalTimeout("the request's total time ran out", request=request) from None
+        finally:
+            timer.cancel()
 
     def _exchange(self, request: httpx.Request, body: bytes) -> httpx.Response:
         return _read_limited(request, _send(self._native, request, body))
@@ -677,9 +703,8 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
         left = limits.left(request)
         try:
             if isinstance(self.inner, AsyncNativeTransport):
-                # It reads the answer under the limits itself, and holds the whole exchange
-                # to the deadline from the moment a worker thread takes it: a timer here
-                # would cost the event loop a task and a timer handle for every request.
+                # It reads the answer under the limits and holds it to the deadline itself,
+                # on its worker thread, with less work for the event loop than done here.
                 return await self.inner.handle_async_request(request)
             if left is None:
                 return await self._exchange(request)
