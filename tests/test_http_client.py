@@ -167,6 +167,15 @@ def test_arguments_are_checked() -> None:
         http.Client(rate_limit=10)  # type: ignore[arg-type]
 
 
+def test_a_transport_of_the_other_kind_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"transport must be an httpx\.BaseTransport for a Client"):
+        http.Client(transport=httpx.AsyncHTTPTransport())
+    with pytest.raises(
+        TypeError, match=r"transport must be an httpx\.AsyncBaseTransport for an AsyncClient"
+    ):
+        http.AsyncClient(transport=httpx.HTTPTransport())
+
+
 def test_the_rust_transport_is_the_default_unless_httpx_is_needed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

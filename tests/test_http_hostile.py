@@ -27,7 +27,7 @@ import pytest
 
 from headwater import http
 from headwater.errors import HttpError, HttpTimeoutError, RateLimitError, ResponseTooLargeError
-from headwater.http import client as client_module
+from headwater.http import core as client_module
 
 MiB = 1024 * 1024
 # A server's answer: (connection, request head, stop) -> None; it returns when done.

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from headwater import http
-from headwater.http import redaction as redact
+from headwater import redaction as redact
 from headwater.testing import MockServer
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from headwater import http
-from headwater.http import client as client_module
+from headwater.http import core as client_module
 from headwater.testing import MockServer
 
 FAST = http.RetryPolicy(attempts=4, backoff=0.01, jitter=False, min_wait=0.001)

@@ -425,7 +425,7 @@ def test_an_error_body_echoing_a_per_request_key_is_masked_by_value(
 
 def test_a_request_registers_its_url_password_and_secret_headers_as_it_goes_out() -> None:
     password, api_key, bearer = unique("url-pw"), unique("x-api-key"), unique("bearer")
-    http.redaction.register_request(
+    http.core.register_request_secrets(
         httpx.Request(
             "GET",
             f"https://bob:{password}@api.example.com/x?page=2",

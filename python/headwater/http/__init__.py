@@ -57,8 +57,8 @@ from headwater.http.pagination import (
     Paginator,
 )
 from headwater.http.ratelimit import RateLimit, RateLimiter, parse_rate_limit_headers
-from headwater.http.redaction import redact, redact_url, register_secret
 from headwater.http.retry import RetryPolicy, parse_retry_after
+from headwater.redaction import redact, redact_url, register_secret
 
 __all__ = [
     "ApiKeyAuth",

@@ -5,7 +5,7 @@ query parameter), :class:`BearerAuth`, :class:`BasicAuth`, :class:`OAuth2ClientC
 and :class:`OAuth2RefreshToken` (tokens fetched from the token endpoint, refreshed shortly
 before they expire and once when the API answers 401), or any callable taking the
 ``httpx.Request`` (:class:`CallableAuth`). Every secret an auth holds or obtains is
-registered with :func:`headwater.http.redaction.register_secret`, so it never shows in logs,
+registered with :func:`headwater.redaction.register_secret`, so it never shows in logs,
 errors or cassettes.
 
 Example:
@@ -22,20 +22,18 @@ import base64
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from headwater.errors import AuthError, HttpError
-from headwater.http.redaction import redact, redact_url, register_secret
-
-if TYPE_CHECKING:
-    from headwater.http.client import AsyncClient, Client
+from headwater.redaction import redact, redact_url, register_secret
 
 __all__ = [
     "ApiKeyAuth",
+    "AsyncTokenFetch",
     "Auth",
     "BasicAuth",
     "BearerAuth",
@@ -43,9 +41,17 @@ __all__ = [
     "OAuth2ClientCredentials",
     "OAuth2RefreshToken",
     "Token",
+    "TokenFetch",
 ]
 
 Secret = str | SecretStr
+
+#: ``fetch(url, form, headers)``: POSTs ``form`` to the token endpoint at ``url`` through a
+#: :class:`~headwater.http.Client` (its transport, retries, time and size limits, but none of
+#: its default headers, query parameters or hooks) and returns the successful answer.
+TokenFetch = Callable[[str, Mapping[str, str], Mapping[str, str]], httpx.Response]
+#: :data:`TokenFetch` through an :class:`~headwater.http.AsyncClient`.
+AsyncTokenFetch = Callable[[str, Mapping[str, str], Mapping[str, str]], Awaitable[httpx.Response]]
 
 
 def _reveal(secret: Secret | None) -> str | None:
@@ -76,8 +82,14 @@ class Auth:
         """:meth:`refresh` for an :class:`~headwater.http.AsyncClient`."""
         return self.refresh(request)
 
-    def bind(self, client: Client | AsyncClient) -> None:
-        """Called by the client the auth is given to (OAuth2 fetches tokens through it)."""
+    def bind(self, fetch: TokenFetch) -> None:
+        """Take the token fetching of the :class:`~headwater.http.Client` given this auth.
+
+        Called by the client; OAuth2 fetches its tokens with ``fetch``.
+        """
+
+    def bind_async(self, fetch: AsyncTokenFetch) -> None:
+        """:meth:`bind`, called by an :class:`~headwater.http.AsyncClient`."""
 
 
 class ApiKeyAuth(Auth):
@@ -217,8 +229,8 @@ class _OAuth2(Auth, abc.ABC):
         self.fetches = 0
         self._lock = threading.Lock()
         self._async_lock: asyncio.Lock | None = None
-        self._client: Client | None = None
-        self._async_client: AsyncClient | None = None
+        self._fetch_with: TokenFetch | None = None
+        self._afetch_with: AsyncTokenFetch | None = None
         register_secret(self._client_secret)
 
     def __repr__(self) -> str:
@@ -226,18 +238,17 @@ class _OAuth2(Auth, abc.ABC):
             f"{type(self).__name__}({redact_url(self.token_url)!r}, client_id={self.client_id!r})"
         )
 
-    def bind(self, client: Client | AsyncClient) -> None:
-        """Fetch tokens through ``client``: its transport, retries, time and size limits.
+    def bind(self, fetch: TokenFetch) -> None:
+        """Fetch tokens with ``fetch``: through the client's transport, retries and limits.
 
         Token requests carry none of the client's default headers, query parameters or
         hooks, which are meant for the API, not for the token endpoint.
         """
-        from headwater.http.client import AsyncClient
+        self._fetch_with = fetch
 
-        if isinstance(client, AsyncClient):
-            self._async_client = client
-        else:
-            self._client = client
+    def bind_async(self, fetch: AsyncTokenFetch) -> None:
+        """:meth:`bind` for an :class:`~headwater.http.AsyncClient`."""
+        self._afetch_with = fetch
 
     @abc.abstractmethod
     def _grant(self) -> dict[str, str]:
@@ -325,12 +336,12 @@ class _OAuth2(Auth, abc.ABC):
 
     # -- sync
     def _fetch(self) -> Token:
-        if self._client is None:
+        if self._fetch_with is None:
             raise RuntimeError(f"{self!r} is not bound to a client: pass it as Client(auth=...)")
         form, headers = self._form()
         requested_at = self.clock()
         try:
-            response = self._client._fetch_token(self.token_url, form, headers)
+            response = self._fetch_with(self.token_url, form, headers)
         except HttpError as exc:
             raise self._failed(exc) from None
         return self._take(response, requested_at)
@@ -357,14 +368,14 @@ class _OAuth2(Auth, abc.ABC):
 
     # -- async
     async def _fetch_async(self) -> Token:
-        if self._async_client is None:
+        if self._afetch_with is None:
             raise RuntimeError(
                 f"{self!r} is not bound to an async client: pass it as AsyncClient(auth=...)"
             )
         form, headers = self._form()
         requested_at = self.clock()
         try:
-            response = await self._async_client._fetch_token(self.token_url, form, headers)
+            response = await self._afetch_with(self.token_url, form, headers)
         except HttpError as exc:
             raise self._failed(exc) from None
         return self._take(response, requested_at)

@@ -48,7 +48,7 @@ import pydantic
 from pydantic._internal._model_construction import ModelMetaclass
 
 from headwater.errors import HttpResponseError, PaginationError
-from headwater.http.redaction import redact_url
+from headwater.redaction import redact_url
 
 __all__ = [
     "Claim",

@@ -32,7 +32,7 @@ import ssl
 import time
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ import httpcore
 import httpx
 
 from headwater import _core
+from headwater.http.proxies import AsyncProxyRouter, ProxyRouter, environment_proxies
 
 __all__ = [
     "DEFAULT_MAX_DECOMPRESSION_RATIO",
@@ -53,6 +54,7 @@ __all__ = [
     "ResponseTooLarge",
     "TLSError",
     "TotalTimeout",
+    "choose_transport",
     "native_supported",
 ]
 
@@ -66,6 +68,10 @@ RATIO_FLOOR = 8 * 1024 * 1024
 
 #: Where a request's limits travel, in ``request.extensions``.
 LIMITS = "headwater.limits"
+
+#: Set by :mod:`headwater.testing` (cassettes): wraps the transport of every client made
+#: afterwards, as ``transport_wrapper(transport, is_async)``.
+transport_wrapper: Callable[[Any, bool], Any] | None = None
 
 # The decompressed bytes produced per step: the most that exists between two checks.
 _STEP = 1024 * 1024
@@ -242,6 +248,12 @@ class NativeTransport(httpx.BaseTransport):
 class AsyncNativeTransport(httpx.AsyncBaseTransport):
     """:class:`NativeTransport` for ``httpx.AsyncClient``: requests run on worker threads.
 
+    The worker thread also reads the answer under the request's :class:`BodyLimits` (what
+    :class:`AsyncLimitedTransport` does for other transports) and loads its body, so the
+    event loop is handed a finished response: decompressing and copying bodies there would
+    hold up every other task of the loop. The deadline holds from the call on: a request
+    still waiting for a free worker thread when it passes is dropped from the queue.
+
     Args:
         verify: As for :class:`NativeTransport`.
         max_connections: Idle connections kept per host, and requests in flight at once.
@@ -254,10 +266,38 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` on a worker thread and await the whole answer."""
+        """Send ``request`` on a worker thread and await the whole answer.
+
+        Raises:
+            TotalTimeout: The request's deadline passed.
+        """
         body = await request.aread()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, _send, self._native, request, body)
+        answer = loop.run_in_executor(self._threads, self._exchange, request, body)
+        deadline = BodyLimits.of(request).deadline
+        if deadline is None:
+            return await answer
+        # A timer handle rather than asyncio.wait_for, which would wrap every request in a
+        # task of its own. Cancelling the future takes a request still queued off the queue;
+        # one already running is held to the deadline by the Rust transport.
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            answer.cancel()
+
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), expire)
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            raise TotalTimeout("the request's total time ran out", request=request) from None
+        finally:
+            timer.cancel()
+
+    def _exchange(self, request: httpx.Request, body: bytes) -> httpx.Response:
+        return _read_limited(request, _send(self._native, request, body))
 
     async def aclose(self) -> None:
         """Let the worker threads finish and exit."""
@@ -562,6 +602,9 @@ class _Reading:
 
     def answer(self) -> httpx.Response:
         """The response with its whole (decoded) body."""
+        if self.whole and self.decoder is None:
+            # The body in memory is the body to give: the response goes on as it is.
+            return self.response
         headers = self.response.headers
         if self.decoder is not None:
             for piece in self.decoder.finish():
@@ -584,6 +627,25 @@ class _Reading:
             request=self.request,
             extensions=self.response.extensions,
         )
+
+
+def _read_limited(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """``response`` read whole under ``request``'s limits, decoded, its body loaded.
+
+    Loading it here (``read``) leaves httpx nothing to read or decode after the transport.
+    """
+    try:
+        reading = _Reading(request, response)
+        for raw in cast(Iterable[bytes], response.stream):
+            reading.take(raw)
+        answer = reading.answer()
+        answer.read()
+    except BaseException:
+        response.close()
+        raise
+    if answer is not response:
+        response.close()
+    return answer
 
 
 def _timed_out(exc: httpx.TimeoutException, request: httpx.Request) -> httpx.TimeoutException:
@@ -614,14 +676,7 @@ class LimitedTransport(httpx.BaseTransport):
         token = _DEADLINE.set(limits.deadline)
         try:
             limits.left(request)
-            response = self.inner.handle_request(request)
-            try:
-                reading = _Reading(request, response)
-                for raw in cast(Iterable[bytes], response.stream):
-                    reading.take(raw)
-                return reading.answer()
-            finally:
-                response.close()
+            return _read_limited(request, self.inner.handle_request(request))
         except httpx.TimeoutException as exc:
             raise _timed_out(exc, request) from exc
         finally:
@@ -647,6 +702,10 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
         limits = BodyLimits.of(request)
         left = limits.left(request)
         try:
+            if isinstance(self.inner, AsyncNativeTransport):
+                # It reads the answer under the limits and holds it to the deadline itself,
+                # on its worker thread, with less work for the event loop than done here.
+                return await self.inner.handle_async_request(request)
             if left is None:
                 return await self._exchange(request)
             return await asyncio.wait_for(self._exchange(request), left)
@@ -661,10 +720,78 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
             reading = _Reading(request, response)
             async for raw in cast(AsyncIterator[bytes], response.stream):
                 reading.take(raw)
-            return reading.answer()
-        finally:
+            answer = reading.answer()
+            await answer.aread()
+        except BaseException:
             await response.aclose()
+            raise
+        if answer is not response:
+            await response.aclose()
+        return answer
 
     async def aclose(self) -> None:
         """Close ``inner``."""
         await self.inner.aclose()
+
+
+# -- the transport of a client
+
+
+def _context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it (a CA file path became deprecated there)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
+def choose_transport(
+    transport: Any,
+    *,
+    is_async: bool,
+    native: bool,
+    verify: bool | str | ssl.SSLContext,
+    max_connections: int,
+) -> Any:
+    """The transport a client sends through.
+
+    ``transport`` if given, else the Rust transport where it can serve (see
+    :class:`~headwater.http.Client`'s ``native_transport``), else httpx's; read through
+    :class:`LimitedTransport`, which holds every answer to the request's size and time
+    limits; wrapped by a cassette when one is recording or replaying.
+
+    Raises:
+        TypeError: ``transport`` is not of the kind the client awaits (or does not).
+    """
+    if transport is not None:
+        kind = httpx.AsyncBaseTransport if is_async else httpx.BaseTransport
+        if not isinstance(transport, kind):
+            raise TypeError(
+                f"transport must be an httpx.{kind.__name__} for "
+                f"{'an AsyncClient' if is_async else 'a Client'}, got {type(transport).__name__}"
+            )
+    else:
+        proxies = environment_proxies()
+        context = _context(verify)
+        if native and not isinstance(verify, ssl.SSLContext) and native_supported(verify):
+            rust = AsyncNativeTransport if is_async else NativeTransport
+            transport = rust(verify, max_connections)
+        elif is_async:
+
+            def make_async(proxy: str | None) -> httpx.AsyncBaseTransport:
+                return httpx.AsyncHTTPTransport(
+                    limits=_pool(max_connections), verify=context, proxy=proxy
+                )
+
+            transport = AsyncProxyRouter(proxies, make_async) if proxies else make_async(None)
+        else:
+
+            def make(proxy: str | None) -> httpx.BaseTransport:
+                return httpx_transport(context, max_connections, proxy)
+
+            transport = ProxyRouter(proxies, make) if proxies else make(None)
+    transport = AsyncLimitedTransport(transport) if is_async else LimitedTransport(transport)
+    if transport_wrapper is not None:
+        transport = transport_wrapper(transport, is_async)
+    return transport
+
+
+def _pool(max_connections: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)

@@ -39,8 +39,8 @@ from typing import Any, Literal
 import httpx
 
 from headwater.errors import HeadwaterError
-from headwater.http import client as http_client
-from headwater.http.redaction import (
+from headwater.http import transport as http_transport
+from headwater.redaction import (
     MASK,
     is_secret_header,
     redact,
@@ -363,12 +363,12 @@ def use_cassette(path: str | Path, mode: RecordMode = "once") -> Iterator[Casset
     The cassette is saved when the block ends (in record mode).
     """
     cassette = Cassette(path, mode)
-    previous = http_client._transport_wrapper
-    http_client._transport_wrapper = cassette.wrap
+    previous = http_transport.transport_wrapper
+    http_transport.transport_wrapper = cassette.wrap
     try:
         yield cassette
     finally:
-        http_client._transport_wrapper = previous
+        http_transport.transport_wrapper = previous
         cassette.save()
 
 

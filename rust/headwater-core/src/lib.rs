@@ -5,10 +5,8 @@
 //! a table schema ([`ingest`]), computes `_cq_id`s byte-compatible with the Go plugin SDK
 //! ([`cq_id`]) and encodes Arrow IPC streams split under a message size limit ([`ipc`]).
 //! For syncs it has the task queue with its concurrency limits ([`scheduler`]) and the
-//! byte-bounded output buffer that gives backpressure ([`buffer`]). For API clients it has
-//! the token bucket and concurrency cap shared by a sync's threads ([`ratelimit`]) and the
-//! HTTP transport that does their network I/O without Python ([`http`]).
-//! Nothing here touches Python; `headwater-python` drives it.
+//! byte-bounded output buffer that gives backpressure ([`buffer`]).
+//! Nothing here touches Python, nor the network; `headwater-python` drives it.
 #![deny(missing_docs)]
 
 pub mod buffer;
@@ -16,12 +14,10 @@ pub mod builder;
 pub mod cq_id;
 pub mod decimal;
 pub mod error;
-pub mod http;
 pub mod ingest;
 pub mod ipc;
 pub mod json;
 pub mod net;
-pub mod ratelimit;
 pub mod scheduler;
 pub mod schema;
 pub mod temporal;

@@ -26,6 +26,12 @@ pub fn to_py_err(error: CoreError) -> PyErr {
     }
 }
 
+/// Converts an error of the HTTP transport or rate limiter's set-up into a `ValueError`
+/// (a failed request is no such error: the transport raises it by kind).
+pub fn http_error(error: headwater_http::Error) -> PyErr {
+    PyValueError::new_err(error.to_string())
+}
+
 /// A `headwater.RowError` instance (not raised) describing `fault`.
 pub fn row_error_instance<'py>(py: Python<'py>, fault: &RowFault) -> PyResult<Bound<'py, PyAny>> {
     let kwargs = PyDict::new(py);

@@ -1,4 +1,4 @@
-//! `RateLimiter`: headwater-core's token bucket and concurrency cap for Python API clients.
+//! `RateLimiter`: headwater-http's token bucket and concurrency cap for Python API clients.
 //!
 //! Threads wait for a slot here with the GIL released (`py.detach`), in steps of at most
 //! 100 ms so that Ctrl-C still interrupts them; the wait for a turn under the rate is booked
@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use headwater_core::ratelimit::{Limits, RateLimiter as CoreLimiter};
+use headwater_http::ratelimit::{Limits, RateLimiter as HttpLimiter};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::IntoPyResult;
+use crate::errors::http_error;
 
 /// The longest a thread sleeps without checking for signals.
 const STEP: Duration = Duration::from_millis(100);
@@ -26,7 +26,7 @@ fn seconds(value: f64, what: &str) -> PyResult<Duration> {
 #[pyclass(module = "headwater._core", frozen)]
 #[derive(Debug)]
 pub struct RateLimiter {
-    inner: CoreLimiter,
+    inner: HttpLimiter,
 }
 
 #[pymethods]
@@ -34,9 +34,9 @@ impl RateLimiter {
     #[new]
     #[pyo3(signature = (rate=None, burst=1, max_concurrent=None))]
     fn new(rate: Option<f64>, burst: u32, max_concurrent: Option<usize>) -> PyResult<Self> {
-        let limits = Limits::new(rate, burst, max_concurrent).into_py_result()?;
+        let limits = Limits::new(rate, burst, max_concurrent).map_err(http_error)?;
         Ok(RateLimiter {
-            inner: CoreLimiter::new(limits),
+            inner: HttpLimiter::new(limits),
         })
     }
 
@@ -110,7 +110,7 @@ impl RateLimiter {
 
     /// Gives back the slot taken by `acquire_slot` or `try_acquire_slot`.
     fn release(&self, key: &str) -> PyResult<()> {
-        self.inner.release_slot(key).into_py_result()
+        self.inner.release_slot(key).map_err(http_error)
     }
 
     /// Takes in the API's own limit: `remaining` requests until `reset_after` seconds from now.

@@ -1,4 +1,4 @@
-//! `HttpTransport`: headwater-core's HTTP transport for `headwater.http`'s clients.
+//! `HttpTransport`: headwater-http's transport for `headwater.http`'s clients.
 //!
 //! A request's network part (pool, TLS, writing, reading, HTTP framing) runs with the GIL
 //! released, so the threads of a sync waiting on an API do not contend for it. Failures are
@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use headwater_core::http::{Timeouts, Transport, TransportError, Verify};
+use headwater_http::transport::{Timeouts, Transport, TransportError, Verify};
 use pyo3::exceptions::{PyConnectionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::errors::IntoPyResult;
+use crate::errors::http_error;
 
 fn timeout(value: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     value
@@ -62,7 +62,7 @@ impl HttpTransport {
             (true, None) => Verify::WebPki,
         };
         Ok(HttpTransport {
-            inner: Transport::new(verify, max_connections).into_py_result()?,
+            inner: Transport::new(verify, max_connections).map_err(http_error)?,
         })
     }
 

@@ -24,7 +24,7 @@ use ureq::config::AutoHeaderValue;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::{http, Agent};
 
-use crate::error::{CoreError, Result};
+use crate::error::{Error, Result};
 
 /// Which server certificates are trusted.
 #[derive(Debug, Clone)]
@@ -118,16 +118,14 @@ impl Transport {
                         Ok(PemItem::Certificate(cert)) => certs.push(cert),
                         Ok(_) => {}
                         Err(err) => {
-                            return Err(CoreError::InvalidArgument(format!(
+                            return Err(Error::CaBundle(format!(
                                 "the CA bundle is not valid PEM: {err}"
                             )))
                         }
                     }
                 }
                 if certs.is_empty() {
-                    return Err(CoreError::InvalidArgument(
-                        "the CA bundle holds no certificate".into(),
-                    ));
+                    return Err(Error::CaBundle("the CA bundle holds no certificate".into()));
                 }
                 let certs: Vec<Certificate<'static>> = certs;
                 TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(certs)))

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::error::{CoreError, Result};
+use crate::error::{Error, Result};
 
 /// Locks a mutex, ignoring poisoning: the state behind it is plain numbers, valid at any point.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,18 +45,18 @@ impl Limits {
     pub fn new(rate: Option<f64>, burst: u32, max_concurrent: Option<usize>) -> Result<Self> {
         if let Some(rate) = rate {
             if !(rate.is_finite() && rate > 0.0) {
-                return Err(CoreError::InvalidArgument(format!(
+                return Err(Error::Limits(format!(
                     "rate must be a positive number of requests per second, got {rate}"
                 )));
             }
         }
         if burst == 0 {
-            return Err(CoreError::InvalidArgument(
+            return Err(Error::Limits(
                 "burst must be at least 1 request, got 0".into(),
             ));
         }
         if max_concurrent == Some(0) {
-            return Err(CoreError::InvalidArgument(
+            return Err(Error::Limits(
                 "max_concurrent must be at least 1 request, got 0".into(),
             ));
         }
@@ -255,9 +255,9 @@ impl RateLimiter {
         let entry = self.key(key);
         let mut slots = lock(&entry.slots);
         if slots.in_flight == 0 {
-            return Err(CoreError::InvalidArgument(format!(
-                "rate limiter key '{key}': release without a matching acquire"
-            )));
+            return Err(Error::ReleaseWithoutAcquire {
+                key: key.to_owned(),
+            });
         }
         slots.in_flight -= 1;
         drop(slots);
@@ -347,6 +347,19 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn errors_say_which_setting_or_call_was_wrong() {
+        assert!(matches!(
+            Limits::new(None, 0, None),
+            Err(Error::Limits(message)) if message.contains("burst")
+        ));
+        let l = limiter(None, 1, Some(1));
+        assert_eq!(
+            l.release_slot("h"),
+            Err(Error::ReleaseWithoutAcquire { key: "h".into() })
+        );
     }
 
     #[test]
