@@ -34,7 +34,7 @@ import pydantic
 import headwater as hw
 from headwater.destinations.run import sync_to
 
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 class Spec(hw.Spec):

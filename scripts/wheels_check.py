@@ -26,11 +26,10 @@ import json
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-
-import tomllib
 
 PACKAGE = "headwater"
 # What a build output or a developer's tree leaves behind; never part of a distribution.

@@ -21,7 +21,7 @@ import headwater as hw
 from headwater import types
 
 KINDS = ("duckdb", "parquet", "jsonl", "postgresql")
-START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 def item(i: int, version: int = 1) -> dict[str, Any]:

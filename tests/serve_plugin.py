@@ -78,7 +78,7 @@ def repos(client: Client) -> Iterator[dict[str, Any]]:
             "id": i,
             "owner": uuid.UUID(int=i + 1),
             "settings": {"private": i % 2 == 0},
-            "created_at": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=i),
+            "created_at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=i),
         }
 
 

@@ -475,7 +475,7 @@ def test_polars_frames_round_trip() -> None:
             hw.Column("score", pa.float64()),
         ],
     )
-    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     frame = pl.DataFrame(
         {
             "id": [1, 2],

@@ -18,7 +18,7 @@ import pytest
 import headwater as hw
 from headwater import types
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def table(*columns: hw.Column, name: str = "things") -> hw.Table:
@@ -249,7 +249,7 @@ def test_extension_values() -> None:
 def test_str_and_int_enums_store_their_value() -> None:
     import enum
 
-    class Color(str, enum.Enum):
+    class Color(str, enum.Enum):  # noqa: UP042 - the str mix-in is what users write
         RED = "red"
 
     assert one(pa.string(), Color.RED) == "red"

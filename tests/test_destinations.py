@@ -478,7 +478,7 @@ def test_tables_waiting_to_be_written_share_one_byte_budget(tmp_path: Path) -> N
     url = f"duckdb://{tmp_path / 'wide.duckdb'}"
     destination = open_destination(url)
     destination.write_batch_bytes = budget = 100_000  # a 2,000-row table holds ~250 kB
-    options = WriteOptions(source_name="wide", sync_time=dt.datetime.now(dt.timezone.utc))
+    options = WriteOptions(source_name="wide", sync_time=dt.datetime.now(dt.UTC))
     destination.prepare([DestinationTable(t, t.arrow_schema, False) for t in tables], options)
     batches = _Coalescer(destination, rows=1_000_000)  # only bytes make it write
     held, largest = 0, 0

@@ -22,8 +22,8 @@ from headwater.destinations.duckdb import STATE_TABLE as DUCKDB_STATE_TABLE
 from headwater.destinations.postgres import postgres_dialect
 from headwater.destinations.sql import SqlDialect, Statement, end_of_sync, forget_table_state
 
-EARLIER = dt.datetime(2026, 1, 1, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
-NOW = dt.datetime(2026, 1, 2, 10, 0, 0, 654321, tzinfo=dt.timezone.utc)
+EARLIER = dt.datetime(2026, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 1, 2, 10, 0, 0, 654321, tzinfo=dt.UTC)
 SOURCE = "it's-a-source"  # a quote, so that an unescaped literal would fail
 
 #: Rows of every table: (id, _cq_source_name, _cq_sync_time).

@@ -23,7 +23,7 @@ import pytest
 import headwater as hw
 from headwater import types
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def table(**columns: pa.DataType) -> hw.Table:

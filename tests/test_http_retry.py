@@ -54,7 +54,7 @@ def test_5xx_and_429_are_retried_with_exponential_backoff(
 
 
 def test_retry_after_in_seconds_and_as_a_date(http_server: MockServer, waits: list[float]) -> None:
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
     http_server.route("GET", "/x", status=503, headers={"Retry-After": "7"}, times=1)
     http_server.route(
         "GET",
@@ -215,7 +215,7 @@ def test_jitter_stays_between_the_minimum_and_the_backoff() -> None:
 
 
 def test_parse_retry_after() -> None:
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     assert http.parse_retry_after({"retry-after": "12"}) == 12
     assert http.parse_retry_after({"retry-after": "1.5"}) == 1.5
     assert http.parse_retry_after({"retry-after": "Thu, 01 Jan 2026 00:01:00 GMT"}, now) == 60

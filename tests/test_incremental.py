@@ -18,9 +18,7 @@ ID = hw.Column("id", pa.int64(), primary_key=True)
 EVENTS = [
     {
         "id": i,
-        "updated_at": (
-            dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=i)
-        ).isoformat(),
+        "updated_at": (dt.datetime(2026, 3, 1, tzinfo=dt.UTC) + dt.timedelta(hours=i)).isoformat(),
     }
     for i in range(1, 101)
 ]
@@ -65,7 +63,7 @@ def test_a_second_sync_fetches_only_what_changed() -> None:
         EVENTS.pop()
     assert (
         second.rows("inc_events")
-        == [{"id": 101, "updated_at": dt.datetime(2026, 3, 6, tzinfo=dt.timezone.utc)}] * 2
+        == [{"id": 101, "updated_at": dt.datetime(2026, 3, 6, tzinfo=dt.UTC)}] * 2
     )
     assert set(second.state.values()) == {"2026-03-06T00:00:00Z"}
 

@@ -38,7 +38,7 @@ def wide_rows(rows: int = ROWS) -> tuple[DestinationTable, pa.Table]:
 
 
 def options(mode: WriteMode = "append") -> WriteOptions:
-    return WriteOptions(source_name="wide", sync_time=dt.datetime.now(dt.timezone.utc), mode=mode)
+    return WriteOptions(source_name="wide", sync_time=dt.datetime.now(dt.UTC), mode=mode)
 
 
 @pytest.fixture

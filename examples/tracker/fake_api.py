@@ -25,7 +25,7 @@ __all__ = ["CLIENT_ID", "CLIENT_SECRET", "FakeTracker"]
 CLIENT_ID = "tracker-test-client"
 CLIENT_SECRET = "tracker-test-secret-0123"
 
-EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -109,7 +109,7 @@ class Cursor:
         if value is None:
             return None
         if self.kind == "datetime":
-            text: str = value.astimezone(dt.timezone.utc).isoformat()
+            text: str = value.astimezone(dt.UTC).isoformat()
             return text.removesuffix("+00:00") + "Z"
         return str(value)
 
@@ -132,7 +132,7 @@ class Cursor:
                 moment = dt.datetime.fromisoformat(text)
             else:
                 raise TypeError(f"expected a datetime or ISO 8601 str, got {type(value).__name__}")
-            return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
         except (TypeError, ValueError) as exc:
             shown = repr(value)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."

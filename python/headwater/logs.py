@@ -86,7 +86,7 @@ class TextFormatter(logging.Formatter):
 
         A traceback and a stack follow on the next lines. Registered secrets are masked.
         """
-        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC)
         parts = [
             when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
             record.levelname[:3].upper(),
@@ -112,7 +112,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Format a record as a JSON object on one line."""
         entry: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
                 timespec="milliseconds"
             ),
             "level": _json_level(record.levelno),

@@ -88,8 +88,8 @@ class WriteOptions(pydantic.BaseModel):
     def _utc_microseconds(cls, value: dt.datetime) -> dt.datetime:
         # Stored as microseconds in UTC: the value written must compare equal when read back.
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 @dataclasses.dataclass(frozen=True)

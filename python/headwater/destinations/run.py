@@ -288,7 +288,7 @@ def sync_to(
     selected = plugin.select_tables(tables, skip_tables, skip_dependent_tables)
     plans = [DestinationTable(t, t.arrow_schema, t.resolver_wants_state) for t in selected]
     names = [plan.name for plan in plans]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     options = WriteOptions(
         source_name=source_name or plugin.name,
         sync_time=now,

@@ -114,5 +114,5 @@ def parse_retry_after(headers: Mapping[str, str], now: dt.datetime | None = None
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+        when = when.replace(tzinfo=dt.UTC)
+    return (when - (now or dt.datetime.now(dt.UTC))).total_seconds()

@@ -709,7 +709,7 @@ class AsyncLimitedTransport(httpx.AsyncBaseTransport):
             if left is None:
                 return await self._exchange(request)
             return await asyncio.wait_for(self._exchange(request), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TotalTimeout("the request's total time ran out", request=request) from None
         except httpx.TimeoutException as exc:
             raise _timed_out(exc, request) from exc
