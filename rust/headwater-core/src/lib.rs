@@ -1,17 +1,15 @@
-//! headwater-core: the pure-Rust engine behind headwater.
+//! headwater-core: the pure-Rust data layer behind headwater.
 //!
 //! It knows CloudQuery's schema conventions ([`schema`]), builds Arrow columns from values
 //! pushed one at a time with row-level rollback ([`builder`]), conforms ready-made Arrow data to
 //! a table schema ([`ingest`]), computes `_cq_id`s byte-compatible with the Go plugin SDK
 //! ([`cq_id`]) and encodes Arrow IPC streams split under a message size limit ([`ipc`]).
-//! For syncs it has the task queue with its concurrency limits ([`scheduler`]) and the
-//! byte-bounded output buffer that gives backpressure ([`buffer`]). For API clients it has
-//! the token bucket and concurrency cap shared by a sync's threads ([`ratelimit`]) and the
+//! For API clients it has the token bucket and concurrency cap shared by a sync's threads ([`ratelimit`]) and the
 //! HTTP transport that does their network I/O without Python ([`http`]).
-//! Nothing here touches Python; `headwater-python` drives it.
+//! Nothing here touches Python; `headwater-engine` runs syncs on it and `headwater-python`
+//! drives both.
 #![deny(missing_docs)]
 
-pub mod buffer;
 pub mod builder;
 pub mod cq_id;
 pub mod decimal;
@@ -22,7 +20,6 @@ pub mod ipc;
 pub mod json;
 pub mod net;
 pub mod ratelimit;
-pub mod scheduler;
 pub mod schema;
 pub mod temporal;
 

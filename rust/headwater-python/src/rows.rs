@@ -122,9 +122,9 @@ struct Reading<'r, 'py> {
     sizing: usize,
 }
 
-/// Rows read before the buffers are sized for the rest of a list (or of a batch, in the sync
-/// engine) from what they hold, so they grow once instead of doubling (and copying) all the way.
-pub const SIZING_ROWS: usize = 1024;
+/// Rows read before the buffers are sized for the rest of a list from what they hold: the
+/// engine's batches use the same count.
+pub use headwater_engine::accumulate::SIZING_ROWS;
 
 impl Reading<'_, '_> {
     /// Reads row `index`, or handles its fault.
