@@ -202,9 +202,19 @@ impl<H: Host> Engine<H> {
     }
 
     /// Stops the timer thread and waits for it, so it flushes nothing after this returns.
+    /// Called on the timer thread itself (which ends the sync when the worker it started in
+    /// place of a timed-out one is gone already), it only tells the timer to stop: whoever
+    /// joins the engine joins it.
     pub fn stop_timer(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let timer = lock(&self.timer).take();
+        let timer = {
+            let mut timer = lock(&self.timer);
+            let current = std::thread::current().id();
+            if timer.as_ref().is_some_and(|t| t.thread().id() == current) {
+                return;
+            }
+            timer.take()
+        };
         if let Some(timer) = timer {
             timer.thread().unpark();
             if timer.join().is_err() {

@@ -228,9 +228,10 @@ pub fn expire_overdue<H: Driver>(engine: &Arc<Engine<H>>) {
         // and the stuck one leaves it (it exits once the resolver returns).
         spawn_worker(engine);
         engine.scheduler.unregister_worker();
-        // The new worker keeps the count above zero; only a sync cancelled meanwhile gets
-        // none, and the engine's close finishes that one (this thread must not: it is the
-        // timer, which finishing joins).
-        engine.live_workers.fetch_sub(1, Ordering::SeqCst);
+        // The new worker may have found nothing left to do and gone already (or none was
+        // started, the sync being cancelled): then the stuck one was the last in the pool.
+        if engine.live_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            finish_sync(engine);
+        }
     }
 }
