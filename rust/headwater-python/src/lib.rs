@@ -13,6 +13,7 @@
 mod batch;
 mod context;
 mod errors;
+mod fault;
 mod ffi_read;
 mod plan;
 mod pyjson;
