@@ -70,6 +70,16 @@ def expand(text: str, start: int) -> list[list[str]]:
     """The paths written at `start` (after `crate::`, `super::` or `self::`), braces expanded."""
     paths: list[list[str]] = []
 
+    def group(pos: int, prefix: list[str]) -> int:
+        # `pos` is just past a `{`: each comma-separated path continues `prefix`.
+        while True:
+            pos = walk(pos, prefix)
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos >= len(text) or text[pos] == "}":
+                return pos + 1
+            pos += 1  # the comma
+
     def walk(pos: int, prefix: list[str]) -> int:
         segment = ""
         current = list(prefix)
@@ -77,20 +87,13 @@ def expand(text: str, start: int) -> list[list[str]]:
             char = text[pos]
             if char.isalnum() or char == "_":
                 segment += char
+            elif char == "{" and not segment:
+                return group(pos + 1, current)
             elif text.startswith("::", pos):
                 if segment:
                     current.append(segment)
                     segment = ""
                 pos += 2
-                if pos < len(text) and text[pos] == "{":
-                    pos += 1
-                    while True:
-                        pos = walk(pos, current)
-                        while pos < len(text) and text[pos].isspace():
-                            pos += 1
-                        if pos >= len(text) or text[pos] == "}":
-                            return pos + 1
-                        pos += 1  # the comma
                 continue
             elif char.isspace() and not segment:
                 pass
