@@ -22,7 +22,9 @@
 //!
 //! The engine is generic over what its driver holds ([`host::Host`]: the parent row handed to
 //! child tasks, the resolver failure): `headwater-python` runs it with Python objects, its
-//! tests with plain Rust values. Nothing here touches Python.
+//! tests with plain Rust values. What the bindings call once per row is generic or
+//! `#[inline]`, so it inlines across the crate boundary (release builds have no cross-crate
+//! LTO). Nothing here touches Python.
 #![deny(missing_docs)]
 
 pub mod accumulate;

@@ -43,6 +43,7 @@ pub struct Pace {
 
 impl Pace {
     /// A pace whose first group starts at `now` (before the resolver's first row).
+    #[inline]
     pub fn new(now: Instant) -> Self {
         Pace {
             rows_in_group: 0,
@@ -52,12 +53,14 @@ impl Pace {
     }
 
     /// Whether rows may be held back now, to be converted as a group.
+    #[inline]
     pub fn holding(&self) -> bool {
         self.quick_groups >= QUICK_GROUPS_TO_HOLD
     }
 
     /// Counts one row; returns true when it completes a group (the clock is read then, from
     /// `now`), which is when held rows are converted.
+    #[inline]
     pub fn count_row(&mut self, now: impl FnOnce() -> Instant) -> bool {
         self.rows_in_group += 1;
         if self.rows_in_group < GROUP_ROWS {

@@ -51,6 +51,7 @@ pub struct Ticket {
 
 impl Ticket {
     /// Whether the engine gave up on the task: it must not deliver anything more.
+    #[inline]
     pub fn timed_out(&self) -> bool {
         self.phase.load(Ordering::Relaxed) == TIMED_OUT
     }

@@ -36,6 +36,7 @@ pub struct Counters {
 
 impl Counters {
     /// Adds `n` to `counter`.
+    #[inline]
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
