@@ -1,15 +1,13 @@
-//! headwater-core: the pure-Rust engine behind headwater.
+//! headwater-core: the pure-Rust data layer behind headwater.
 //!
 //! It knows CloudQuery's schema conventions ([`schema`]), builds Arrow columns from values
 //! pushed one at a time with row-level rollback ([`builder`]), conforms ready-made Arrow data to
 //! a table schema ([`ingest`]), computes `_cq_id`s byte-compatible with the Go plugin SDK
 //! ([`cq_id`]) and encodes Arrow IPC streams split under a message size limit ([`ipc`]).
-//! For syncs it has the task queue with its concurrency limits ([`scheduler`]) and the
-//! byte-bounded output buffer that gives backpressure ([`buffer`]).
-//! Nothing here touches Python, nor the network; `headwater-python` drives it.
+//! Nothing here touches Python or the network; `headwater-engine` runs syncs on it and
+//! `headwater-python` drives both.
 #![deny(missing_docs)]
 
-pub mod buffer;
 pub mod builder;
 pub mod cq_id;
 pub mod decimal;
@@ -18,7 +16,6 @@ pub mod ingest;
 pub mod ipc;
 pub mod json;
 pub mod net;
-pub mod scheduler;
 pub mod schema;
 pub mod temporal;
 

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
-use crate::ffi_read::{DictLayout, UuidLayout};
+use crate::ffi_read::layout::{DictLayout, UuidLayout};
 
 /// The recognised Python types, all owned references valid for the interpreter's life.
 #[derive(Debug)]

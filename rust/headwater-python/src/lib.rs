@@ -1,16 +1,19 @@
-//! `headwater._core`: the pyo3 bindings of headwater-core.
+//! `headwater._core`: conversion and glue between Python and headwater's Rust crates.
 //!
-//! This crate holds only the Python-facing layer: reading Python rows into headwater-core's
-//! column builders ([`rows`], [`values`], [`pyjson`], and [`ffi_read`], the one module with
-//! `unsafe` code, which reads common values in place), the `BatchBuilder` class and the IPC
-//! functions ([`batch`]), the sync engine that runs a plugin's resolvers on worker threads
-//! ([`sync`]), the rate limiter API clients share ([`ratelimit`]) and their HTTP transport
-//! ([`transport`]), and the mapping of engine errors onto `headwater.errors` ([`errors`]).
-//! The public Python API lives in `python/headwater`, which wraps these.
+//! The engine and the data layer are pure Rust (`headwater-engine`, `headwater-core`); this
+//! crate holds what touches Python: reading Python rows into headwater-core's column builders
+//! ([`rows`], [`values`], [`pyjson`], and [`ffi_read`], the one module with `unsafe` code,
+//! which reads common values in place), the `BatchBuilder` class and the IPC functions
+//! ([`batch`]), the sync engine's Python side, which runs headwater-engine with Python
+//! resolvers and objects ([`sync`]), the rate limiter API clients share ([`ratelimit`]) and
+//! their HTTP transport ([`transport`]), and the mapping of engine errors onto
+//! `headwater.errors` ([`errors`]). The public Python API lives in `python/headwater`, which
+//! wraps these.
 
 mod batch;
 mod context;
 mod errors;
+mod fault;
 mod ffi_read;
 mod plan;
 mod pyjson;

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::context::Known;
-use crate::values::{ConvError, Fault};
+use crate::fault::{ConvError, Fault};
 use headwater_core::schema::type_label;
 
 /// Deeper nesting than this is treated as a reference cycle rather than recursed into.

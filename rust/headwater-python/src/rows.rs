@@ -10,15 +10,16 @@
 
 use headwater_core::builder::ColumnBuilder;
 use headwater_core::{CoreError, RowFault};
-use pyo3::exceptions::{PyAttributeError, PyKeyError, PyRuntimeError};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyList, PyMapping, PyString, PyTuple};
 
 use crate::context::Known;
 use crate::errors::{row_error_instance, to_py_err, NotARowError};
+use crate::fault::{ConvError, Fault};
 use crate::ffi_read::{self, DictWalk, Entry, FastPush, Step};
-use crate::values::{is_scalar, push_value, short_repr, truncate_chars, Context, ConvError, Fault};
+use crate::values::{is_scalar, lookup_attribute, push_value, short_repr, truncate_chars, Context};
 
 /// Rows between two calls of the `every_chunk` hook of [`append_rows`].
 pub const CHUNK_ROWS: usize = 8192;
@@ -122,9 +123,9 @@ struct Reading<'r, 'py> {
     sizing: usize,
 }
 
-/// Rows read before the buffers are sized for the rest of a list (or of a batch, in the sync
-/// engine) from what they hold, so they grow once instead of doubling (and copying) all the way.
-pub const SIZING_ROWS: usize = 1024;
+/// Rows read before the buffers are sized for the rest of a list from what they hold: the
+/// engine's batches use the same count.
+pub use headwater_engine::accumulate::SIZING_ROWS;
 
 impl Reading<'_, '_> {
     /// Reads row `index`, or handles its fault.
@@ -611,18 +612,6 @@ fn walk_in_column_order(
                 return Err((Some(i), err.into()));
             }
         }
-    }
-}
-
-/// `getattr(obj, name)`, with a missing attribute as `None` and any other exception raised.
-pub fn lookup_attribute<'py>(
-    obj: &Bound<'py, PyAny>,
-    name: &Bound<'py, PyString>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    match obj.getattr(name) {
-        Ok(value) => Ok(Some(value)),
-        Err(err) if err.is_instance_of::<PyAttributeError>(obj.py()) => Ok(None),
-        Err(err) => Err(err),
     }
 }
 

@@ -2,12 +2,12 @@
 //!
 //! [`push_value`] looks at the column's storage and accepts exactly the Python values that fit
 //! it without losing information: `3` into a float column is fine, `"3"` into an int column,
-//! `3.5` into an int column or a microsecond into `timestamp[s]` are [`Fault`]s that name the
-//! reason. Exceptions raised by user code while reading a value (a failing `utcoffset`, a
-//! property) pass through unchanged as [`ConvError::Py`]. An `enum.Enum` member is stored as
-//! its `value`, under the same rules: str and int enums are strs and ints already, and any
-//! other member is looked at only once its own value did not fit, which costs the common
-//! values nothing.
+//! `3.5` into an int column or a microsecond into `timestamp[s]` are
+//! [`Fault`](crate::fault::Fault)s that name the reason. Exceptions raised by user code while
+//! reading a value (a failing `utcoffset`, a property) pass through unchanged as
+//! [`ConvError::Py`]. An `enum.Enum` member is stored as its `value`, under the same rules: str
+//! and int enums are strs and ints already, and any other member is looked at only once its
+//! own value did not fit, which costs the common values nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use arrow_array::OffsetSizeTrait;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 use headwater_core::builder::{BytesColumn, ColumnBuilder, FixedColumn, ListColumn, Values};
 use headwater_core::schema::type_label;
-use headwater_core::{decimal, json, net, temporal, CoreError};
-use pyo3::exceptions::PyOverflowError;
+use headwater_core::{decimal, json, net, temporal};
+use pyo3::exceptions::{PyAttributeError, PyOverflowError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -27,69 +27,9 @@ use pyo3::types::{
 };
 
 use crate::context::Known;
+use crate::fault::{fault, Conv, ConvError};
 use crate::ffi_read::{FastPush, Inert, Json};
 use crate::pyjson::{self, write_json};
-use crate::rows::lookup_attribute;
-
-/// A value that does not fit its column.
-#[derive(Debug)]
-pub struct Fault {
-    /// Where inside the column, for nested values: `[2]`, `.city`, `[2].city`; empty at the top.
-    pub path: String,
-    /// The type the (nested) column expects, as [`type_label`] prints it.
-    pub expected: String,
-    /// The offending (nested) value.
-    pub value: Py<PyAny>,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// Why a value could not be pushed.
-#[derive(Debug)]
-pub enum ConvError {
-    /// The value does not fit; the row is bad.
-    Fault(Box<Fault>),
-    /// User code raised while the value was read; re-raised unchanged.
-    Py(PyErr),
-    /// The batch itself is unusable (e.g. more than 2 GiB of strings in one column).
-    Core(CoreError),
-    /// The row is a generator, coroutine or other iterator: a forgotten `yield from` or
-    /// `await` in the resolver, not bad data (see `rows::not_a_row_error`). Holds its kind.
-    NotARow(&'static str),
-}
-
-impl From<PyErr> for ConvError {
-    fn from(err: PyErr) -> Self {
-        ConvError::Py(err)
-    }
-}
-
-impl From<CoreError> for ConvError {
-    fn from(err: CoreError) -> Self {
-        ConvError::Core(err)
-    }
-}
-
-impl ConvError {
-    /// Prefixes the path of a fault found inside a nested value.
-    fn nested(mut self, step: impl FnOnce() -> String) -> Self {
-        if let ConvError::Fault(fault) = &mut self {
-            fault.path.insert_str(0, &step());
-        }
-        self
-    }
-}
-
-type Conv<T> = Result<T, ConvError>;
-
-fn fault<T>(field: &Field, value: &Bound<'_, PyAny>, reason: impl Into<String>) -> Conv<T> {
-    Err(ConvError::Fault(Box::new(Fault {
-        path: String::new(),
-        expected: type_label(field),
-        value: value.clone().unbind(),
-        reason: reason.into(),
-    })))
-}
 
 /// What converting a value needs besides the value: the recognised Python types, and the
 /// interned names of struct fields.
@@ -1104,4 +1044,16 @@ fn for_each_item(
         return fault(field, v, "expected a list, tuple or set");
     }
     Ok(())
+}
+
+/// `getattr(obj, name)`, with a missing attribute as `None` and any other exception raised.
+pub fn lookup_attribute<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match obj.getattr(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_instance_of::<PyAttributeError>(obj.py()) => Ok(None),
+        Err(err) => Err(err),
+    }
 }

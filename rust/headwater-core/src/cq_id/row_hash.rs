@@ -3,15 +3,15 @@
 //!
 //! Each row costs one SHA-256 and one SHA-1 compression when its key string fits one block
 //! (55 bytes or fewer, which is nearly every key). With the x86 SHA extensions a compression
-//! is a chain of dependent `sha256rnds2` / `sha1rnds4` instructions, so one row at a time runs
-//! at the instructions' latency (about 1.3 and 2 ns each on the AMD EPYC we measure on) while
-//! the hashing unit could start another every cycle or two. [`RowHasher`] therefore collects
-//! [`LANES`] one-block rows and compresses them in lockstep, each instruction of one row next
-//! to the same instruction of the other. That took an integer key's id from about 125 to
-//! about 70 ns on one core. More lanes did no better: four rows' state no longer fits the 16
-//! vector registers. Longer keys, a row left over at the end, and CPUs without the SHA
-//! extensions take the one-row-at-a-time path of the `sha2`/`sha1` crates (which use SHA-NI
-//! or ARMv8 crypto instructions themselves where present).
+//! is a chain of dependent `sha256rnds2` / `sha1rnds4` instructions, so one row at a time is
+//! bound by the instructions' latency while the hashing unit could start another every cycle
+//! or two. [`RowHasher`] therefore collects [`LANES`] one-block rows and compresses them in
+//! lockstep, each instruction of one row next to the same instruction of the other, which
+//! keeps the unit busy. Two lanes, not more: a third and fourth row's state no longer fit the
+//! 16 vector registers, and the spills cost what the overlap gains. Longer keys, a row left
+//! over at the end, and CPUs without the SHA extensions take the one-row-at-a-time path of the
+//! `sha2`/`sha1` crates (which use SHA-NI or ARMv8 crypto instructions themselves where
+//! present).
 
 use sha2::digest::generic_array::GenericArray;
 

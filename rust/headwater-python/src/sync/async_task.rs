@@ -11,24 +11,25 @@
 
 use std::sync::{Arc, Mutex};
 
-use headwater_core::scheduler::Slot;
+use headwater_engine::accumulate::Owner;
+use headwater_engine::lock::lock;
+use headwater_engine::scheduler::Slot;
 use pyo3::prelude::*;
 
-use super::accumulate::Owner;
-use super::worker::{drive, end_task, is_one_item, TaskContext};
-use super::{lock, Shared};
+use super::drive::{drive, end_task, is_one_item, PyTask};
+use super::host::{report_failure, Engine};
 
 /// A running async resolver invocation.
 #[pyclass(module = "headwater._core", frozen)]
 #[derive(Debug)]
 pub struct AsyncTask {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
-    cx: TaskContext,
+    task: PyTask,
     /// The task's slot; `None` once finished.
     slot: Option<Slot>,
     /// Whether the slot is lent out (see [`AsyncTask::suspend`]).
@@ -39,34 +40,34 @@ impl AsyncTask {
     /// Hands `result` (an async iterable or awaitable) to the event loop runner.
     pub fn start(
         py: Python<'_>,
-        shared: &Arc<Shared>,
-        cx: TaskContext,
+        engine: &Arc<Engine>,
+        task: PyTask,
         slot: Slot,
         result: Bound<'_, PyAny>,
     ) {
-        if let Some(state) = &cx.state {
+        if let Some(state) = &task.state {
             // Its rows will be read on the event loop thread.
             state.get().move_to(Owner::Loop);
         }
-        let task = AsyncTask {
-            shared: Arc::clone(shared),
+        let handle = AsyncTask {
+            engine: Arc::clone(engine),
             state: Mutex::new(State {
-                cx,
+                task,
                 slot: Some(slot),
                 suspended: false,
             }),
         };
-        let task = match Bound::new(py, task) {
-            Ok(task) => task,
+        let handle = match Bound::new(py, handle) {
+            Ok(handle) => handle,
             Err(err) => {
-                // Only a MemoryError gets here; the slot went back when `task` was dropped.
+                // Only a MemoryError gets here; the slot went back when `handle` was dropped.
                 err.write_unraisable(py, None);
                 return;
             }
         };
-        let runner = shared.python.async_runner.bind(py);
-        if let Err(err) = runner.call_method1("submit", (result, &task)) {
-            task.get().end(py, Some(err));
+        let runner = engine.host.python.async_runner.bind(py);
+        if let Err(err) = runner.call_method1("submit", (result, &handle)) {
+            handle.get().end(py, Some(err));
         }
     }
 
@@ -77,16 +78,22 @@ impl AsyncTask {
         };
         if state.suspended {
             // Ended while its slot was lent out: take it back, to give it up below.
-            self.shared.scheduler.resume_now(&slot);
+            self.engine.scheduler.resume_now(&slot);
             state.suspended = false;
         }
-        let shared = &self.shared;
+        let engine = &self.engine;
         if let Some(err) = error {
-            state.cx.failed();
-            shared.report_failure(py, state.cx.table, Some(state.cx.client), err);
+            state.task.cx.failed();
+            report_failure(
+                py,
+                engine,
+                state.task.cx.table,
+                Some(state.task.cx.client),
+                err,
+            );
         }
-        let mut local = lock(&shared.loop_local);
-        end_task(py, shared, &mut local, &state.cx, slot);
+        let mut local = lock(&engine.loop_local);
+        end_task(py, engine, &mut local, &state.task, slot);
     }
 }
 
@@ -95,14 +102,14 @@ impl AsyncTask {
     /// Converts one item the resolver yielded (a row, a page of rows, or Arrow data). Returns
     /// whether to go on: `False` once the sync is cancelled.
     fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let shared = &self.shared;
-        if shared.is_cancelled() {
+        let engine = &self.engine;
+        if engine.is_cancelled() {
             return Ok(false);
         }
         let mut state = lock(&self.state);
-        let mut local = lock(&shared.loop_local);
-        drive(py, shared, &mut local, &mut state.cx, None, item)?;
-        Ok(!shared.is_cancelled())
+        let mut local = lock(&engine.loop_local);
+        drive(py, engine, &mut local, &mut state.task, None, item)?;
+        Ok(!engine.is_cancelled())
     }
 
     /// Converts what an async resolver's coroutine returned: nothing (`None`), one item, or
@@ -112,8 +119,8 @@ impl AsyncTask {
         if result.is_none() {
             return Ok(true);
         }
-        let table = lock(&self.state).cx.table;
-        if is_one_item(result, &self.shared.tables[table].plan.table)? {
+        let table = lock(&self.state).task.cx.table;
+        if is_one_item(result, &self.engine.host.tables[table].plan.table)? {
             return self.push(py, result);
         }
         for item in result.try_iter()? {
@@ -127,7 +134,10 @@ impl AsyncTask {
     /// Whether the task should wait for its children before yielding more rows.
     fn needs_room(&self) -> bool {
         let state = lock(&self.state);
-        !self.shared.tables[state.cx.table].children.is_empty() && !self.shared.scheduler.has_room()
+        !self.engine.tables()[state.task.cx.table]
+            .children
+            .is_empty()
+            && !self.engine.scheduler.has_room()
     }
 
     /// Lends the task's slot out while it waits for its children; poll
@@ -135,7 +145,7 @@ impl AsyncTask {
     fn suspend(&self) {
         let mut state = lock(&self.state);
         if let (Some(slot), false) = (&state.slot, state.suspended) {
-            self.shared.scheduler.suspend(slot);
+            self.engine.scheduler.suspend(slot);
             state.suspended = true;
         }
     }
@@ -145,7 +155,7 @@ impl AsyncTask {
         let mut state = lock(&self.state);
         match (&state.slot, state.suspended) {
             (Some(slot), true) => {
-                let resumed = self.shared.scheduler.try_resume(slot);
+                let resumed = self.engine.scheduler.try_resume(slot);
                 state.suspended = !resumed;
                 resumed
             }
@@ -162,7 +172,7 @@ impl AsyncTask {
     /// Whether the sync was cancelled: the driver should stop.
     #[getter]
     fn cancelled(&self) -> bool {
-        self.shared.is_cancelled()
+        self.engine.is_cancelled()
     }
 }
 
@@ -172,12 +182,12 @@ impl Drop for AsyncTask {
         // the sync could never end. Nor may a state update cover the rows it never produced.
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = state.slot.take() {
-            state.cx.failed();
-            self.shared.running.end(&state.cx.ticket);
+            state.task.cx.failed();
+            self.engine.running.end(&state.task.cx.ticket);
             if state.suspended {
-                self.shared.scheduler.resume_now(&slot);
+                self.engine.scheduler.resume_now(&slot);
             }
-            self.shared.scheduler.finish(slot);
+            self.engine.scheduler.finish(slot);
         }
     }
 }

@@ -3,62 +3,44 @@
 //!
 //! Closing never waits long for a resolver: a thread still in one a moment after the cancel
 //! (blocked in `time.sleep`, a socket read) is asked to raise `ResolverCancelled` when it
-//! next runs Python, and after [`STOP_GRACE`] the engine stops waiting for it. It ends on its
-//! own once the resolver returns, seeing the sync cancelled: it delivers nothing more.
+//! next runs Python, and after [`STOP_GRACE`](headwater_engine::lifecycle::STOP_GRACE) the
+//! engine stops waiting for it. It ends on its own once the resolver returns, seeing the sync
+//! cancelled: it delivers nothing more.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use headwater_core::buffer::{OutputBuffer, Pop};
-use headwater_core::scheduler::{order_roots, Limits, Scheduler, Shard, Strategy, Task};
+use headwater_engine::buffer::Pop;
+use headwater_engine::engine::Config;
+use headwater_engine::lifecycle::{self, JoinStep, Joiner};
+use headwater_engine::lock::lock;
+use headwater_engine::output::{Failure, Output};
+use headwater_engine::scheduler::{order_roots, Limits, Shard, Strategy, Task};
+use headwater_engine::table::{Options, Table};
+use headwater_engine::task::Payload;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
-use super::accumulate::{Local, Owner};
-use super::running::{interrupt, Running};
-use super::state::StateMap;
-use super::worker::{finish_sync, queue};
-use super::{
-    finisher, lock, timer, Counters, Failure, Options, Output, Payload, PythonSide, Shared,
-    TableRuntime,
-};
+use super::async_task::AsyncTask;
+use super::host::{Engine, PyHost, PyTable, PythonSide};
+use super::state::TaskState;
 use crate::errors::HeadwaterError;
 use crate::plan::TablePlan;
 
 /// How often a consumer blocked on the output wakes up to check for signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// How long a cancelled sync lets its resolvers stop on their own before it interrupts
-/// those still running...
-const INTERRUPT_AFTER: Duration = Duration::from_millis(200);
-
-/// ...and how long it waits for its threads in all before it leaves the stuck ones be.
-const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// How often closing checks whether the threads are gone.
-const JOIN_POLL: Duration = Duration::from_millis(5);
-
 pyo3::import_exception!(headwater.errors, ResolverTimeoutError);
 pyo3::import_exception!(headwater.errors, SyncTimeoutError);
-
-/// The root tasks, queued by `start()`, and the finisher's end of its channel.
-#[derive(Debug)]
-struct Start {
-    roots: Vec<Task<Payload>>,
-    jobs: mpsc::Receiver<finisher::Job>,
-}
 
 /// One sync: call `start()`, then iterate for messages; `close()` cancels.
 #[pyclass(module = "headwater._core", frozen)]
 #[derive(Debug)]
 pub struct SyncEngine {
-    shared: Arc<Shared>,
-    /// What `start()` needs, until it runs.
-    pending_start: Mutex<Option<Start>>,
+    engine: Arc<Engine>,
     started: AtomicBool,
     /// `sync_timeout`, and the moment it runs out once started.
     sync_timeout: Option<Duration>,
@@ -88,7 +70,7 @@ fn time_limit(name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
 }
 
 /// One selected table as the Python side describes it: its schema, `invoke`, its parent's
-/// index, whether `invoke` takes state, `pre_row`, `derive` (see [`TableRuntime`]) and
+/// index, whether `invoke` takes state, `pre_row`, `derive` (see [`PyTable`]) and
 /// whether it is strict.
 type TableSpec = (
     PySchema,
@@ -185,7 +167,8 @@ impl SyncEngine {
             resolver_timeout: time_limit("resolver_timeout", resolver_timeout)?,
         };
         let sync_timeout = time_limit("sync_timeout", sync_timeout)?;
-        let mut runtimes: Vec<TableRuntime> = Vec::with_capacity(tables.len());
+        let mut runtimes: Vec<Table> = Vec::with_capacity(tables.len());
+        let mut py_tables: Vec<PyTable> = Vec::with_capacity(tables.len());
         for (index, spec) in tables.into_iter().enumerate() {
             let (schema, invoke, parent, wants_state, pre_row, derive, strict) = spec;
             let depth = match parent {
@@ -200,15 +183,14 @@ impl SyncEngine {
             if let Some(p) = parent {
                 runtimes[p].children.push(index);
             }
-            runtimes.push(TableRuntime {
-                plan: TablePlan::new(py, schema.into_inner(), strict)?,
+            let plan = TablePlan::new(py, schema.into_inner(), strict)?;
+            runtimes.push(Table::new(Arc::clone(&plan.schema), depth));
+            py_tables.push(PyTable {
+                plan,
                 invoke,
                 wants_state,
                 pre_row,
                 derive,
-                children: Vec::new(),
-                depth,
-                counters: Counters::default(),
             });
         }
         let max_depth = runtimes.iter().map(|t| t.depth).max().unwrap_or(0);
@@ -227,7 +209,7 @@ impl SyncEngine {
         if let Some(max_queued) = max_queued {
             limits.max_queued = at_least_one("max_queued", max_queued)?;
         }
-        let mut root_tasks = Vec::new();
+        let mut root_tasks: Vec<Task<Payload<PyHost>>> = Vec::new();
         let mut root_clients: Vec<Vec<usize>> = Vec::with_capacity(roots.len());
         let mut root_tables = Vec::with_capacity(roots.len());
         for (table, table_clients) in roots {
@@ -250,25 +232,16 @@ impl SyncEngine {
             root_tasks.push(Task {
                 table: root_tables[root],
                 depth: 0,
-                payload: Payload {
-                    client: root_clients[root][position],
-                    parent: None,
-                    parent_epoch: None,
-                },
+                payload: Payload::root(root_clients[root][position]),
             });
         }
-        let scheduler = Scheduler::new(limits, runtimes.len())
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let (jobs, received) = mpsc::channel();
-        let running = Running::new(options.resolver_timeout);
-        let shared = Arc::new(Shared {
-            tables: runtimes,
-            scheduler,
-            output: OutputBuffer::new(at_least_one("max_buffer_bytes", max_buffer_bytes)?),
-            jobs,
-            accumulators: Mutex::new(Vec::new()),
-            loop_local: Mutex::new(Local::new(Owner::Loop)),
+        let config = Config {
+            limits,
             options,
+            max_buffer_bytes: at_least_one("max_buffer_bytes", max_buffer_bytes)?,
+        };
+        let host = PyHost {
+            tables: py_tables,
             clients,
             client_ids,
             client_labels,
@@ -279,21 +252,17 @@ impl SyncEngine {
                 events,
                 async_runner,
             },
-            state: StateMap::new(state.unwrap_or_default()),
-            running,
-            cancelled: AtomicBool::new(false),
-            shutting_down: AtomicBool::new(false),
-            fatal: Mutex::new(None),
-            threads: Mutex::new(Vec::new()),
-            timer: Mutex::new(None),
-            live_workers: AtomicUsize::new(0),
-        });
+        };
+        let engine = Engine::new(
+            runtimes,
+            root_tasks,
+            config,
+            state.unwrap_or_default(),
+            host,
+        )
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(SyncEngine {
-            shared,
-            pending_start: Mutex::new(Some(Start {
-                roots: root_tasks,
-                jobs: received,
-            })),
+            engine,
             started: AtomicBool::new(false),
             sync_timeout,
             sync_deadline: Mutex::new(None),
@@ -302,36 +271,12 @@ impl SyncEngine {
 
     /// Starts the engine's threads and queues the top-level tasks. Only once.
     fn start(&self) -> PyResult<()> {
-        let Some(Start { roots, jobs }) = lock(&self.pending_start).take() else {
+        if self.engine.started() {
             return Err(PyRuntimeError::new_err("this sync was started already"));
-        };
+        }
         self.started.store(true, Ordering::SeqCst);
         *lock(&self.sync_deadline) = self.sync_timeout.map(|limit| Instant::now() + limit);
-        let shared = &self.shared;
-        let finisher = Arc::clone(shared);
-        shared
-            .spawn("headwater-finisher", move || {
-                finisher::run(&finisher, jobs);
-            })
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-        let ticking = Arc::clone(shared);
-        let timer = std::thread::Builder::new()
-            .name("headwater-timer".into())
-            .spawn(move || timer::run(&ticking))
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-        *lock(&shared.timer) = Some(timer);
-        if roots.is_empty() {
-            finish_sync(shared);
-            return Ok(());
-        }
-        // Queued under a hold, so the first root finishing cannot end the sync before the
-        // last one is queued.
-        shared.scheduler.hold();
-        for task in roots {
-            queue(shared, task);
-        }
-        shared.scheduler.release_hold();
-        Ok(())
+        lifecycle::start(&self.engine).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -345,7 +290,9 @@ impl SyncEngine {
         }
         let deadline = *lock(&self.sync_deadline);
         loop {
-            self.shared.running.interrupt_timed_out(&self.shared, py);
+            self.engine
+                .host
+                .interrupt(py, self.engine.running.take_to_interrupt());
             let mut wait = SIGNAL_CHECK;
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -354,7 +301,7 @@ impl SyncEngine {
                 }
                 wait = wait.min(left);
             }
-            match py.detach(|| self.shared.output.pop(wait)) {
+            match py.detach(|| self.engine.ledger.output.pop(wait)) {
                 Pop::Item(output) => return self.to_python(py, output).map(Some),
                 Pop::Timeout => {
                     if let Err(err) = py.check_signals() {
@@ -364,7 +311,7 @@ impl SyncEngine {
                 }
                 Pop::Closed => {
                     self.join(py);
-                    if let Some(message) = lock(&self.shared.fatal).clone() {
+                    if let Some(message) = self.engine.fatal_error() {
                         return Err(HeadwaterError::new_err(message));
                     }
                     return Ok(None);
@@ -378,7 +325,7 @@ impl SyncEngine {
     fn cancel(&self) {
         // Queued tasks hold parent rows: they are released here, with the GIL held. Async
         // resolvers are cancelled by the Python side, which owns the event loop.
-        drop(self.shared.cancel());
+        drop(self.engine.cancel());
     }
 
     /// Cancels the sync (a no-op once it is over) and waits for its threads to exit: for a
@@ -393,25 +340,25 @@ impl SyncEngine {
     /// Whether the sync was cancelled (by `cancel()`, `close()`, or an internal error).
     #[getter]
     fn cancelled(&self) -> bool {
-        self.shared.is_cancelled()
+        self.engine.is_cancelled()
     }
 
     /// Whether every thread has exited.
     #[getter]
     fn finished(&self) -> bool {
-        lock(&self.shared.threads).is_empty() && lock(&self.shared.timer).is_none()
+        self.engine.finished()
     }
 
     /// Rows delivered, failed resolver invocations and skipped rows, per table:
     /// `[(table, rows, errors, skipped)]`.
     fn stats(&self) -> Vec<(String, u64, u64, u64, u64)> {
-        self.shared
-            .tables
+        self.engine
+            .tables()
             .iter()
             .map(|t| {
                 let c = &t.counters;
                 (
-                    t.plan.table.clone(),
+                    t.name.clone(),
                     c.rows.load(Ordering::Relaxed),
                     c.errors.load(Ordering::Relaxed),
                     c.skipped.load(Ordering::Relaxed),
@@ -425,50 +372,55 @@ impl SyncEngine {
     /// batches being finished).
     #[getter]
     fn peak_buffer_bytes(&self) -> usize {
-        self.shared.output.peak()
+        self.engine.ledger.output.peak()
     }
 
     /// The output buffer's byte budget.
     #[getter]
     fn max_buffer_bytes(&self) -> usize {
-        self.shared.output.budget()
+        self.engine.ledger.output.budget()
     }
 
     /// Worker threads running now.
     #[getter]
     fn workers(&self) -> usize {
-        self.shared.scheduler.workers()
+        self.engine.scheduler.workers()
     }
 
     /// The resolvers running now: `[(table, client label)]`.
     fn running(&self) -> Vec<(String, Option<String>)> {
-        self.named(self.shared.running.now())
+        self.named(self.engine.running.now())
     }
 
     /// The resolvers that were running when the sync was cancelled (closed early, interrupted,
     /// or past `sync_timeout`): `[(table, client label)]`; empty if it was not.
     fn interrupted(&self) -> Vec<(String, Option<String>)> {
-        self.named(self.shared.running.interrupted())
+        self.named(self.engine.running.interrupted())
     }
 
     /// The incremental state: the values given at the start, with every update delivered
     /// since.
     fn state(&self) -> HashMap<String, String> {
-        self.shared.state.snapshot()
+        self.engine.ledger.state.snapshot()
     }
 }
 
 impl SyncEngine {
-    fn to_python<'py>(&self, py: Python<'py>, output: Output) -> PyResult<Bound<'py, PyAny>> {
-        let python = &self.shared.python;
+    fn to_python<'py>(
+        &self,
+        py: Python<'py>,
+        output: Output<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let host = &self.engine.host;
+        let python = &host.python;
         match output {
             Output::Insert { table, batch } => {
-                let name = self.shared.tables[table].plan.table.as_str();
+                let name = host.tables[table].plan.table.as_str();
                 let batch = PyRecordBatch::new(batch).into_pyarrow(py)?;
                 python.insert_type.bind(py).call1((name, batch))
             }
             Output::State { table, key, value } => {
-                let name = self.shared.tables[table].plan.table.as_str();
+                let name = host.tables[table].plan.table.as_str();
                 python.state_type.bind(py).call1((name, key, value))
             }
             Output::Error {
@@ -476,10 +428,10 @@ impl SyncEngine {
                 client,
                 failure,
             } => {
-                let name = self.shared.tables[table].plan.table.as_str();
-                let client = client.and_then(|c| self.shared.client_label(c));
+                let name = host.tables[table].plan.table.as_str();
+                let client = client.and_then(|c| host.client_label(c));
                 let error = match failure {
-                    Failure::Python(error) => error.into_bound(py),
+                    Failure::Host(error) => error.into_bound(py),
                     Failure::Text(text) => text.into_pyobject(py)?.into_any(),
                     Failure::TimedOut(limit) => {
                         let error = ResolverTimeoutError::new_err(format!(
@@ -492,7 +444,7 @@ impl SyncEngine {
                         .into_bound(py);
                         // Logged here, where the GIL is: the timer thread that gave up on the
                         // resolver has none.
-                        self.shared.event(py, "failed", (name, client, &error));
+                        host.event(py, "failed", (name, client, &error));
                         error
                     }
                 };
@@ -506,8 +458,8 @@ impl SyncEngine {
             .into_iter()
             .map(|(table, client)| {
                 (
-                    self.shared.tables[table].plan.table.clone(),
-                    self.shared.client_label(client).map(str::to_owned),
+                    self.engine.host.tables[table].plan.table.clone(),
+                    self.engine.host.client_label(client).map(str::to_owned),
                 )
             })
             .collect()
@@ -536,49 +488,23 @@ impl SyncEngine {
     }
 
     /// Joins the engine's threads, with the GIL released so they can finish their Python
-    /// work. A thread still running a resolver after [`INTERRUPT_AFTER`] is interrupted;
-    /// after [`STOP_GRACE`] it is left to end on its own, as is one whose task timed out.
+    /// work. A thread still running a resolver a moment after the cancel is interrupted; one
+    /// that does not stop is left to end on its own, as is one whose task timed out (see
+    /// [`Joiner`]).
     fn join(&self, py: Python<'_>) {
-        let shared = &self.shared;
-        let current = std::thread::current().id();
-        let started = Instant::now();
-        let mut interrupted = false;
-        let mut pending: Vec<JoinHandle<()>> = Vec::new();
-        let mut panicked = 0;
+        let mut joiner = Joiner::new(&self.engine);
         loop {
-            // An engine thread never joins itself: that could only happen if Python's garbage
-            // collector freed the last reference to the sync on one of its worker threads.
-            pending.extend(
-                lock(&shared.threads)
-                    .drain(..)
-                    .filter(|t| t.thread().id() != current)
-                    .filter(|t| !shared.running.has_left(t.thread().id())),
-            );
-            let (done, alive): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(JoinHandle::is_finished);
-            panicked += py.detach(|| done.into_iter().filter_map(|t| t.join().err()).count());
-            pending = alive;
-            if pending.is_empty() {
-                break;
+            match py.detach(|| joiner.step()) {
+                JoinStep::Joined => break,
+                JoinStep::Interrupt(threads) => self.engine.host.interrupt(py, threads),
+                JoinStep::Abandoned(stuck) => {
+                    self.engine
+                        .host
+                        .event(py, "abandoned", (self.named(stuck),));
+                    break;
+                }
             }
-            let waited = started.elapsed();
-            if !interrupted && waited >= INTERRUPT_AFTER && shared.is_cancelled() {
-                interrupted = true;
-                interrupt(shared, py, shared.running.resolver_threads());
-            }
-            if waited >= STOP_GRACE {
-                let stuck = self.named(shared.running.now());
-                // The last worker out would have done this; a stuck one may never get out.
-                py.detach(|| finish_sync(shared));
-                shared.event(py, "abandoned", (stuck,));
-                break;
-            }
-            py.detach(|| std::thread::sleep(JOIN_POLL));
         }
-        if panicked > 0 {
-            shared.fatal(format!("{panicked} engine thread(s) panicked"));
-        }
-        py.detach(|| shared.stop_timer());
     }
 }
 
@@ -593,7 +519,7 @@ impl Drop for SyncEngine {
 /// Registers the sync classes on the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SyncEngine>()?;
-    m.add_class::<super::AsyncTask>()?;
-    m.add_class::<super::TaskState>()?;
+    m.add_class::<AsyncTask>()?;
+    m.add_class::<TaskState>()?;
     Ok(())
 }

@@ -1,8 +1,5 @@
-//! `TaskState`: a resolver's access to the sync's incremental state (cursors, high-water marks).
-//!
-//! State is a string-to-string map: the values given when the sync starts (read from the
-//! CloudQuery state backend, or from the destination of a local sync), updated as resolvers
-//! set keys.
+//! `TaskState`: a resolver's access to the sync's incremental state (cursors, high-water marks),
+//! kept by the engine ([`headwater_engine::state`]).
 //!
 //! Keys belong to a table and a client: `state.set("cursor", v)` in table `issues` run for
 //! client `acme` stores `issues/acme/cursor`, so two tables (or one table run for two
@@ -13,88 +10,49 @@
 //! without `table/client/`) is read when the scoped one is missing, so existing state keeps
 //! working; the next update stores it scoped.
 //!
-//! An update closes the task's [`Epoch`]: it is queued behind the rows the resolver has
+//! An update closes the task's [`Epoch`](headwater_engine::epoch::Epoch): it is queued behind the rows the resolver has
 //! yielded so far (in the accumulator of the thread it runs on), and leaves only once those
 //! rows and everything their child tasks produced are in the output, so a consumer that
 //! stores state only once the rows before it are stored never advances a cursor past data it
 //! does not have.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use headwater_engine::accumulate::{Converting, Owner};
+use headwater_engine::epoch::{Epoch, Newest};
+use headwater_engine::lock::lock;
+use headwater_engine::running::current_timed_out;
+use headwater_engine::worker::queue_release;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::accumulate::Owner;
-use super::epoch::{Epoch, Newest};
-use super::finisher::Work;
-use super::worker::Converting;
-use super::{lock, Shared};
-
-/// The sync's incremental state.
-#[derive(Debug, Default)]
-pub struct StateMap {
-    /// What the sync started with.
-    start: HashMap<String, String>,
-    /// Every update set since, by stored key: what a task reads back.
-    written: Mutex<HashMap<String, String>>,
-    /// The updates delivered to the output (not withheld): what a next sync starts from.
-    delivered: Mutex<HashMap<String, String>>,
-}
-
-impl StateMap {
-    /// The state a sync starts with.
-    pub fn new(start: HashMap<String, String>) -> Self {
-        StateMap {
-            start,
-            written: Mutex::new(HashMap::new()),
-            delivered: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Notes an update sent to the output.
-    pub fn delivered(&self, key: &str, value: &str) {
-        lock(&self.delivered).insert(key.to_owned(), value.to_owned());
-    }
-
-    /// What the sync started with, with every update delivered since (withheld ones left
-    /// out): the state to start the next sync from.
-    pub fn snapshot(&self) -> HashMap<String, String> {
-        let mut all = self.start.clone();
-        all.extend(
-            lock(&self.delivered)
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        all
-    }
-}
+use super::host::{Engine, PyHost};
 
 /// The state API a resolver receives as its `state` argument.
 #[pyclass(module = "headwater._core", frozen)]
 #[derive(Debug)]
 pub struct TaskState {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
     table: usize,
     client: usize,
     /// The thread whose accumulator holds the task's rows.
     owner: Mutex<Owner>,
     /// The task's newest epoch, which an update closes.
-    epoch: Newest,
+    epoch: Newest<PyHost>,
 }
 
 impl TaskState {
     /// The state of a task of `table` with `client`, running on `owner`.
     pub fn new(
-        shared: &Arc<Shared>,
+        engine: &Arc<Engine>,
         table: usize,
         client: usize,
         owner: Owner,
-        epoch: Newest,
+        epoch: Newest<PyHost>,
     ) -> Self {
         TaskState {
-            shared: Arc::clone(shared),
+            engine: Arc::clone(engine),
             table,
             client,
             owner: Mutex::new(owner),
@@ -111,28 +69,15 @@ impl TaskState {
     }
 
     /// Queues a closed epoch behind the rows this task yielded on its thread.
-    fn queue(&self, py: Python<'_>, epoch: Arc<Epoch>) {
-        let shared = &self.shared;
+    fn queue(&self, py: Python<'_>, epoch: Arc<Epoch<PyHost>>) {
+        let engine = &self.engine;
         let owner = *lock(&self.owner);
         let table = self.table;
-        // Everything below only touches engine structures: done without the GIL, so waiting
-        // for an accumulator its owner holds (while it waits for the GIL) cannot deadlock.
-        let refused = py.detach(move || {
-            let mine = lock(&shared.accumulators)
-                .iter()
-                .find(|r| r.owner == owner && r.table == table)
-                .map(|r| Arc::clone(&r.accumulator));
-            match mine {
-                Some(accumulator) => {
-                    lock(&accumulator).push_release(epoch);
-                    None
-                }
-                // No row of this table was appended on that thread: nothing to wait for.
-                None => shared.submit(Work::Release { table, epoch }, 0),
-            }
-        });
+        // Only engine structures are touched: done without the GIL, so waiting for an
+        // accumulator its owner holds (while it waits for the GIL) cannot deadlock.
+        let refused = py.detach(move || queue_release(engine, owner, table, epoch));
         if let Some(work) = refused {
-            work.abandon(shared);
+            work.abandon(&engine.scheduler);
         }
     }
 
@@ -170,13 +115,7 @@ impl TaskState {
     ) -> PyResult<Option<String>> {
         let key = text(key, "key", None)?;
         let stored = self.scoped(&key, shared);
-        let state = &self.shared.state;
-        let found = lock(&state.written)
-            .get(&stored)
-            .or_else(|| state.start.get(&stored))
-            .or_else(|| state.start.get(&key))
-            .cloned();
-        Ok(found.or(default))
+        Ok(self.engine.ledger.state.get(&stored, &key).or(default))
     }
 
     /// Sets `key` for this table and client (or as given, with `shared`). The update leaves
@@ -198,12 +137,12 @@ impl TaskState {
                  __getattr__ of a row); set state from the resolver itself",
             ));
         }
-        if self.shared.is_cancelled() {
+        if self.engine.is_cancelled() {
             return Err(PyRuntimeError::new_err(
                 "the sync was cancelled: state can no longer be set",
             ));
         }
-        if super::running::current_timed_out() {
+        if current_timed_out() {
             return Err(PyRuntimeError::new_err(
                 "the resolver ran past resolver_timeout: state can no longer be set",
             ));
@@ -216,7 +155,7 @@ impl TaskState {
                 self.table_name()
             )));
         };
-        lock(&self.shared.state.written).insert(stored, value);
+        self.engine.ledger.state.set(stored, value);
         self.queue(py, closed);
         Ok(())
     }
@@ -230,13 +169,13 @@ impl TaskState {
     /// The name of the table whose resolver holds this state.
     #[getter]
     fn table_name(&self) -> &str {
-        &self.shared.tables[self.table].plan.table
+        &self.engine.host.tables[self.table].plan.table
     }
 
     /// The id of the client the resolver runs with.
     #[getter]
     fn client_id(&self) -> &str {
-        &self.shared.client_ids[self.client]
+        &self.engine.host.client_ids[self.client]
     }
 
     fn __repr__(&self) -> String {

@@ -25,28 +25,39 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::accumulate::StateUpdate;
-use super::{lock, Counters, Output, Shared};
+use crate::host::Host;
+use crate::ledger::Ledger;
+use crate::lock::lock;
+
+/// A state update: the key and its new value.
+pub type StateUpdate = (String, String);
+
+/// The epochs an epoch links to: the task's next one and the parent task's.
+type Links<H> = (Option<Arc<Epoch<H>>>, Option<Arc<Epoch<H>>>);
 
 /// One stretch of a task between two state updates; see the module docs.
 #[derive(Debug)]
-pub struct Epoch {
-    shared: Weak<Shared>,
+pub struct Epoch<H: Host> {
+    ledger: Weak<Ledger<H>>,
     table: usize,
     /// The update that closed the epoch; `None` while it is the task's newest.
     update: Mutex<Option<StateUpdate>>,
     poisoned: AtomicBool,
     /// The task's next epoch, kept alive until this one leaves.
-    next: Mutex<Option<Arc<Epoch>>>,
+    next: Mutex<Option<Arc<Epoch<H>>>>,
     /// The parent task's epoch, held by the task's newest epoch only.
-    parent: Mutex<Option<Arc<Epoch>>>,
+    parent: Mutex<Option<Arc<Epoch<H>>>>,
 }
 
-impl Epoch {
+impl<H: Host> Epoch<H> {
     /// The first epoch of a task of `table`, started from a row of the `parent` epoch.
-    pub fn first(shared: &Arc<Shared>, table: usize, parent: Option<Arc<Epoch>>) -> Arc<Self> {
+    pub fn first(
+        ledger: &Arc<Ledger<H>>,
+        table: usize,
+        parent: Option<Arc<Epoch<H>>>,
+    ) -> Arc<Self> {
         Arc::new(Epoch {
-            shared: Arc::downgrade(shared),
+            ledger: Arc::downgrade(ledger),
             table,
             update: Mutex::new(None),
             poisoned: AtomicBool::new(false),
@@ -59,7 +70,7 @@ impl Epoch {
     /// parent. The caller queues (a clone of) `self` behind the rows before the update.
     pub fn close(self: &Arc<Self>, update: StateUpdate) -> Arc<Self> {
         let next = Arc::new(Epoch {
-            shared: Weak::clone(&self.shared),
+            ledger: Weak::clone(&self.ledger),
             table: self.table,
             update: Mutex::new(None),
             poisoned: AtomicBool::new(false),
@@ -78,7 +89,7 @@ impl Epoch {
     }
 
     /// Pushes (or withholds) the update and hands the poison on, without dropping the links.
-    fn leave(&mut self) -> (Option<Arc<Epoch>>, Option<Arc<Epoch>>) {
+    fn leave(&mut self) -> Links<H> {
         let poisoned = *self.poisoned.get_mut();
         let update = self
             .update
@@ -100,23 +111,18 @@ impl Epoch {
                 linked.poison();
             }
         }
-        if let (Some((key, value)), Some(shared)) = (update, self.shared.upgrade()) {
+        if let (Some((key, value)), Some(ledger)) = (update, self.ledger.upgrade()) {
             if poisoned {
-                Counters::add(&shared.tables[self.table].counters.withheld, 1);
-            } else if !shared.is_cancelled() {
-                shared.state.delivered(&key, &value);
-                shared.output.push_free(Output::State {
-                    table: self.table,
-                    key,
-                    value,
-                });
+                ledger.withhold_state(self.table);
+            } else {
+                ledger.deliver_state(self.table, key, value);
             }
         }
         (next, parent)
     }
 }
 
-impl Drop for Epoch {
+impl<H: Host> Drop for Epoch<H> {
     fn drop(&mut self) {
         let (mut next, parent) = self.leave();
         // The parent's chain is as deep as the table tree; a task's own chain can be as long as
@@ -134,23 +140,29 @@ impl Drop for Epoch {
 
 /// The newest epoch of a running task, shared by its context and its `state` handle; empty
 /// once the task has ended.
-#[derive(Debug, Clone)]
-pub struct Newest(Arc<Mutex<Option<Arc<Epoch>>>>);
+#[derive(Debug)]
+pub struct Newest<H: Host>(Arc<Mutex<Option<Arc<Epoch<H>>>>>);
 
-impl Newest {
+impl<H: Host> Clone for Newest<H> {
+    fn clone(&self) -> Self {
+        Newest(Arc::clone(&self.0))
+    }
+}
+
+impl<H: Host> Newest<H> {
     /// A task's first epoch.
-    pub fn new(epoch: Arc<Epoch>) -> Self {
+    pub fn new(epoch: Arc<Epoch<H>>) -> Self {
         Newest(Arc::new(Mutex::new(Some(epoch))))
     }
 
     /// The epoch rows yielded now belong to; `None` once the task has ended.
-    pub fn get(&self) -> Option<Arc<Epoch>> {
+    pub fn get(&self) -> Option<Arc<Epoch<H>>> {
         lock(&self.0).clone()
     }
 
     /// Closes the newest epoch with `update` and moves on to the next; returns the closed one,
     /// to queue behind the rows before it (`None` once the task has ended).
-    pub fn close(&self, update: StateUpdate) -> Option<Arc<Epoch>> {
+    pub fn close(&self, update: StateUpdate) -> Option<Arc<Epoch<H>>> {
         let mut newest = lock(&self.0);
         let closed = newest.take()?;
         *newest = Some(closed.close(update));
@@ -165,7 +177,7 @@ impl Newest {
     }
 
     /// Ends the task: returns its newest epoch, to queue behind its last rows.
-    pub fn end(&self) -> Option<Arc<Epoch>> {
+    pub fn end(&self) -> Option<Arc<Epoch<H>>> {
         lock(&self.0).take()
     }
 }

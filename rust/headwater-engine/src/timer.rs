@@ -6,18 +6,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::accumulate::flush_registered;
-use super::running::expire_overdue;
-use super::Shared;
+use crate::engine::Engine;
+use crate::flush::flush_registered;
+use crate::worker::{expire_overdue, Driver};
 
 /// Checks every accumulator about four times per latency period (and the resolvers' deadlines
 /// as often, at least every quarter second) until the sync ends.
-pub fn run(shared: &Arc<Shared>) {
-    let tick = (shared.options.max_latency / 4)
+pub fn run<H: Driver>(engine: &Arc<Engine<H>>) {
+    let tick = (engine.options.max_latency / 4)
         .clamp(Duration::from_millis(5), Duration::from_millis(250));
-    while !shared.shutting_down.load(Ordering::SeqCst) && !shared.is_cancelled() {
+    while !engine.shutting_down.load(Ordering::SeqCst) && !engine.is_cancelled() {
         std::thread::park_timeout(tick);
-        expire_overdue(shared);
-        flush_registered(shared, false);
+        expire_overdue(engine);
+        flush_registered(engine, false);
     }
 }

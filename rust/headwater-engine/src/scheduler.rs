@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::error::{CoreError, Result};
+use headwater_core::error::{CoreError, Result};
 
 /// In which order the top-level `(table, client)` tasks start, as in the Go SDK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

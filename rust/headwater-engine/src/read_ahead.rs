@@ -3,10 +3,9 @@
 //!
 //! A generator that builds each row and the conversion that reads it are two large bodies of
 //! code. Run in turns row by row, they evict each other from the CPU's instruction and data
-//! caches: on 50k rows of the benchmark shape (callgrind's cache simulation) the worker took
-//! 254 more instruction-cache misses and 124 more data-cache read misses per row than the bare
-//! generator, about 15% of its time, for 3,400 more instructions. Converting rows in groups of
-//! 16 takes nearly all of those misses away (8 took most).
+//! caches, so every row pays for reloading both. Converting rows in groups lets each body run
+//! warm for a whole group; [`GROUP_ROWS`] is large enough that the reloads are spread thin,
+//! and small enough that a held group is a few kilobytes and a short delay.
 //!
 //! Holding rows back is only worth it, and only harmless, while they come quickly: a resolver
 //! waiting on an API between rows should have each row converted (and flushed by the latency
@@ -44,6 +43,7 @@ pub struct Pace {
 
 impl Pace {
     /// A pace whose first group starts at `now` (before the resolver's first row).
+    #[inline]
     pub fn new(now: Instant) -> Self {
         Pace {
             rows_in_group: 0,
@@ -53,12 +53,14 @@ impl Pace {
     }
 
     /// Whether rows may be held back now, to be converted as a group.
+    #[inline]
     pub fn holding(&self) -> bool {
         self.quick_groups >= QUICK_GROUPS_TO_HOLD
     }
 
     /// Counts one row; returns true when it completes a group (the clock is read then, from
     /// `now`), which is when held rows are converted.
+    #[inline]
     pub fn count_row(&mut self, now: impl FnOnce() -> Instant) -> bool {
         self.rows_in_group += 1;
         if self.rows_in_group < GROUP_ROWS {

@@ -4,98 +4,40 @@
 //! does; random for tables without one) and `_cq_parent_id`, starts the child tasks of a
 //! parent table's rows (each needs its parent's `_cq_id`), counts the rows, and queues the
 //! batch in the output buffer under the bytes reserved for it. One thread, first in first out,
-//! so batches leave in the order they were flushed; the [`Epoch`]s flushed behind a batch are
-//! released once it is queued (which lets their state updates leave, see [`super::epoch`]).
+//! so batches leave in the order they were flushed; the [`Epoch`](crate::epoch::Epoch)s flushed behind a batch are
+//! released once it is queued (which lets their state updates leave, see [`crate::epoch`]).
 
 use std::sync::{mpsc, Arc};
 
-use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch};
-use headwater_core::buffer::Reservation;
+use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch};
 use headwater_core::ingest::{self, CqIds};
-use headwater_core::scheduler::Task;
 use headwater_core::CoreError;
 
-use super::accumulate::{Bundle, HeldRow};
-use super::epoch::Epoch;
-use super::{Counters, Failure, Output, Parent, Payload, Shared};
-
-/// Something to finish.
-#[derive(Debug)]
-pub enum Work {
-    /// Rows flushed from an accumulator.
-    Rows(Bundle),
-    /// Arrow data already conformed to the table's columns.
-    Columns {
-        /// Table index.
-        table: usize,
-        /// The data columns, in table order.
-        columns: Vec<ArrayRef>,
-        /// Their length.
-        rows: usize,
-        /// `_cq_parent_id` of every row, for child tables.
-        parent_id: Option<[u8; 16]>,
-    },
-    /// A batch finished already (a parent table's Arrow data, whose children needed ids).
-    Finished {
-        /// Table index.
-        table: usize,
-        /// The batch.
-        batch: RecordBatch,
-    },
-    /// An epoch to release with no rows of its accumulator waiting before it.
-    Release {
-        /// Table index.
-        table: usize,
-        /// The epoch.
-        epoch: Arc<Epoch>,
-    },
-}
-
-impl Work {
-    /// The table it belongs to.
-    pub fn table(&self) -> usize {
-        match self {
-            Work::Rows(bundle) => bundle.table,
-            Work::Columns { table, .. }
-            | Work::Finished { table, .. }
-            | Work::Release { table, .. } => *table,
-        }
-    }
-
-    /// Drops work that will never be finished (the sync was cancelled), releasing the hold
-    /// its rows put on the scheduler.
-    pub fn abandon(self, shared: &Shared) {
-        if let Work::Rows(bundle) = &self {
-            if !bundle.held.is_empty() {
-                shared.scheduler.release_hold();
-            }
-        }
-    }
-}
-
-/// A message to the finisher thread.
-#[derive(Debug)]
-pub enum Job {
-    /// Finish this, within these reserved bytes.
-    Finish(Work, Reservation),
-    /// No more work: close the output once everything before this is done.
-    Shutdown,
-}
+use crate::accumulate::{Bundle, HeldRow};
+use crate::buffer::Reservation;
+use crate::engine::Engine;
+use crate::output::{Failure, Output};
+use crate::scheduler::Task;
+use crate::table::Counters;
+use crate::task::{Parent, Payload};
+use crate::work::{Job, Work};
+use crate::worker::{queue, Driver};
 
 /// Runs the finisher loop until [`Job::Shutdown`] (or every sender is gone), then closes the
 /// output buffer.
-pub fn run(shared: &Arc<Shared>, jobs: mpsc::Receiver<Job>) {
+pub fn run<H: Driver>(engine: &Arc<Engine<H>>, jobs: mpsc::Receiver<Job<H>>) {
     for job in jobs {
         match job {
-            Job::Finish(work, reservation) => finish(shared, work, reservation),
+            Job::Finish(work, reservation) => finish(engine, work, reservation),
             Job::Shutdown => break,
         }
     }
-    shared.output.close();
+    engine.ledger.output.close();
 }
 
-fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
+fn finish<H: Driver>(engine: &Arc<Engine<H>>, work: Work<H>, reservation: Reservation) {
     let table = work.table();
+    let output = &engine.ledger.output;
     let (releases, held, to_build) = match work {
         Work::Release { epoch, .. } => (vec![epoch], false, None),
         Work::Rows(mut bundle) => {
@@ -106,40 +48,37 @@ fn finish(shared: &Arc<Shared>, work: Work, reservation: Reservation) {
         }
         other => (Vec::new(), false, Some(other)),
     };
-    match to_build.map(|work| build(shared, work)) {
-        None => shared.output.cancel_reservation(reservation),
+    match to_build.map(|work| build(engine, work)) {
+        None => output.cancel_reservation(reservation),
         Some(Ok(batch)) => {
-            Counters::add(&shared.tables[table].counters.rows, batch.num_rows());
+            Counters::add(&engine.tables()[table].counters.rows, batch.num_rows());
             let bytes = batch.get_array_memory_size();
-            shared
-                .output
-                .push(Output::Insert { table, batch }, bytes, reservation);
+            output.push(Output::Insert { table, batch }, bytes, reservation);
         }
         Some(Err(err)) => {
             // The rows are lost: no state update may cover them.
             for epoch in &releases {
                 epoch.poison();
             }
-            shared.output.cancel_reservation(reservation);
-            Counters::add(&shared.tables[table].counters.errors, 1);
-            shared.output.push_free(Output::Error {
+            output.cancel_reservation(reservation);
+            engine.ledger.fail(
                 table,
-                client: None,
-                failure: Failure::Text(format!(
+                None,
+                Failure::Text(format!(
                     "building a batch of table {:?} failed: {err}",
-                    shared.tables[table].plan.table
+                    engine.tables()[table].name
                 )),
-            });
+            );
         }
     }
     if held {
-        shared.scheduler.release_hold();
+        engine.scheduler.release_hold();
     }
     // Dropped after the batch is queued: a state update they let go comes after its rows.
     drop(releases);
 }
 
-fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
+fn build<H: Driver>(engine: &Arc<Engine<H>>, work: Work<H>) -> Result<RecordBatch, CoreError> {
     match work {
         Work::Finished { batch, .. } => Ok(batch),
         Work::Release { .. } => Err(CoreError::InvalidArgument(
@@ -152,14 +91,14 @@ fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
             parent_id,
         } => {
             let parent_ids = parent_id.map(|id| repeat_id(id, rows)).transpose()?;
-            let schema = &shared.tables[table].plan.schema;
+            let schema = &engine.tables()[table].schema;
             ingest::finish_batch(schema, columns, parent_ids, rows, CqIds::Deterministic)
         }
         Work::Rows(mut bundle) => {
             let held = std::mem::take(&mut bundle.held);
             let table = bundle.table;
-            let built = build_rows(shared, bundle).and_then(|batch| {
-                start_children(shared, table, &batch, held.iter()).map(|()| batch)
+            let built = build_rows(engine, bundle).and_then(|batch| {
+                start_children(engine, table, &batch, held.iter()).map(|()| batch)
             });
             if built.is_err() {
                 // Their children will never run.
@@ -172,7 +111,10 @@ fn build(shared: &Arc<Shared>, work: Work) -> Result<RecordBatch, CoreError> {
     }
 }
 
-fn build_rows(shared: &Shared, mut bundle: Bundle) -> Result<RecordBatch, CoreError> {
+fn build_rows<H: Driver>(
+    engine: &Engine<H>,
+    mut bundle: Bundle<H>,
+) -> Result<RecordBatch, CoreError> {
     let columns = bundle
         .builders
         .iter_mut()
@@ -185,9 +127,8 @@ fn build_rows(shared: &Shared, mut bundle: Bundle) -> Result<RecordBatch, CoreEr
             bundle.parent_ids.into_iter(),
         )?)
     };
-    let runtime = &shared.tables[bundle.table];
     ingest::finish_batch(
-        &runtime.plan.schema,
+        &engine.tables()[bundle.table].schema,
         columns,
         parent_ids,
         bundle.rows,
@@ -203,11 +144,11 @@ pub fn repeat_id(id: [u8; 16], rows: usize) -> Result<FixedSizeBinaryArray, Core
 
 /// Queues one task per row and child table of `table`, each with its parent row, id and
 /// epoch.
-pub fn start_children<'a>(
-    shared: &Arc<Shared>,
+pub fn start_children<'a, H: Driver>(
+    engine: &Arc<Engine<H>>,
     table: usize,
     batch: &RecordBatch,
-    rows: impl ExactSizeIterator<Item = &'a HeldRow>,
+    rows: impl ExactSizeIterator<Item = &'a HeldRow<H>>,
 ) -> Result<(), CoreError> {
     if rows.len() == 0 {
         return Ok(());
@@ -216,7 +157,7 @@ pub fn start_children<'a>(
         .column_by_name(headwater_core::schema::CQ_ID)
         .and_then(|ids| ids.as_any().downcast_ref::<FixedSizeBinaryArray>())
         .ok_or_else(|| CoreError::InvalidArgument("the batch has no _cq_id column".into()))?;
-    let runtime = &shared.tables[table];
+    let runtime = &engine.tables()[table];
     for (index, held) in rows.enumerate() {
         let mut id = [0u8; 16];
         id.copy_from_slice(ids.value(index));
@@ -233,7 +174,7 @@ pub fn start_children<'a>(
                     parent_epoch: Some(Arc::clone(&held.epoch)),
                 },
             };
-            super::worker::queue(shared, task);
+            queue(engine, task);
         }
     }
     Ok(())
