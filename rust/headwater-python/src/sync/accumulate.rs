@@ -128,8 +128,8 @@ impl Accumulator {
         if self.rows == SIZING_ROWS {
             self.size_for_batch(shared);
         }
-        self.rows >= shared.options.max_rows
-            || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= shared.options.max_bytes)
+        self.rows >= shared.options.batch_max_rows
+            || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= shared.options.batch_max_bytes)
     }
 
     /// Reserves room for the rows the batch will still take if they are like those so far:
@@ -138,8 +138,8 @@ impl Accumulator {
         let per_row = (self.bytes() / self.rows).max(1);
         let batch_rows = shared
             .options
-            .max_rows
-            .min(shared.options.max_bytes / per_row + 1);
+            .batch_max_rows
+            .min(shared.options.batch_max_bytes / per_row + 1);
         let more = batch_rows.saturating_sub(self.rows);
         for builder in &mut self.builders {
             builder.reserve_like(more);
@@ -179,7 +179,7 @@ impl Accumulator {
     /// Whether the oldest row or release has waited at least the maximum latency.
     fn is_stale(&self, shared: &Shared) -> bool {
         self.since
-            .is_some_and(|since| since.elapsed() >= shared.options.max_latency)
+            .is_some_and(|since| since.elapsed() >= shared.options.batch_max_latency)
     }
 
     /// Takes the rows and releases out as a [`Bundle`], leaving fresh builders; `None`

@@ -64,8 +64,7 @@ impl AsyncTask {
                 return;
             }
         };
-        let runner = shared.python.async_runner.bind(py);
-        if let Err(err) = runner.call_method1("submit", (result, &task)) {
+        if let Err(err) = shared.sink.submit(py, result, task.as_any()) {
             task.get().end(py, Some(err));
         }
     }

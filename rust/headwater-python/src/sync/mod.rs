@@ -21,7 +21,9 @@
 //! - [`running`] lists the tasks running now, gives up on a threaded resolver past its time
 //!   limit, and names what a cancelled sync interrupted;
 //! - [`engine::SyncEngine`] is the Python-facing iterator over the output, and cancels and joins
-//!   everything when closed.
+//!   everything when closed;
+//! - [`sink::Sink`] is the one way back into Python: messages, log events, interrupts and async
+//!   resolvers all go through the one sink object the Python side hands the engine.
 
 mod accumulate;
 mod async_task;
@@ -30,6 +32,7 @@ mod epoch;
 mod finisher;
 mod read_ahead;
 mod running;
+mod sink;
 mod state;
 mod timer;
 mod worker;
@@ -42,7 +45,6 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use headwater_core::buffer::OutputBuffer;
 use headwater_core::scheduler::{Scheduler, Task};
-use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
 
 use crate::plan::TablePlan;
@@ -60,17 +62,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Batching and error options of a sync.
+/// What happens to a row that does not fit its table (`SyncOptions.on_row_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRowError {
+    /// `"skip"`: the row is left out, logged and counted.
+    Skip,
+    /// `"fail"`: the row fails its resolver invocation.
+    Fail,
+}
+
+/// Batching and error options of a sync, named as in `SyncOptions`.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A table's rows are flushed into a batch at this many rows...
-    pub max_rows: usize,
+    pub batch_max_rows: usize,
     /// ...or this many bytes...
-    pub max_bytes: usize,
+    pub batch_max_bytes: usize,
     /// ...or when the oldest row has waited this long.
-    pub max_latency: Duration,
-    /// A row that does not fit its table fails its resolver instead of being skipped.
-    pub fail_on_row_error: bool,
+    pub batch_max_latency: Duration,
+    /// What a row that does not fit its table does.
+    pub on_row_error: OnRowError,
     /// How long one resolver invocation may run (threaded ones: see [`running`]).
     pub resolver_timeout: Option<Duration>,
 }
@@ -180,21 +191,6 @@ pub enum Output {
     },
 }
 
-/// The Python objects the engine calls back into.
-#[derive(Debug)]
-pub struct PythonSide {
-    /// `Insert(table_name, batch)` message type.
-    pub insert_type: Py<PyAny>,
-    /// `SyncError(table_name, error, client_id)` message type.
-    pub error_type: Py<PyAny>,
-    /// `StateUpdate(table_name, key, value)` message type.
-    pub state_type: Py<PyAny>,
-    /// Logging hooks: `started`, `finished`, `failed`, `skipped`.
-    pub events: Py<PyAny>,
-    /// Runs async resolvers: `submit(result, task)`.
-    pub async_runner: Py<PyAny>,
-}
-
 /// Everything the engine's threads share.
 #[derive(Debug)]
 pub struct Shared {
@@ -219,8 +215,8 @@ pub struct Shared {
     /// How messages and logs name each client, parallel to `clients`: `None` for a client
     /// not worth naming (the only one of a sync, without an id of its own).
     pub client_labels: Vec<Option<String>>,
-    /// Callbacks into Python.
-    pub python: PythonSide,
+    /// Messages and events go to Python through it (see [`sink`]).
+    pub sink: sink::Sink,
     /// Incremental state: the values given at the start, and what resolvers set since.
     state: state::StateMap,
     /// The tasks running now, their deadlines, and what a cancellation interrupted.
@@ -313,15 +309,6 @@ impl Shared {
         self.client_labels[client].as_deref()
     }
 
-    /// Calls a logging hook of the Python side; a failing hook is reported as unraisable,
-    /// never allowed to break the sync.
-    fn event<'py, A: PyCallArgs<'py>>(&self, py: Python<'py>, name: &str, args: A) {
-        let events = self.python.events.bind(py);
-        if let Err(err) = events.call_method1(name, args) {
-            err.write_unraisable(py, Some(events));
-        }
-    }
-
     /// A resolver invocation failed: count it, log it, and send a `SyncError` message. The
     /// rest of the sync goes on.
     fn report_failure(&self, py: Python<'_>, table: usize, client: Option<usize>, err: PyErr) {
@@ -331,14 +318,11 @@ impl Shared {
         }
         Counters::add(&self.tables[table].counters.errors, 1);
         let error = err.into_value(py).into_any();
-        self.event(
+        self.sink.failed(
             py,
-            "failed",
-            (
-                self.tables[table].plan.table.as_str(),
-                client.and_then(|c| self.client_label(c)),
-                error.bind(py),
-            ),
+            self.tables[table].plan.table.as_str(),
+            client.and_then(|c| self.client_label(c)),
+            error.bind(py),
         );
         self.output.push_free(Output::Error {
             table,

@@ -240,7 +240,7 @@ impl Running {
 /// next time it runs Python code, through the Python side (`PyThreadState_SetAsyncExc`).
 pub fn interrupt(shared: &Shared, py: Python<'_>, threads: Vec<u64>) {
     if !threads.is_empty() {
-        shared.event(py, "interrupt", (threads,));
+        shared.sink.interrupt(py, threads);
     }
 }
 

@@ -13,7 +13,7 @@ use super::Shared;
 /// Checks every accumulator about four times per latency period (and the resolvers' deadlines
 /// as often, at least every quarter second) until the sync ends.
 pub fn run(shared: &Arc<Shared>) {
-    let tick = (shared.options.max_latency / 4)
+    let tick = (shared.options.batch_max_latency / 4)
         .clamp(Duration::from_millis(5), Duration::from_millis(250));
     while !shared.shutting_down.load(Ordering::SeqCst) && !shared.is_cancelled() {
         std::thread::park_timeout(tick);

@@ -39,7 +39,7 @@ use super::finisher::{repeat_id, start_children, Job, Work};
 use super::read_ahead::Pace;
 use super::running::Ticket;
 use super::state::TaskState;
-use super::{lock, Counters, Parent, Payload, Shared};
+use super::{lock, Counters, OnRowError, Parent, Payload, Shared};
 use crate::context::{known, Known};
 use crate::errors::{row_error_instance, to_py_err, IntoPyResult, NotARowError};
 use crate::ffi_read::row_kept_unchanged;
@@ -235,10 +235,10 @@ fn run_task(
     let _current = cx.ticket.enter();
     let runtime = &shared.tables[cx.table];
     if cx.depth == 0 {
-        shared.event(
+        shared.sink.started(
             py,
-            "started",
-            (runtime.plan.table.as_str(), shared.client_label(cx.client)),
+            runtime.plan.table.as_str(),
+            shared.client_label(cx.client),
         );
     }
     let parent = match &cx.parent {
@@ -304,15 +304,12 @@ pub fn end_task(py: Python<'_>, shared: &Shared, local: &mut Local, cx: &TaskCon
     }
     if cx.depth == 0 {
         let runtime = &shared.tables[cx.table];
-        shared.event(
+        shared.sink.finished(
             py,
-            "finished",
-            (
-                runtime.plan.table.as_str(),
-                shared.client_label(cx.client),
-                cx.rows_kept,
-                cx.started.elapsed().as_secs_f64(),
-            ),
+            runtime.plan.table.as_str(),
+            shared.client_label(cx.client),
+            cx.rows_kept,
+            cx.started.elapsed().as_secs_f64(),
         );
     }
     shared.scheduler.finish(slot);
@@ -580,20 +577,17 @@ fn append_prepared<'py>(
                 }
             }
             Err(RowProblem::Bad(fault)) => {
-                if shared.options.fail_on_row_error {
+                if shared.options.on_row_error == OnRowError::Fail {
                     return Err(to_py_err(CoreError::Row(fault)));
                 }
                 Counters::add(&runtime.counters.skipped, 1);
                 drop(guard);
                 let error = row_error_instance(py, &fault)?;
-                shared.event(
+                shared.sink.skipped(
                     py,
-                    "skipped",
-                    (
-                        runtime.plan.table.as_str(),
-                        shared.client_label(cx.client),
-                        error,
-                    ),
+                    runtime.plan.table.as_str(),
+                    shared.client_label(cx.client),
+                    error,
                 );
                 guard = lock(&accumulator);
             }
