@@ -145,8 +145,6 @@ struct SyncOptions {
     #[pyo3(attribute)]
     depth_concurrency: Option<Vec<usize>>,
     #[pyo3(attribute)]
-    max_queued: Option<usize>,
-    #[pyo3(attribute)]
     strategy: String,
     #[pyo3(attribute)]
     shuffle_seed: Option<u64>,
@@ -279,9 +277,6 @@ impl SyncEngine {
                 )));
             }
             limits.per_depth = per_depth;
-        }
-        if let Some(max_queued) = given.max_queued {
-            limits.max_queued = at_least_one("max_queued", max_queued)?;
         }
         let mut root_tasks = Vec::new();
         let mut root_clients: Vec<Vec<usize>> = Vec::with_capacity(roots.len());
