@@ -307,7 +307,7 @@ class Plugin:
         if not isinstance(options, Mapping):
             raise PluginError(
                 f"plugin {self.name!r}: sync_options(spec) must return a mapping of sync "
-                f"options (or a SyncOptions), got {type(options).__name__}"
+                f"options, got {type(options).__name__} (a SyncOptions works too)"
             )
         checked: dict[str, Any] = {}
         for key, value in options.items():

@@ -73,13 +73,12 @@ def _patterns(value: object) -> bool:
     )
 
 
+def _pair_of_counts(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_count, value))
+
+
 def _shard(value: object) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(_count(n) for n in value)
-        and value[0] <= value[1]
-    )
+    return _pair_of_counts(value) and value[0] <= value[1]  # type: ignore[index]
 
 
 _SECONDS = f"a number of seconds above 0, at most {MAX_SECONDS:g}"
@@ -324,6 +323,11 @@ class SyncOptions(pydantic.BaseModel):
             if name not in _CHECKS:
                 continue  # extra="forbid" reports it
             takes = check_option(name, value)
+            if name == "shard" and takes is not None and _pair_of_counts(value):
+                num, total = value
+                raise ValueError(
+                    f"shard {num} of {total}: the shard number must be between 1 and the total"
+                )
             if takes is not None:
                 raise ValueError(f"{name} must be {takes}, not {_shown(value)}")
             if name in ("tables", "skip_tables") and isinstance(value, str):
