@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from headwater import cli
 from headwater.destinations import DEFAULT_URL
 from headwater.destinations import run as local
 from headwater.destinations.base import WriteMode
@@ -119,7 +120,7 @@ def table(
     return decorate
 
 
-class Plugin:
+class Plugin(cli.CommandLineTarget):
     """A source plugin: its tables, its spec, and how to connect and run them.
 
     Args:
@@ -217,8 +218,6 @@ class Plugin:
         The commands are those of ``headwater`` (see ``--help``), without the PLUGIN
         argument.
         """
-        from headwater import cli
-
         raise SystemExit(cli.main(argv, plugin=self))
 
     def flat_tables(self) -> list[Table]:

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import pyarrow as pa
@@ -38,12 +38,14 @@ from headwater.errors import (
     SpecError,
     TableSelectionError,
 )
-from headwater.plugin import Plugin
 from headwater.redaction import redact
 from headwater.schema import Table
 from headwater.serve.state import BackendState, StateBackendError
 from headwater.specfile import parse_json_spec
 from headwater.sync import Insert, MigrateTable, StateUpdate, SyncError, SyncOptions, SyncRun
+
+if TYPE_CHECKING:
+    from headwater.plugin import Plugin
 
 __all__ = [
     "DEFAULT_MAX_SYNCS",
