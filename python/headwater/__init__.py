@@ -18,6 +18,7 @@ from headwater.errors import (
     RowError,
     SchemaError,
     SpecError,
+    SyncOptionsError,
     TableSelectionError,
 )
 from headwater.logs import configure_logging
@@ -31,6 +32,7 @@ from headwater.sync import (
     StateUpdate,
     SyncError,
     SyncMessage,
+    SyncOptions,
     SyncRun,
     SyncSummary,
     select_tables,
@@ -55,6 +57,8 @@ __all__ = [
     "StateUpdate",
     "SyncError",
     "SyncMessage",
+    "SyncOptions",
+    "SyncOptionsError",
     "SyncRun",
     "SyncSummary",
     "Table",

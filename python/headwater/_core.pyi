@@ -1,9 +1,11 @@
 # Hand-written stubs for the Rust extension (rust/headwater-python), checked against the binary
 # by mypy.stubtest in tests/test_native_module.py.
 from collections.abc import Sequence
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, Protocol, final, type_check_only
 
 import pyarrow as pa
+
+from headwater.sync.options import SyncOptions
 
 __all__ = [
     "AsyncTask",
@@ -44,8 +46,28 @@ class BatchBuilder:
 def encode_schema_ipc(schema: Any) -> bytes: ...
 def encode_data_ipc(data: Any, max_message_bytes: int) -> list[bytes]: ...
 
+@type_check_only
+class EngineSink(Protocol):
+    """What the engine calls back into: implemented by ``headwater.sync.events.RunSink``.
+
+    ``SyncEngine.SINK_METHODS`` lists the methods the engine calls; the tests check that list
+    against this protocol and the implementation.
+    """
+
+    def insert(self, table: str, batch: pa.RecordBatch, /) -> object: ...
+    def error(self, table: str, error: BaseException | str, client: str | None, /) -> object: ...
+    def state(self, table: str, key: str, value: str, /) -> object: ...
+    def started(self, table: str, client: str | None, /) -> None: ...
+    def finished(self, table: str, client: str | None, rows: int, seconds: float, /) -> None: ...
+    def failed(self, table: str, client: str | None, error: BaseException, /) -> None: ...
+    def skipped(self, table: str, client: str | None, error: BaseException, /) -> None: ...
+    def interrupt(self, threads: list[int], /) -> None: ...
+    def abandoned(self, stuck: list[tuple[str, str | None]], /) -> None: ...
+    def submit(self, result: Any, task: AsyncTask, /) -> None: ...
+
 @final
 class SyncEngine:
+    SINK_METHODS: ClassVar[tuple[str, ...]]
     def __new__(
         cls,
         tables: Sequence[tuple[Any, Any, int | None, bool, Any, Any, bool]],
@@ -53,28 +75,13 @@ class SyncEngine:
         clients: Sequence[Any],
         client_ids: Sequence[str],
         *,
-        insert_type: Any,
-        error_type: Any,
-        state_type: Any,
-        events: Any,
-        async_runner: Any,
+        sink: EngineSink,
+        options: SyncOptions,
         client_labels: Sequence[str | None] | None = None,
         state: dict[str, str] | None = None,
-        shard: tuple[int, int] | None = None,
-        strategy: str = "dfs",
-        shuffle_seed: int = 0,
-        concurrency: int = 64,
-        table_concurrency: int | None = None,
-        depth_concurrency: Sequence[int] | None = None,
-        max_queued: int | None = None,
-        max_buffer_bytes: int = 67108864,
-        max_rows: int = 10000,
-        max_bytes: int = 8388608,
-        max_latency: float = 1.0,
-        fail_on_row_error: bool = False,
-        resolver_timeout: float | None = None,
-        sync_timeout: float | None = None,
     ) -> SyncEngine: ...
+    @property
+    def options(self) -> SyncOptions: ...
     def start(self) -> None: ...
     def __iter__(self) -> SyncEngine: ...
     def __next__(self) -> Any: ...

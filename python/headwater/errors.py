@@ -33,6 +33,7 @@ __all__ = [
     "SchemaError",
     "SpecError",
     "SyncInterrupted",
+    "SyncOptionsError",
     "SyncTimeoutError",
     "TableSelectionError",
 ]
@@ -78,6 +79,13 @@ class SpecError(HeadwaterError, ValueError):
     def __init__(self, message: str, errors: list[str] | None = None) -> None:
         self.errors = list(errors or [])
         super().__init__(message)
+
+
+class SyncOptionsError(HeadwaterError, ValueError):
+    """A sync option is unknown or out of range (see :class:`headwater.SyncOptions`).
+
+    The message names the option, the value and what the option takes.
+    """
 
 
 class TableSelectionError(HeadwaterError, ValueError):

@@ -19,25 +19,32 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import re
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from headwater import cli
+from headwater.destinations import DEFAULT_URL
+from headwater.destinations import run as local
+from headwater.destinations.base import WriteMode
 from headwater.errors import PluginError, SpecError
 from headwater.schema import Column, Resolver, RowHook, Table, table_columns
 from headwater.spec import spec_schema, validate_spec
-from headwater.sync import (
-    SyncRun,
-    _EventLoop,
-    _Events,
-    make_engine,
-    run_to_end,
-    select_tables,
+from headwater.sync.asyncio_driver import EventLoop, run_to_end
+from headwater.sync.events import RunSink
+from headwater.sync.options import (
+    TUNING_OPTIONS,
+    SyncOptionFields,
+    SyncOptions,
+    check_option,
 )
+from headwater.sync.run import SyncRun, make_engine
+from headwater.sync.selection import select_tables
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Plugin", "table"]
 
@@ -45,16 +52,6 @@ _PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 #: ``Plugin.sync(client=...)``'s default: connect with the spec.
 _CONNECT: Any = object()
-
-#: Defaults of :meth:`Plugin.sync`.
-DEFAULT_CONCURRENCY = 64
-DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
-DEFAULT_BATCH_MAX_ROWS = 10_000
-DEFAULT_BATCH_MAX_BYTES = 8 * 1024 * 1024
-DEFAULT_BATCH_MAX_LATENCY = 1.0
-#: The longest duration, in seconds, a timeout or latency option takes (about 31 years):
-#: the engine cannot represent much longer ones.
-MAX_SECONDS = 1e9
 
 
 def table(
@@ -123,7 +120,7 @@ def table(
     return decorate
 
 
-class Plugin:
+class Plugin(cli.CommandLineTarget):
     """A source plugin: its tables, its spec, and how to connect and run them.
 
     Args:
@@ -221,8 +218,6 @@ class Plugin:
         The commands are those of ``headwater`` (see ``--help``), without the PLUGIN
         argument.
         """
-        from headwater import cli
-
         raise SystemExit(cli.main(argv, plugin=self))
 
     def flat_tables(self) -> list[Table]:
@@ -272,19 +267,24 @@ class Plugin:
         return self.connect(validated) if self.connect is not None else validated
 
     def sync_options_from(self, spec: object = None) -> dict[str, Any]:
-        """The options of :meth:`sync` the plugin's ``sync_options`` hook takes from ``spec``.
+        """The options the plugin's ``sync_options`` hook takes from ``spec``.
 
-        The hook may set ``concurrency``, ``table_concurrency``, ``depth_concurrency``,
-        ``strategy``, ``shuffle_seed``, ``max_buffer_bytes``, ``batch_max_rows``,
-        ``batch_max_bytes``, ``batch_max_latency``, ``on_row_error``, ``resolver_timeout`` and
-        ``sync_timeout``; the others (tables, state, shard, client...) belong to whoever runs
-        the sync. A value of ``None`` leaves the option at its default.
+        The hook may set the options that tune a sync (``concurrency``,
+        ``table_concurrency``, ``depth_concurrency``, ``strategy``,
+        ``shuffle_seed``, ``max_buffer_bytes``, ``batch_max_rows``, ``batch_max_bytes``,
+        ``batch_max_latency``, ``on_row_error``, ``resolver_timeout`` and ``sync_timeout``),
+        returned as a mapping or a :class:`~headwater.SyncOptions` (the options it sets
+        explicitly count); which tables to sync and the shard belong to whoever runs the
+        sync. A value of ``None`` leaves the option at its default. ``headwater serve`` and
+        ``headwater sync`` layer these under their own options
+        (:meth:`SyncOptions.with_defaults <headwater.SyncOptions.with_defaults>`): an option
+        the caller sets wins.
 
         Args:
             spec: The spec (a mapping, JSON text or a spec instance); validated first.
 
         Returns:
-            Keyword arguments for :meth:`sync`; ``{}`` for a plugin without the hook.
+            The options set, by name; ``{}`` for a plugin without the hook.
 
         Raises:
             SpecError: The spec is invalid, or the hook mapped it onto a value the option does
@@ -301,22 +301,24 @@ class Plugin:
             raise PluginError(
                 f"plugin {self.name!r}: sync_options(spec) failed: {type(exc).__name__}: {exc}"
             ) from exc
+        if isinstance(options, SyncOptions):
+            options = options.given()
         if not isinstance(options, Mapping):
             raise PluginError(
                 f"plugin {self.name!r}: sync_options(spec) must return a mapping of sync "
-                f"options, got {type(options).__name__}"
+                f"options, got {type(options).__name__} (a SyncOptions works too)"
             )
         checked: dict[str, Any] = {}
         for key, value in options.items():
-            if key not in _TUNING_OPTIONS:
+            if key not in TUNING_OPTIONS:
                 raise PluginError(
                     f"plugin {self.name!r}: sync_options(spec) returned {key!r}, which is not "
-                    f"an option it can set; it can set {', '.join(_TUNING_OPTIONS)}"
+                    f"an option it can set; it can set {', '.join(TUNING_OPTIONS)}"
                 )
             if value is None:
                 continue
-            takes, valid = _TUNING_OPTIONS[key]
-            if not valid(value):
+            takes = check_option(key, value)
+            if takes is not None:
                 shown = repr(value)
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
                 raise SpecError(
@@ -354,114 +356,56 @@ class Plugin:
         self,
         spec: object = None,
         *,
-        tables: Iterable[str] = ("*",),
-        skip_tables: Iterable[str] = (),
-        skip_dependent_tables: bool = False,
-        deterministic_cq_id: bool = False,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        table_concurrency: int | None = None,
-        depth_concurrency: Sequence[int] | None = None,
-        strategy: Literal["dfs", "round-robin", "shuffle"] = "dfs",
-        shuffle_seed: int | None = None,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS,
-        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
-        batch_max_latency: float = DEFAULT_BATCH_MAX_LATENCY,
-        on_row_error: Literal["skip", "fail"] = "skip",
-        resolver_timeout: float | None = None,
-        sync_timeout: float | None = None,
+        options: SyncOptions | None = None,
         state: Mapping[str, str] | None = None,
-        shard: tuple[int, int] | None = None,
         client: Any = _CONNECT,
         logger: logging.Logger | None = None,
+        **overrides: Unpack[SyncOptionFields],
     ) -> SyncRun:
         """Sync the selected tables; iterate the result for messages.
 
         The sync starts on the first ``next()``: a :class:`~headwater.MigrateTable` for every
-        selected table, then :class:`~headwater.Insert` and :class:`~headwater.SyncError`
-        messages as resolvers produce them. Resolvers run on worker threads (async ones on an
-        event loop), holding the GIL only while Python runs.
+        selected table, then :class:`~headwater.Insert`, :class:`~headwater.StateUpdate` and
+        :class:`~headwater.SyncError` messages as resolvers produce them. Resolvers run on
+        worker threads (async ones on an event loop), holding the GIL only while Python runs.
+
+        The options come from ``options`` and the keyword options: a keyword option replaces
+        that field of ``options`` (the keyword wins), the others keep the value ``options``
+        gives them, or their default. Given only ``options``, the engine receives that very
+        object (:attr:`SyncRun.options <headwater.SyncRun.options>`). The plugin's own
+        ``sync_options`` hook is not applied here: ``headwater serve`` and ``headwater sync``
+        apply it (see :meth:`sync_options_from`).
 
         Args:
             spec: The plugin spec (a mapping, JSON text, or a spec instance).
-            tables: Table name patterns to sync (fnmatch globs); a parent is synced with any
-                selected child.
-            skip_tables: Patterns of tables to leave out, with their children.
-            skip_dependent_tables: Leave out children of selected tables unless they are
-                selected themselves.
-            deterministic_cq_id: Accepted for CloudQuery compatibility. headwater always
-                derives ``_cq_id`` from the primary key when a table has one (as the Go SDK
-                does with this flag set); tables without a primary key get random ids either
-                way.
-            concurrency: Resolver invocations running at once, over all tables. Each running
-                sync resolver holds a thread; async ones share the event loop.
-            table_concurrency: Invocations of one table running at once (default:
-                ``concurrency``).
-            depth_concurrency: Invocations at each depth running at once (index 0: top-level
-                tables); default: ``concurrency`` halved at every depth, as in the Go SDK.
-            strategy: Order of the top-level ``(table, client)`` tasks: ``dfs`` (table by
-                table), ``round-robin`` (clients interleaved) or ``shuffle`` (round-robin
-                order shuffled with a fixed seed).
-            shuffle_seed: Seed of ``shuffle``; by default derived from the table names, so
-                runs repeat.
-            max_buffer_bytes: Bytes of finished batches held for a slow consumer; resolvers
-                block beyond it (backpressure).
-            batch_max_rows: A table's rows become a batch at this many rows...
-            batch_max_bytes: ...or this many bytes...
-            batch_max_latency: ...or when the oldest has waited this many seconds.
-            on_row_error: ``skip`` leaves a row that does not fit its table out (logged and
-                counted in the summary); ``fail`` ends its resolver with a
-                :class:`~headwater.SyncError`.
-            resolver_timeout: Seconds one resolver invocation (one table, client and parent
-                row) may run. Past it, the sync stops waiting for it, records a
-                :class:`~headwater.SyncError` whose error is a
-                :class:`~headwater.errors.ResolverTimeoutError` for that table and client,
-                delivers nothing the resolver yields afterwards, and goes on with the rest.
-                An async resolver is cancelled; a threaded one blocked in C code (a socket
-                read) is left to end on its own. ``None``: no limit.
-            sync_timeout: Seconds the whole sync may run; past it, iterating raises
-                :class:`~headwater.errors.SyncTimeoutError` (naming what was still running)
-                and the sync is cancelled. ``None``: no limit.
+            options: The sync's options (default: ``SyncOptions()``).
             state: The incremental state to start from (string keys and values), as stored by
                 the destination or the CloudQuery state backend. Resolvers that take a
                 ``state`` argument read it with ``state.get(key)`` and update it with
                 ``state.set(key, value)``; each update is yielded as a
                 :class:`~headwater.StateUpdate` after the rows before it.
-            shard: ``(num, total)``: sync only part ``num`` (from 1) of ``total`` disjoint
-                parts of the top-level ``(table, client)`` tasks; the parts of all shards
-                cover the sync exactly once.
             client: A client made earlier with :meth:`client` (a server connects once, at
                 ``Init``), which the caller releases; by default ``connect`` is called with
                 the validated spec, and the run releases that client when it ends, fails or
                 is closed (:meth:`release`).
             logger: Where sync events are logged (default ``headwater.sync``).
+            **overrides: Fields of :class:`~headwater.SyncOptions` by name (``tables``,
+                ``concurrency``, ``batch_max_rows``, ``on_row_error``, ``sync_timeout``...),
+                each replacing that field of ``options``.
 
         Returns:
             The :class:`~headwater.SyncRun` iterator.
 
         Raises:
             SpecError: The spec is invalid.
+            SyncOptionsError: An option is unknown or out of range; the message names it,
+                the value and what it takes.
             TableSelectionError: A table pattern matches no table.
-            ValueError: An option is out of range.
             SyncTimeoutError: (while iterating) The sync ran past ``sync_timeout``.
         """
-        del deterministic_cq_id  # see the docstring: ids are always derived from the key
-        _check_sync_options(
-            concurrency=concurrency,
-            table_concurrency=table_concurrency,
-            depth_concurrency=depth_concurrency,
-            strategy=strategy,
-            shuffle_seed=shuffle_seed,
-            max_buffer_bytes=max_buffer_bytes,
-            batch_max_rows=batch_max_rows,
-            batch_max_bytes=batch_max_bytes,
-            batch_max_latency=batch_max_latency,
-            on_row_error=on_row_error,
-            resolver_timeout=resolver_timeout,
-            sync_timeout=sync_timeout,
-        )
+        given = (options if options is not None else SyncOptions()).replace(**overrides)
         initial_state = _check_state(state)
-        selected = self.select_tables(tables, skip_tables, skip_dependent_tables)
+        selected = self.select_tables(given.tables, given.skip_tables, given.skip_dependent_tables)
         release: Callable[[], Any] | None = None
         if client is _CONNECT:
             client = self.client(spec)
@@ -475,48 +419,105 @@ class Plugin:
             client_labels: list[str | None] = list(client_ids)
             if len(clients) == 1 and (clients[0] is None or _positional(clients[0])):
                 client_labels = [None]
-            if shuffle_seed is None:
-                shuffle_seed = zlib.crc32(",".join(t.name for t in selected).encode())
             log = logger or logging.getLogger("headwater.sync")
-            loop = _EventLoop(resolver_timeout)
-            events = _Events(log)
+            loop = EventLoop(given.resolver_timeout)
+            sink = RunSink(log, loop)
             engine = make_engine(
                 selected,
                 roots,
                 clients,
                 client_ids,
-                loop,
-                events,
+                sink,
+                given,
                 strict=self.strict,
                 client_labels=client_labels,
-                strategy=strategy,
-                shuffle_seed=shuffle_seed,
-                concurrency=concurrency,
-                table_concurrency=table_concurrency,
-                depth_concurrency=None if depth_concurrency is None else list(depth_concurrency),
-                max_buffer_bytes=max_buffer_bytes,
-                max_rows=batch_max_rows,
-                max_bytes=batch_max_bytes,
-                max_latency=batch_max_latency,
-                fail_on_row_error=on_row_error == "fail",
-                resolver_timeout=resolver_timeout,
-                sync_timeout=sync_timeout,
                 state=initial_state,
-                shard=_check_shard(shard),
             )
-            return SyncRun(
-                selected,
-                engine,
-                loop,
-                log,
-                release,
-                events=events,
-                fail_on_row_error=on_row_error == "fail",
-            )
+            return SyncRun(selected, engine, loop, log, release, sink=sink)
         except BaseException:
             if release is not None:
                 self.release(client)
             raise
+
+    def sync_to(
+        self,
+        to: str = DEFAULT_URL,
+        spec: object = None,
+        *,
+        options: SyncOptions | None = None,
+        mode: WriteMode | None = None,
+        delete_stale: bool = False,
+        migrate_force: bool = False,
+        commit_interval: float = local.DEFAULT_COMMIT_INTERVAL,
+        source_name: str | None = None,
+        progress: local.ProgressListener | None = None,
+        coalesce_rows: int | None = None,
+        **overrides: Unpack[SyncOptionFields],
+    ) -> local.LocalSyncResult:
+        """Sync into a local destination: DuckDB, PostgreSQL, Parquet or JSON lines.
+
+        What ``headwater sync`` runs. Batches go to the destination as they come; the
+        incremental state is committed in the same transaction as the rows it covers, so a
+        crash at any moment leaves the destination at its last commit with a state that never
+        runs ahead of the data.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> import headwater as hw
+            >>> @hw.table("numbers", columns=[hw.Column("n", pa.int64(), primary_key=True)])
+            ... def numbers(client):
+            ...     yield from ({"n": n} for n in range(3))
+            >>> plugin = hw.Plugin(name="demo", version="1", tables=[numbers])
+            >>> plugin.sync_to("duckdb:///:memory:", options=hw.SyncOptions(concurrency=4)).rows
+            {'numbers': 3}
+
+        Args:
+            to: The destination URL (see :mod:`headwater.destinations`): ``duckdb:///path``
+                (the default is ``./headwater.duckdb``), ``postgresql://...``,
+                ``parquet:///dir``, ``jsonl:///dir``.
+            spec: The plugin spec (a mapping, JSON text or a spec instance).
+            options: The sync's options, combined with the keyword options as in
+                :meth:`sync`, and passed on to it unchanged.
+            mode: ``append``, ``overwrite`` or ``upsert``; by default ``upsert`` for tables
+                with a primary key (a rerun does not double them) and ``append`` for the others.
+            delete_stale: Delete this source's rows of earlier syncs from the tables that
+                synced without errors (neither they nor a table above them failed).
+            migrate_force: Rebuild tables whose column types changed incompatibly.
+            commit_interval: Seconds between commits of incremental state with its rows.
+            source_name: ``_cq_source_name`` and the state's owner (default: the plugin's name).
+            progress: Told about rows and errors as they are written.
+            coalesce_rows: Batches smaller than this are gathered up to this many rows before
+                they are written (default: what the destination prefers).
+            **overrides: Fields of :class:`~headwater.SyncOptions` by name, each replacing
+                that field of ``options``.
+
+        Returns:
+            What was written; ``failed_tables`` lists tables with errors.
+
+        Raises:
+            SpecError: The spec is invalid (nothing was written).
+            SyncOptionsError: An option is unknown or out of range (nothing was written).
+            TableSelectionError: A table pattern matches no table (nothing was written).
+            MigrationError: A table's column type changed incompatibly (nothing was written).
+            DestinationError: The destination failed; what was not committed is rolled back.
+            SyncTimeoutError: The sync ran past ``sync_timeout``; what was not committed is
+                rolled back.
+            SyncInterrupted: Ctrl-C stopped the sync; what was not committed is rolled back.
+        """
+        return local.sync_to(
+            self,
+            to,
+            spec,
+            options=options,
+            mode=mode,
+            delete_stale=delete_stale,
+            migrate_force=migrate_force,
+            commit_interval=commit_interval,
+            source_name=source_name,
+            progress=progress,
+            coalesce_rows=coalesce_rows,
+            **overrides,
+        )
 
     def _multiplex(
         self, selected: list[Table], client: Any
@@ -548,68 +549,6 @@ class Plugin:
                 f"got {type(result).__name__}"
             )
         return list(result)
-
-
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63
-
-
-def _duration(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0 < value <= MAX_SECONDS
-    )
-
-
-#: The tuning options of :meth:`Plugin.sync`, which a plugin's ``sync_options`` hook may also
-#: set: each option, what it takes, and its check.
-_TUNING_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "concurrency": ("an int >= 1", _count),
-    "table_concurrency": ("an int >= 1", _count),
-    "depth_concurrency": (
-        "a non-empty list of ints >= 1",
-        lambda v: isinstance(v, (list, tuple)) and bool(v) and all(map(_count, v)),
-    ),
-    "strategy": (
-        "'dfs', 'round-robin' or 'shuffle'",
-        lambda v: v in ("dfs", "round-robin", "shuffle"),
-    ),
-    "shuffle_seed": (
-        "an int from 0 to 2**64 - 1",
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**64,
-    ),
-    "max_buffer_bytes": ("an int >= 1", _count),
-    "batch_max_rows": ("an int >= 1", _count),
-    "batch_max_bytes": ("an int >= 1", _count),
-    "batch_max_latency": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
-    "on_row_error": ("'skip' or 'fail'", lambda v: v in ("skip", "fail")),
-    "resolver_timeout": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
-    "sync_timeout": (f"a number of seconds above 0, at most {MAX_SECONDS:g}", _duration),
-}
-
-
-def _check_sync_options(**options: Any) -> None:
-    """Refuse an option value the engine cannot take, naming it as the caller spelled it."""
-    for name, value in options.items():
-        takes, valid = _TUNING_OPTIONS[name]
-        if value is not None and not valid(value):
-            shown = repr(value)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            raise ValueError(f"{name} must be {takes}, not {shown}")
-
-
-def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
-    if shard is None:
-        return None
-    if (
-        not isinstance(shard, tuple)
-        or len(shard) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
-    ):
-        raise TypeError(f"shard must be a (num, total) tuple of ints, not {shard!r}")
-    return shard
 
 
 def _check_state(state: Mapping[str, str] | None) -> dict[str, str]:

@@ -22,17 +22,29 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from headwater._core import __version__
 from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
     from headwater.plugin import Plugin
 
-__all__ = ["PluginLoadError", "load_plugin", "main"]
+__all__ = ["CommandLineTarget", "PluginLoadError", "load_plugin", "main"]
 
 #: The modules defining commands, in the order their commands are listed in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("headwater.cli.local", "headwater.cli.serve")
+
+
+class CommandLineTarget:
+    """What the command line runs: :class:`headwater.Plugin` derives from it.
+
+    The command line finds plugins in a module by this base class, so it never imports
+    :mod:`headwater.plugin` at run time: ``Plugin.main`` runs the command line, and the two
+    importing each other would be a cycle.
+    """
+
+    __slots__ = ()
 
 
 class PluginLoadError(HeadwaterError, ValueError):
@@ -57,8 +69,6 @@ def load_plugin(reference: str) -> Plugin:
             ran. The message says which, with the file and line of the plugin's code where
             it happened; the exception is chained as the cause.
     """
-    from headwater.plugin import Plugin
-
     target, _, attribute = reference.partition(":")
     if not target:
         raise PluginLoadError(f"plugin reference {reference!r} names no module or file")
@@ -73,16 +83,23 @@ def load_plugin(reference: str) -> Plugin:
             plugin = getattr(module, attribute)
         except AttributeError:
             raise PluginLoadError(f"{target!r} has no attribute {attribute!r}") from None
-        if not isinstance(plugin, Plugin):
+        if not isinstance(plugin, CommandLineTarget):
             raise PluginLoadError(
                 f"{reference!r} is a {type(plugin).__name__}, not a headwater.Plugin"
             )
-        return plugin
-    found = {name: value for name, value in vars(module).items() if isinstance(value, Plugin)}
+        return _as_plugin(plugin)
+    found = {
+        name: value for name, value in vars(module).items() if isinstance(value, CommandLineTarget)
+    }
     if len(found) != 1:
         which = f"plugins {', '.join(sorted(found))}" if found else "no headwater.Plugin"
         raise PluginLoadError(f"{target!r} has {which}; name one as {target}:attribute")
-    return next(iter(found.values()))
+    return _as_plugin(next(iter(found.values())))
+
+
+def _as_plugin(target: CommandLineTarget) -> Plugin:
+    """``target`` typed as the plugin it is (``Plugin`` is its only subclass)."""
+    return cast("Plugin", target)
 
 
 def _import(target: str) -> ModuleType:
@@ -170,8 +187,6 @@ def build_parser(plugin: Plugin | None = None) -> argparse.ArgumentParser:
             else "Run headwater plugins: sync them locally, serve them to CloudQuery."
         ),
     )
-    from headwater import __version__
-
     parser.add_argument(
         "--version",
         action="version",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from headwater.sync.options import MAX_SECONDS
+
 __all__ = ["MAX_COUNT", "count", "log_level", "positive_seconds", "seconds"]
 
 #: The largest count an option takes (resolvers, syncs at once): beyond it nothing is gained.
@@ -29,9 +31,7 @@ def count(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """A number of seconds from 0 to :data:`~headwater.plugin.MAX_SECONDS`."""
-    from headwater.plugin import MAX_SECONDS
-
+    """A number of seconds from 0 to :data:`~headwater.sync.options.MAX_SECONDS`."""
     value = _number(text)
     if not 0 <= value <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(
@@ -41,9 +41,7 @@ def seconds(text: str) -> float:
 
 
 def positive_seconds(text: str) -> float:
-    """A number of seconds above 0, at most :data:`~headwater.plugin.MAX_SECONDS`."""
-    from headwater.plugin import MAX_SECONDS
-
+    """A number of seconds above 0, at most :data:`~headwater.sync.options.MAX_SECONDS`."""
     value = _number(text)
     if not 0 < value <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(

@@ -25,11 +25,14 @@ from headwater.errors import (
     PluginError,
     SpecError,
     SyncInterrupted,
+    SyncOptionsError,
     TableSelectionError,
 )
 from headwater.redaction import redact
+from headwater.sync.options import SyncOptions
 
 if TYPE_CHECKING:
+    from headwater.destinations.run import LocalSyncResult
     from headwater.plugin import Plugin
     from headwater.schema import Table
 
@@ -202,9 +205,7 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
     from rich.console import Console
 
     from headwater.cli.progress import LiveProgress, print_summary
-    from headwater.destinations.run import sync_to
     from headwater.logs import configure_logging
-    from headwater.plugin import DEFAULT_CONCURRENCY
     from headwater.specfile import load_spec
 
     try:
@@ -214,43 +215,48 @@ def _sync(args: argparse.Namespace, plugin: Plugin) -> int:
         _error(exc)
         return EXIT_USAGE
     json_logs = args.log_format == "json"
-    try:
-        spec = load_spec(args.spec)
-        from_spec = plugin.sync_options_from(spec)
-    except (SpecError, PluginError) as exc:
-        _error(exc, json_logs=json_logs)
-        return EXIT_USAGE
     # An option given on the command line wins over the spec's, which wins over the default.
     given = {
         "concurrency": args.concurrency,
         "resolver_timeout": args.resolver_timeout,
         "sync_timeout": args.sync_timeout,
     }
-    tuning = {**from_spec, **{key: value for key, value in given.items() if value is not None}}
+    try:
+        spec = load_spec(args.spec)
+        options = SyncOptions(
+            tables=args.tables,
+            skip_tables=args.skip_tables,
+            skip_dependent_tables=args.skip_dependent_tables,
+            **{key: value for key, value in given.items() if value is not None},
+        ).with_defaults(plugin.sync_options_from(spec))
+    except (SpecError, PluginError, SyncOptionsError) as exc:
+        _error(exc, json_logs=json_logs)
+        return EXIT_USAGE
     show_progress = not args.no_progress and args.log_format == "text" and sys.stderr.isatty()
     console = Console(stderr=True)
     progress = LiveProgress(console) if show_progress else None
-    options: dict[str, Any] = {
-        "tables": args.tables,
-        "skip_tables": args.skip_tables,
-        "skip_dependent_tables": args.skip_dependent_tables,
-        "mode": args.mode,
-        "delete_stale": args.delete_stale,
-        "migrate_force": args.migrate_force,
-        "concurrency": tuning.pop("concurrency", DEFAULT_CONCURRENCY),
-        "commit_interval": args.commit_interval,
-        "source_name": args.source_name,
-        "progress": progress,
-        **tuning,
-    }
+
+    def run() -> LocalSyncResult:
+        return plugin.sync_to(
+            args.to,
+            spec,
+            options=options,
+            mode=args.mode,
+            delete_stale=args.delete_stale,
+            migrate_force=args.migrate_force,
+            commit_interval=args.commit_interval,
+            source_name=args.source_name,
+            progress=progress,
+        )
+
     received: list[int] = []
     try:
         with _stopped_by_signals() as received:
             if progress is not None:
                 with progress:
-                    result = sync_to(plugin, args.to, spec, **options)
+                    result = run()
             else:
-                result = sync_to(plugin, args.to, spec, **options)
+                result = run()
     except (SpecError, TableSelectionError) as exc:
         _error(exc, json_logs=json_logs)
         return EXIT_USAGE

@@ -15,6 +15,8 @@ Example:
     >>> plugin = hw.Plugin(name="demo", version="1", tables=[numbers])
     >>> sync_to(plugin, "duckdb:///:memory:").rows  # doctest: +SKIP
     {'numbers': 3}
+
+:meth:`headwater.Plugin.sync_to` is the public face of :func:`sync_to`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,8 +42,13 @@ from headwater.destinations.base import (
     WriteOptions,
 )
 from headwater.errors import RowError, SyncInterrupted
-from headwater.plugin import DEFAULT_CONCURRENCY, Plugin
 from headwater.schema import Table
+from headwater.sync.options import SyncOptionFields, SyncOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from headwater.plugin import Plugin
 
 __all__ = [
     "DEFAULT_COMMIT_INTERVAL",
@@ -231,18 +238,15 @@ def sync_to(
     to: str = DEFAULT_URL,
     spec: object = None,
     *,
-    tables: Iterable[str] = ("*",),
-    skip_tables: Iterable[str] = (),
-    skip_dependent_tables: bool = False,
+    options: SyncOptions | None = None,
     mode: WriteMode | None = None,
     delete_stale: bool = False,
     migrate_force: bool = False,
-    concurrency: int = DEFAULT_CONCURRENCY,
     commit_interval: float = DEFAULT_COMMIT_INTERVAL,
     source_name: str | None = None,
     progress: ProgressListener | None = None,
     coalesce_rows: int | None = None,
-    **sync_options: Any,
+    **overrides: Unpack[SyncOptionFields],
 ) -> LocalSyncResult:
     """Sync ``plugin`` into the destination at ``to``.
 
@@ -250,30 +254,29 @@ def sync_to(
         plugin: The plugin.
         to: The destination URL (see :mod:`headwater.destinations`).
         spec: The plugin spec (a mapping, JSON text or a spec instance).
-        tables: Table name patterns to sync.
-        skip_tables: Table name patterns to leave out.
-        skip_dependent_tables: Leave out children of selected tables unless selected.
+        options: The sync's options; a keyword option replaces that field (as in
+            :meth:`headwater.Plugin.sync`). The result is handed to ``plugin.sync`` unchanged.
         mode: ``append``, ``overwrite`` or ``upsert``; by default ``upsert`` for tables with a
             primary key (a rerun does not double them) and ``append`` for the others (see
             :class:`WriteOptions`).
         delete_stale: Delete this source's rows of earlier syncs from the tables that synced
             without errors (neither they nor a table above them failed).
         migrate_force: Rebuild tables whose column types changed incompatibly.
-        concurrency: Resolver invocations running at once.
         commit_interval: Seconds between commits of incremental state with its rows.
         source_name: ``_cq_source_name`` and the state's owner (default: the plugin's name).
         progress: Told about rows and errors as they are written.
         coalesce_rows: Batches smaller than this (a resolver that sets state often makes
             small ones) are gathered up to this many rows before they are written (default:
             what the destination prefers, ``write_batch_rows``).
-        **sync_options: Passed on to :meth:`headwater.Plugin.sync`: e.g. ``resolver_timeout``
-            and ``sync_timeout`` (seconds).
+        **overrides: Fields of :class:`~headwater.SyncOptions` by name: ``tables``,
+            ``concurrency``, ``resolver_timeout``, ``sync_timeout``...
 
     Returns:
         What was written; :attr:`LocalSyncResult.failed_tables` lists tables with errors.
 
     Raises:
         SpecError: The spec is invalid (nothing was written).
+        SyncOptionsError: An option is unknown or out of range (nothing was written).
         TableSelectionError: A table pattern matches no table (nothing was written).
         MigrationError: A table's column type changed incompatibly (nothing was written).
         DestinationError: The destination failed; what was not committed is rolled back.
@@ -284,12 +287,13 @@ def sync_to(
     """
     if commit_interval < 0:
         raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval}")
+    given = (options if options is not None else SyncOptions()).replace(**overrides)
     validated = plugin.validate_spec(spec)
-    selected = plugin.select_tables(tables, skip_tables, skip_dependent_tables)
+    selected = plugin.select_tables(given.tables, given.skip_tables, given.skip_dependent_tables)
     plans = [DestinationTable(t, t.arrow_schema, t.resolver_wants_state) for t in selected]
     names = [plan.name for plan in plans]
     now = dt.datetime.now(dt.UTC)
-    options = WriteOptions(
+    write_options = WriteOptions(
         source_name=source_name or plugin.name,
         sync_time=now,
         mode=mode,
@@ -302,20 +306,12 @@ def sync_to(
     messages: list[str] = []
     run: hw_sync.SyncRun | None = None
     try:
-        state = destination.prepare(plans, options)
+        state = destination.prepare(plans, write_options)
         logger.debug(
             "destination ready",
             extra={"destination": destination.url, "tables": len(plans), "mode": mode or "default"},
         )
-        run = plugin.sync(
-            validated,
-            tables=tables,
-            skip_tables=skip_tables,
-            skip_dependent_tables=skip_dependent_tables,
-            concurrency=concurrency,
-            state=state,
-            **sync_options,
-        )
+        run = plugin.sync(validated, options=given, state=state)
         if progress is not None:
             progress.started(names)
         pending: list[StateEntry] = []

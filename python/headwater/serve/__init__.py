@@ -17,14 +17,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 from cloudquery.discovery_v1 import discovery_pb2_grpc
 from cloudquery.plugin_v3 import plugin_pb2_grpc
 
 from headwater.errors import HeadwaterError
-from headwater.plugin import Plugin
 from headwater.serve.servicer import (
     DEFAULT_MAX_SYNCS,
     MAX_MESSAGE_BYTES,
@@ -32,6 +31,9 @@ from headwater.serve.servicer import (
     DiscoveryServicer,
     SourceServicer,
 )
+
+if TYPE_CHECKING:
+    from headwater.plugin import Plugin
 
 __all__ = ["DEFAULT_MAX_SYNCS", "ConnectionTestFailed", "PluginServer", "ServeError", "serve"]
 

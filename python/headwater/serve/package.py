@@ -19,11 +19,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from headwater._core import __version__
 from headwater.errors import HeadwaterError
-from headwater.plugin import Plugin
 from headwater.schema import TableDescription, describe_table
+
+if TYPE_CHECKING:
+    from headwater.plugin import Plugin
 
 __all__ = ["PackageError", "PackageResult", "package", "tables_json"]
 
@@ -212,8 +215,6 @@ def _build_wheels(directory: Path, wheels: Path) -> bool:
 
 
 def _dockerfile(plugin: Plugin, entry: str, wheels: bool) -> str:
-    from headwater import __version__
-
     install = (
         "COPY wheels/ /wheels/\nRUN pip install --no-cache-dir /wheels/*.whl\n"
         if wheels

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import pyarrow as pa
@@ -38,12 +38,14 @@ from headwater.errors import (
     SpecError,
     TableSelectionError,
 )
-from headwater.plugin import Plugin
 from headwater.redaction import redact
 from headwater.schema import Table
 from headwater.serve.state import BackendState, StateBackendError
 from headwater.specfile import parse_json_spec
-from headwater.sync import Insert, MigrateTable, StateUpdate, SyncError, SyncRun
+from headwater.sync import Insert, MigrateTable, StateUpdate, SyncError, SyncOptions, SyncRun
+
+if TYPE_CHECKING:
+    from headwater.plugin import Plugin
 
 __all__ = [
     "DEFAULT_MAX_SYNCS",
@@ -236,16 +238,19 @@ class SourceServicer(plugin_pb2_grpc.PluginServicer):  # type: ignore[misc]
         backend = _open_backend(request, context, self._plugin)
         shard = (request.shard.num, request.shard.total) if request.HasField("shard") else None
         try:
-            run = self._plugin.sync(
-                connection.spec,
-                client=connection.client,
+            # The request's options over the plugin's own (from the spec, at Init).
+            options = SyncOptions(
                 tables=list(request.tables) or ["*"],
                 skip_tables=list(request.skip_tables),
                 skip_dependent_tables=request.skip_dependent_tables,
                 deterministic_cq_id=request.deterministic_cq_id,
-                state=backend.state if backend else None,
                 shard=shard,
-                **connection.options,
+            ).with_defaults(connection.options)
+            run = self._plugin.sync(
+                connection.spec,
+                client=connection.client,
+                options=options,
+                state=backend.state if backend else None,
             )
         except (TableSelectionError, ValueError, TypeError) as exc:
             if backend:

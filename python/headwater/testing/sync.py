@@ -25,13 +25,17 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from headwater.plugin import Plugin
 from headwater.schema import Table
-from headwater.sync import Insert, MigrateTable, StateUpdate, SyncError, SyncSummary
+from headwater.sync import Insert, MigrateTable, StateUpdate, SyncError, SyncOptions, SyncSummary
+from headwater.sync.options import SyncOptionFields
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SyncResult", "assert_schema_snapshot", "run_sync", "schema_snapshot"]
 
@@ -74,10 +78,10 @@ def run_sync(
     plugin: Plugin,
     spec: object = None,
     *,
-    tables: Iterable[str] = ("*",),
+    options: SyncOptions | None = None,
     state: Mapping[str, str] | None = None,
     raise_errors: bool = False,
-    **options: Any,
+    **overrides: Unpack[SyncOptionFields],
 ) -> SyncResult:
     """Run a sync of ``plugin`` to the end and collect what it delivered.
 
@@ -88,17 +92,20 @@ def run_sync(
     Args:
         plugin: The plugin.
         spec: Its spec (a mapping, JSON text or a spec instance).
-        tables: Table patterns to sync.
+        options: The sync's options, passed to :meth:`headwater.Plugin.sync` unchanged
+            (combined with the keyword options as there).
         state: The incremental state to start from.
         raise_errors: Raise the first resolver error instead of collecting it.
-        **options: More options of :meth:`headwater.Plugin.sync`.
+        **overrides: Fields of :class:`~headwater.SyncOptions` by name (``tables``,
+            ``concurrency``...), each replacing that field of ``options``.
 
     Returns:
         The :class:`SyncResult`.
     """
     client = plugin.client(spec)
     try:
-        with plugin.sync(client=client, tables=tables, state=state, **options) as run:
+        given = (options if options is not None else SyncOptions()).replace(**overrides)
+        with plugin.sync(client=client, options=given, state=state) as run:
             batches: dict[str, list[pa.RecordBatch]] = {}
             schemas: dict[str, pa.Schema] = {}
             errors: list[SyncError] = []

@@ -132,15 +132,17 @@ impl<H: Host> Accumulator<H> {
         if self.rows == SIZING_ROWS {
             self.size_for_batch(options);
         }
-        self.rows >= options.max_rows
-            || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= options.max_bytes)
+        self.rows >= options.batch_max_rows
+            || (self.rows % BYTES_CHECK_ROWS == 0 && self.bytes() >= options.batch_max_bytes)
     }
 
     /// Reserves room for the rows the batch will still take if they are like those so far:
     /// up to the row limit, or to the byte limit if that comes first.
     fn size_for_batch(&mut self, options: &Options) {
         let per_row = (self.bytes() / self.rows).max(1);
-        let batch_rows = options.max_rows.min(options.max_bytes / per_row + 1);
+        let batch_rows = options
+            .batch_max_rows
+            .min(options.batch_max_bytes / per_row + 1);
         let more = batch_rows.saturating_sub(self.rows);
         for builder in &mut self.builders {
             builder.reserve_like(more);
@@ -181,7 +183,7 @@ impl<H: Host> Accumulator<H> {
     /// Whether the oldest row or release has waited at least the maximum latency.
     pub fn is_stale(&self, options: &Options) -> bool {
         self.since
-            .is_some_and(|since| since.elapsed() >= options.max_latency)
+            .is_some_and(|since| since.elapsed() >= options.batch_max_latency)
     }
 
     /// Takes the rows and releases out as a [`Bundle`], leaving fresh builders for `table`;

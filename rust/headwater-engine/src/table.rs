@@ -6,17 +6,26 @@ use std::time::Duration;
 use arrow_schema::{FieldRef, SchemaRef};
 use headwater_core::{ingest, schema};
 
-/// Batching and error options of a sync.
+/// What happens to a row that does not fit its table (`SyncOptions.on_row_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRowError {
+    /// `"skip"`: the row is left out, logged and counted.
+    Skip,
+    /// `"fail"`: the row fails its resolver invocation.
+    Fail,
+}
+
+/// Batching and error options of a sync, named as in `SyncOptions`.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A table's rows are flushed into a batch at this many rows...
-    pub max_rows: usize,
+    pub batch_max_rows: usize,
     /// ...or this many bytes...
-    pub max_bytes: usize,
+    pub batch_max_bytes: usize,
     /// ...or when the oldest row has waited this long.
-    pub max_latency: Duration,
-    /// A row that does not fit its table fails its resolver instead of being skipped.
-    pub fail_on_row_error: bool,
+    pub batch_max_latency: Duration,
+    /// What a row that does not fit its table does.
+    pub on_row_error: OnRowError,
     /// How long one threaded resolver invocation may run (see [`crate::running`]).
     pub resolver_timeout: Option<Duration>,
 }

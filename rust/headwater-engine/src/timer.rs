@@ -13,7 +13,7 @@ use crate::worker::{expire_overdue, Driver};
 /// Checks every accumulator about four times per latency period (and the resolvers' deadlines
 /// as often, at least every quarter second) until the sync ends.
 pub fn run<H: Driver>(engine: &Arc<Engine<H>>) {
-    let tick = (engine.options.max_latency / 4)
+    let tick = (engine.options.batch_max_latency / 4)
         .clamp(Duration::from_millis(5), Duration::from_millis(250));
     while !engine.shutting_down.load(Ordering::SeqCst) && !engine.is_cancelled() {
         std::thread::park_timeout(tick);

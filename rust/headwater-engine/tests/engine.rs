@@ -25,7 +25,7 @@ use headwater_engine::lifecycle::{self, JoinStep, Joiner};
 use headwater_engine::lock::lock;
 use headwater_engine::output::{Failure, Output};
 use headwater_engine::scheduler::{Limits, Next, Slot, Task};
-use headwater_engine::table::{Options, Table};
+use headwater_engine::table::{OnRowError, Options, Table};
 use headwater_engine::task::{EngineTask, Payload};
 use headwater_engine::worker::{end_task, queue_release, Driver, Left, TaskContext};
 
@@ -252,7 +252,7 @@ struct Setup {
     /// `(table, client)` of each root task.
     roots: Vec<(usize, usize)>,
     concurrency: usize,
-    max_rows: usize,
+    batch_max_rows: usize,
     max_buffer_bytes: usize,
     resolver_timeout: Option<Duration>,
 }
@@ -263,7 +263,7 @@ impl Default for Setup {
             tables: vec![None],
             roots: vec![(0, 0)],
             concurrency: 8,
-            max_rows: 1000,
+            batch_max_rows: 1000,
             max_buffer_bytes: 64 << 20,
             resolver_timeout: None,
         }
@@ -295,10 +295,10 @@ fn engine(
     let config = Config {
         limits: Limits::go_style(setup.concurrency, max_depth),
         options: Options {
-            max_rows: setup.max_rows,
-            max_bytes: 8 << 20,
-            max_latency: Duration::from_millis(20),
-            fail_on_row_error: false,
+            batch_max_rows: setup.batch_max_rows,
+            batch_max_bytes: 8 << 20,
+            batch_max_latency: Duration::from_millis(20),
+            on_row_error: OnRowError::Skip,
             resolver_timeout: setup.resolver_timeout,
         },
         max_buffer_bytes: setup.max_buffer_bytes,
@@ -385,7 +385,7 @@ fn position_of_state(seen: &[Seen]) -> Option<usize> {
 fn parent_with_children(failing: Option<i64>) -> Arc<Engine<TestHost>> {
     let setup = Setup {
         tables: vec![None, Some(0)],
-        max_rows: 1,
+        batch_max_rows: 1,
         ..Setup::default()
     };
     engine(setup, move |table, parent, _| match (table, parent) {
@@ -469,7 +469,7 @@ fn a_failed_parent_keeps_the_rows_before_its_failure_and_their_children_run() {
 fn producers_block_on_the_byte_budget_and_memory_stays_bounded() {
     let rows: i64 = 20_000;
     let setup = Setup {
-        max_rows: 100,
+        batch_max_rows: 100,
         max_buffer_bytes: 4096,
         ..Setup::default()
     };
@@ -495,7 +495,7 @@ fn producers_block_on_the_byte_budget_and_memory_stays_bounded() {
 #[test]
 fn an_item_larger_than_the_whole_budget_still_passes() {
     let setup = Setup {
-        max_rows: 500,
+        batch_max_rows: 500,
         max_buffer_bytes: 1,
         ..Setup::default()
     };

@@ -65,8 +65,7 @@ impl AsyncTask {
                 return;
             }
         };
-        let runner = engine.host.python.async_runner.bind(py);
-        if let Err(err) = runner.call_method1("submit", (result, &handle)) {
+        if let Err(err) = engine.host.sink.submit(py, result, handle.as_any()) {
             handle.get().end(py, Some(err));
         }
     }

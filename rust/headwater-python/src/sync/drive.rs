@@ -21,7 +21,7 @@ use headwater_engine::flush::{flush, Flushed};
 use headwater_engine::lock::lock;
 use headwater_engine::read_ahead::Pace;
 use headwater_engine::scheduler::Slot;
-use headwater_engine::table::Counters;
+use headwater_engine::table::{Counters, OnRowError};
 use headwater_engine::work::Work;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -103,15 +103,12 @@ pub fn end_task(py: Python<'_>, engine: &Engine, local: &mut Local, task: &PyTas
     }
     if cx.depth == 0 {
         let host = &engine.host;
-        host.event(
+        host.sink.finished(
             py,
-            "finished",
-            (
-                host.tables[cx.table].plan.table.as_str(),
-                host.client_label(cx.client),
-                cx.rows_kept,
-                cx.started.elapsed().as_secs_f64(),
-            ),
+            host.tables[cx.table].plan.table.as_str(),
+            host.client_label(cx.client),
+            cx.rows_kept,
+            cx.started.elapsed().as_secs_f64(),
         );
     }
     engine.scheduler.finish(slot);
@@ -371,20 +368,17 @@ fn append_prepared<'py>(
                 }
             }
             Err(RowProblem::Bad(fault)) => {
-                if engine.options.fail_on_row_error {
+                if engine.options.on_row_error == OnRowError::Fail {
                     return Err(to_py_err(CoreError::Row(fault)));
                 }
                 Counters::add(&engine.tables()[task.cx.table].counters.skipped, 1);
                 drop(guard);
                 let error = row_error_instance(py, &fault)?;
-                engine.host.event(
+                engine.host.sink.skipped(
                     py,
-                    "skipped",
-                    (
-                        runtime.plan.table.as_str(),
-                        engine.host.client_label(task.cx.client),
-                        error,
-                    ),
+                    runtime.plan.table.as_str(),
+                    engine.host.client_label(task.cx.client),
+                    error,
                 );
                 guard = lock(&accumulator);
             }

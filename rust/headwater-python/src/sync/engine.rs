@@ -18,14 +18,16 @@ use headwater_engine::lifecycle::{self, JoinStep, Joiner};
 use headwater_engine::lock::lock;
 use headwater_engine::output::{Failure, Output};
 use headwater_engine::scheduler::{order_roots, Limits, Shard, Strategy, Task};
-use headwater_engine::table::{Options, Table};
+use headwater_engine::table::{OnRowError, Options, Table};
 use headwater_engine::task::Payload;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use super::async_task::AsyncTask;
-use super::host::{Engine, PyHost, PyTable, PythonSide};
+use super::host::{Engine, PyHost, PyTable};
+use super::sink::{self, Sink};
 use super::state::TaskState;
 use crate::errors::HeadwaterError;
 use crate::plan::TablePlan;
@@ -41,6 +43,8 @@ pyo3::import_exception!(headwater.errors, SyncTimeoutError);
 #[derive(Debug)]
 pub struct SyncEngine {
     engine: Arc<Engine>,
+    /// The `SyncOptions` given, for whoever asks which options the sync runs with.
+    options: Py<PyAny>,
     started: AtomicBool,
     /// `sync_timeout`, and the moment it runs out once started.
     sync_timeout: Option<Duration>,
@@ -58,6 +62,16 @@ fn strategy(name: &str, seed: u64) -> PyResult<Strategy> {
     }
 }
 
+fn on_row_error(value: &str) -> PyResult<OnRowError> {
+    match value {
+        "skip" => Ok(OnRowError::Skip),
+        "fail" => Ok(OnRowError::Fail),
+        other => Err(PyValueError::new_err(format!(
+            "on_row_error must be 'skip' or 'fail', not {other:?}"
+        ))),
+    }
+}
+
 /// A time limit option: `None`, or a positive number of seconds.
 fn time_limit(name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
     match seconds {
@@ -67,6 +81,25 @@ fn time_limit(name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
             "{name} must be a positive number of seconds (or None for no limit), not {s}"
         ))),
     }
+}
+
+/// The seed `shuffle` uses when `shuffle_seed` is `None`: the CRC-32 (as zlib computes it) of
+/// the selected tables' names joined by commas, so the same selection shuffles the same way
+/// every run.
+fn default_seed(tables: &[Table]) -> u64 {
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut crc = u32::MAX;
+    for byte in names.join(",").bytes() {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    u64::from(!crc)
 }
 
 /// One selected table as the Python side describes it: its schema, `invoke`, its parent's
@@ -82,6 +115,39 @@ type TableSpec = (
     bool,
 );
 
+/// The fields of a `headwater.SyncOptions` the engine reads, by their names there. The Python
+/// side has validated them; the checks here keep a direct caller of `SyncEngine` from
+/// handing the engine a value it cannot use.
+#[derive(Debug, FromPyObject)]
+struct SyncOptions {
+    #[pyo3(attribute)]
+    concurrency: usize,
+    #[pyo3(attribute)]
+    table_concurrency: Option<usize>,
+    #[pyo3(attribute)]
+    depth_concurrency: Option<Vec<usize>>,
+    #[pyo3(attribute)]
+    strategy: String,
+    #[pyo3(attribute)]
+    shuffle_seed: Option<u64>,
+    #[pyo3(attribute)]
+    max_buffer_bytes: usize,
+    #[pyo3(attribute)]
+    batch_max_rows: usize,
+    #[pyo3(attribute)]
+    batch_max_bytes: usize,
+    #[pyo3(attribute)]
+    batch_max_latency: f64,
+    #[pyo3(attribute)]
+    on_row_error: String,
+    #[pyo3(attribute)]
+    resolver_timeout: Option<f64>,
+    #[pyo3(attribute)]
+    sync_timeout: Option<f64>,
+    #[pyo3(attribute)]
+    shard: Option<(usize, usize)>,
+}
+
 fn at_least_one(name: &str, value: usize) -> PyResult<usize> {
     if value == 0 {
         return Err(PyValueError::new_err(format!("{name} must be >= 1, not 0")));
@@ -95,14 +161,12 @@ impl SyncEngine {
     /// derive, strict)`, parents first), starting from `roots` (`(top-level table index,
     /// client indices)`), with the incremental `state` read from the destination or backend.
     /// `client_ids` name the clients in state keys, `client_labels` (default: the ids) in
-    /// messages and logs, `None` for a client not worth naming.
+    /// messages and logs, `None` for a client not worth naming. `sink` receives the messages
+    /// and events (see the `EngineSink` protocol); `options` is a `headwater.SyncOptions`,
+    /// read by its field names.
     #[new]
     #[pyo3(signature = (
-        tables, roots, clients, client_ids, *, insert_type, error_type, state_type, events,
-        async_runner, client_labels=None, state=None, shard=None, strategy="dfs", shuffle_seed=0, concurrency=64, table_concurrency=None,
-        depth_concurrency=None, max_queued=None, max_buffer_bytes=67_108_864,
-        max_rows=10_000, max_bytes=8_388_608, max_latency=1.0, fail_on_row_error=false,
-        resolver_timeout=None, sync_timeout=None
+        tables, roots, clients, client_ids, *, sink, options, client_labels=None, state=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -111,30 +175,14 @@ impl SyncEngine {
         roots: Vec<(usize, Vec<usize>)>,
         clients: Vec<Py<PyAny>>,
         client_ids: Vec<String>,
-        insert_type: Py<PyAny>,
-        error_type: Py<PyAny>,
-        state_type: Py<PyAny>,
-        events: Py<PyAny>,
-        async_runner: Py<PyAny>,
+        sink: Py<PyAny>,
+        options: Bound<'_, PyAny>,
         client_labels: Option<Vec<Option<String>>>,
         state: Option<HashMap<String, String>>,
-        shard: Option<(usize, usize)>,
-        strategy: &str,
-        shuffle_seed: u64,
-        concurrency: usize,
-        table_concurrency: Option<usize>,
-        depth_concurrency: Option<Vec<usize>>,
-        max_queued: Option<usize>,
-        max_buffer_bytes: usize,
-        max_rows: usize,
-        max_bytes: usize,
-        max_latency: f64,
-        fail_on_row_error: bool,
-        resolver_timeout: Option<f64>,
-        sync_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let strategy = self::strategy(strategy, shuffle_seed)?;
-        let shard = shard
+        let given: SyncOptions = options.extract()?;
+        let shard = given
+            .shard
             .map(|(num, total)| Shard::new(num, total))
             .transpose()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -154,19 +202,20 @@ impl SyncEngine {
                 clients.len()
             )));
         }
-        if !(max_latency.is_finite() && max_latency > 0.0) {
+        let latency = given.batch_max_latency;
+        if !(latency.is_finite() && latency > 0.0) {
             return Err(PyValueError::new_err(format!(
-                "max_latency must be a positive number of seconds, not {max_latency}"
+                "batch_max_latency must be a positive number of seconds, not {latency}"
             )));
         }
-        let options = Options {
-            max_rows: at_least_one("max_rows", max_rows)?,
-            max_bytes: at_least_one("max_bytes", max_bytes)?,
-            max_latency: Duration::from_secs_f64(max_latency),
-            fail_on_row_error,
-            resolver_timeout: time_limit("resolver_timeout", resolver_timeout)?,
+        let engine_options = Options {
+            batch_max_rows: at_least_one("batch_max_rows", given.batch_max_rows)?,
+            batch_max_bytes: at_least_one("batch_max_bytes", given.batch_max_bytes)?,
+            batch_max_latency: Duration::from_secs_f64(latency),
+            on_row_error: on_row_error(&given.on_row_error)?,
+            resolver_timeout: time_limit("resolver_timeout", given.resolver_timeout)?,
         };
-        let sync_timeout = time_limit("sync_timeout", sync_timeout)?;
+        let sync_timeout = time_limit("sync_timeout", given.sync_timeout)?;
         let mut runtimes: Vec<Table> = Vec::with_capacity(tables.len());
         let mut py_tables: Vec<PyTable> = Vec::with_capacity(tables.len());
         for (index, spec) in tables.into_iter().enumerate() {
@@ -193,21 +242,23 @@ impl SyncEngine {
                 derive,
             });
         }
+        let seed = given
+            .shuffle_seed
+            .unwrap_or_else(|| default_seed(&runtimes));
+        let strategy = self::strategy(&given.strategy, seed)?;
         let max_depth = runtimes.iter().map(|t| t.depth).max().unwrap_or(0);
-        let mut limits = Limits::go_style(at_least_one("concurrency", concurrency)?, max_depth);
-        if let Some(per_table) = table_concurrency {
+        let mut limits =
+            Limits::go_style(at_least_one("concurrency", given.concurrency)?, max_depth);
+        if let Some(per_table) = given.table_concurrency {
             limits.per_table = at_least_one("table_concurrency", per_table)?;
         }
-        if let Some(per_depth) = depth_concurrency {
+        if let Some(per_depth) = given.depth_concurrency {
             if per_depth.is_empty() || per_depth.contains(&0) {
                 return Err(PyValueError::new_err(format!(
                     "depth_concurrency must be a non-empty list of numbers >= 1, not {per_depth:?}"
                 )));
             }
             limits.per_depth = per_depth;
-        }
-        if let Some(max_queued) = max_queued {
-            limits.max_queued = at_least_one("max_queued", max_queued)?;
         }
         let mut root_tasks: Vec<Task<Payload<PyHost>>> = Vec::new();
         let mut root_clients: Vec<Vec<usize>> = Vec::with_capacity(roots.len());
@@ -237,21 +288,15 @@ impl SyncEngine {
         }
         let config = Config {
             limits,
-            options,
-            max_buffer_bytes: at_least_one("max_buffer_bytes", max_buffer_bytes)?,
+            options: engine_options,
+            max_buffer_bytes: at_least_one("max_buffer_bytes", given.max_buffer_bytes)?,
         };
         let host = PyHost {
             tables: py_tables,
             clients,
             client_ids,
             client_labels,
-            python: PythonSide {
-                insert_type,
-                error_type,
-                state_type,
-                events,
-                async_runner,
-            },
+            sink: Sink::new(sink),
         };
         let engine = Engine::new(
             runtimes,
@@ -263,10 +308,24 @@ impl SyncEngine {
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(SyncEngine {
             engine,
+            options: options.unbind(),
             started: AtomicBool::new(false),
             sync_timeout,
             sync_deadline: Mutex::new(None),
         })
+    }
+
+    /// The names of the sink methods the engine calls (see the `EngineSink` protocol).
+    #[classattr]
+    #[pyo3(name = "SINK_METHODS")]
+    fn sink_methods(py: Python<'_>) -> PyResult<Py<PyTuple>> {
+        sink::method_names(py).map(Bound::unbind)
+    }
+
+    /// The options the sync was made with, the very object given.
+    #[getter]
+    fn options(&self, py: Python<'_>) -> Py<PyAny> {
+        self.options.clone_ref(py)
     }
 
     /// Starts the engine's threads and queues the top-level tasks. Only once.
@@ -412,16 +471,16 @@ impl SyncEngine {
         output: Output<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let host = &self.engine.host;
-        let python = &host.python;
+        let sink = &host.sink;
         match output {
             Output::Insert { table, batch } => {
                 let name = host.tables[table].plan.table.as_str();
                 let batch = PyRecordBatch::new(batch).into_pyarrow(py)?;
-                python.insert_type.bind(py).call1((name, batch))
+                sink.insert(py, name, batch)
             }
             Output::State { table, key, value } => {
                 let name = host.tables[table].plan.table.as_str();
-                python.state_type.bind(py).call1((name, key, value))
+                sink.state(py, name, key, value)
             }
             Output::Error {
                 table,
@@ -444,11 +503,11 @@ impl SyncEngine {
                         .into_bound(py);
                         // Logged here, where the GIL is: the timer thread that gave up on the
                         // resolver has none.
-                        host.event(py, "failed", (name, client, &error));
+                        sink.failed(py, name, client, &error);
                         error
                     }
                 };
-                python.error_type.bind(py).call1((name, error, client))
+                sink.error(py, name, error, client)
             }
         }
     }
@@ -498,9 +557,7 @@ impl SyncEngine {
                 JoinStep::Joined => break,
                 JoinStep::Interrupt(threads) => self.engine.host.interrupt(py, threads),
                 JoinStep::Abandoned(stuck) => {
-                    self.engine
-                        .host
-                        .event(py, "abandoned", (self.named(stuck),));
+                    self.engine.host.sink.abandoned(py, self.named(stuck));
                     break;
                 }
             }

@@ -1,17 +1,16 @@
-//! What the bindings keep per sync, and the one funnel through which the engine's threads
-//! call back into Python's events.
+//! What the bindings keep per sync.
 //!
 //! [`PyHost`] instantiates [`headwater_engine`] with Python objects: a parent row handed to
 //! child tasks is the object the resolver yielded, a resolver's failure is the exception it
 //! raised. Next to them it holds what only Python code uses: each table's conversion plan and
-//! resolver callables, the clients, and the Python objects messages and events go to.
+//! resolver callables, the clients, and the [`Sink`] messages and events go to.
 
 use headwater_engine::host::Host;
 use headwater_engine::output::Failure;
 use headwater_engine::running::current_timed_out;
-use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
 
+use super::sink::Sink;
 use crate::plan::TablePlan;
 
 /// The engine as the bindings run it.
@@ -40,21 +39,6 @@ pub struct PyTable {
     pub derive: Option<Py<PyAny>>,
 }
 
-/// The Python objects the engine calls back into.
-#[derive(Debug)]
-pub struct PythonSide {
-    /// `Insert(table_name, batch)` message type.
-    pub insert_type: Py<PyAny>,
-    /// `SyncError(table_name, error, client_id)` message type.
-    pub error_type: Py<PyAny>,
-    /// `StateUpdate(table_name, key, value)` message type.
-    pub state_type: Py<PyAny>,
-    /// Logging hooks: `started`, `finished`, `failed`, `skipped`, `interrupt`, `abandoned`.
-    pub events: Py<PyAny>,
-    /// Runs async resolvers: `submit(result, task)`.
-    pub async_runner: Py<PyAny>,
-}
-
 /// What the bindings keep per sync.
 #[derive(Debug)]
 pub struct PyHost {
@@ -67,8 +51,8 @@ pub struct PyHost {
     /// How messages and logs name each client, parallel to `clients`: `None` for a client
     /// not worth naming (the only one of a sync, without an id of its own).
     pub client_labels: Vec<Option<String>>,
-    /// Callbacks into Python.
-    pub python: PythonSide,
+    /// Messages and events go to Python through it (see [`super::sink`]).
+    pub sink: Sink,
 }
 
 impl Host for PyHost {
@@ -82,21 +66,12 @@ impl PyHost {
         self.client_labels[client].as_deref()
     }
 
-    /// Calls a logging hook of the Python side; a failing hook is reported as unraisable,
-    /// never allowed to break the sync.
-    pub fn event<'py, A: PyCallArgs<'py>>(&self, py: Python<'py>, name: &str, args: A) {
-        let events = self.python.events.bind(py);
-        if let Err(err) = events.call_method1(name, args) {
-            err.write_unraisable(py, Some(events));
-        }
-    }
-
     /// Asks each Python thread in `threads` to raise `headwater.errors.ResolverCancelled`
     /// the next time it runs Python code, through the Python side
     /// (`PyThreadState_SetAsyncExc`).
     pub fn interrupt(&self, py: Python<'_>, threads: Vec<u64>) {
         if !threads.is_empty() {
-            self.event(py, "interrupt", (threads,));
+            self.sink.interrupt(py, threads);
         }
     }
 }
@@ -116,14 +91,11 @@ pub fn report_failure(
     }
     let host = &engine.host;
     let error = err.into_value(py).into_any();
-    host.event(
+    host.sink.failed(
         py,
-        "failed",
-        (
-            host.tables[table].plan.table.as_str(),
-            client.and_then(|c| host.client_label(c)),
-            error.bind(py),
-        ),
+        host.tables[table].plan.table.as_str(),
+        client.and_then(|c| host.client_label(c)),
+        error.bind(py),
     );
     engine.ledger.fail(table, client, Failure::Host(error));
 }

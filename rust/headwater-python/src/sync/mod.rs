@@ -3,8 +3,9 @@
 //! The engine (scheduler, accumulators, finisher, timer, state ordering, running tasks) is
 //! pure Rust; what lives here is what touches Python, and the one job each module has:
 //! - [`host`] holds what the bindings keep per sync (each table's conversion plan and
-//!   resolver callables, the clients, the message types) and the one funnel through which
-//!   events reach Python;
+//!   resolver callables, the clients, the sink);
+//! - [`sink::Sink`] is the one way back into Python: messages, log events, interrupts and
+//!   async resolvers all go through the one sink object the Python side hands the engine;
 //! - [`worker`] is the body of the engine's worker threads: it calls a table's resolver with
 //!   the GIL held, and releases the GIL while it waits;
 //! - [`drive`] steps what a resolver returns and appends its rows to the thread's
@@ -19,6 +20,7 @@ mod async_task;
 mod drive;
 mod engine;
 mod host;
+mod sink;
 mod state;
 mod worker;
 

@@ -93,13 +93,10 @@ fn run_task(
     let host = &engine.host;
     let runtime = &host.tables[task.cx.table];
     if task.cx.depth == 0 {
-        host.event(
+        host.sink.started(
             py,
-            "started",
-            (
-                runtime.plan.table.as_str(),
-                host.client_label(task.cx.client),
-            ),
+            runtime.plan.table.as_str(),
+            host.client_label(task.cx.client),
         );
     }
     let parent = match &task.cx.parent {
