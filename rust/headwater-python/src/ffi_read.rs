@@ -16,7 +16,8 @@
 //! Two reads go below the C API, each only once a probe at first use has checked it against
 //! the C API on sample objects of this interpreter (else the C API is used): the entries of
 //! str-keyed dicts straight from their table ([`DictLayout`]), and the digits of a UUID's int
-//! ([`UuidLayout`]).
+//! ([`UuidLayout`](layout::UuidLayout)); the probes and the layouts they find are in
+//! [`layout`].
 //!
 //! It also tells whether a row, and the lists and dicts directly in it, have no other reference
 //! than the caller's ([`row_kept_unchanged`]), which the worker's read-ahead needs.

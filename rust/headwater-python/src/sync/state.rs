@@ -10,7 +10,7 @@
 //! without `table/client/`) is read when the scoped one is missing, so existing state keeps
 //! working; the next update stores it scoped.
 //!
-//! An update closes the task's [`Epoch`](headwater_engine::epoch::Epoch): it is queued behind the rows the resolver has
+//! An update closes the task's [`Epoch`]: it is queued behind the rows the resolver has
 //! yielded so far (in the accumulator of the thread it runs on), and leaves only once those
 //! rows and everything their child tasks produced are in the output, so a consumer that
 //! stores state only once the rows before it are stored never advances a cursor past data it
