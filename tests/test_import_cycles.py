@@ -9,46 +9,35 @@ out. The Rust crates have their own check (``test_module_cycles.py``).
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "python" / "headwater"
 
 
+def _load_checker() -> ModuleType:
+    """`scripts/check_module_cycles.py`, whose cycle search serves the Rust check too."""
+    spec = importlib.util.spec_from_file_location(
+        "check_module_cycles", ROOT / "scripts" / "check_module_cycles.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for succ in graph.get(node, ()):
-            if succ not in index:
-                visit(succ)
-                low[node] = min(low[node], low[succ])
-            elif succ in on_stack:
-                low[node] = min(low[node], index[succ])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    """The groups of modules that import each other in a circle."""
+    found = _load_checker().cycles(
+        {
+            tuple(name.split(".")): {tuple(t.split(".")) for t in targets}
+            for name, targets in graph.items()
+        }
+    )
+    return [[".".join(name) for name in group] for group in found]
 
 
 # -- Python ---------------------------------------------------------------------------------
