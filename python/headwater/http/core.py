@@ -12,6 +12,7 @@ places where the two clients differ.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import logging
@@ -100,18 +101,18 @@ def register_request_secrets(request: httpx.Request) -> None:
 # -- the I/O steps the attempts yield
 
 
-class _Io:
+class _Io(abc.ABC):
     """One piece of I/O an attempt needs; its result is sent back into the attempt."""
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def run(self, http: httpx.Client) -> Any:
         """Do it in this thread, blocking."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def arun(self, http: httpx.AsyncClient) -> Any:
         """Do it on the event loop, never blocking it."""
-        raise NotImplementedError
 
 
 class _ApplyAuth(_Io):
@@ -216,7 +217,7 @@ class _Send(_Io):
 Attempts = Generator[_Io, Any, httpx.Response]
 
 
-class ClientCore:
+class ClientCore(abc.ABC):
     """A client's configuration and logic; the two faces only drive its I/O steps.
 
     See :class:`~headwater.http.Client` for the arguments.
@@ -327,9 +328,9 @@ class ClientCore:
         if self.auth is not None:
             self._bind(self.auth)
 
+    @abc.abstractmethod
     def _bind(self, auth: Auth) -> None:
         """Give ``auth`` the face's way of fetching tokens."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.http.base_url)!r})"
